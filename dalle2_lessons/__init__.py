@@ -1,0 +1,42 @@
+"""dalle2_lessons: the helper package of *DALL·E 2 from Scratch*.
+
+Importing the package is instant and offline: submodules (which import PyTorch) load on first use,
+so ``import dalle2_lessons as dl; dl.shapes`` works, and so does ``from dalle2_lessons import shapes``.
+
+Modules, in the order the course meets them:
+
+* :mod:`~dalle2_lessons.profiles`     the ``ci`` / ``cpu`` / ``gpu`` profiles, device, seeds, lesson setup
+* :mod:`~dalle2_lessons.shapes`       the captioned Shapes dataset (rendering, captions, splits)
+* :mod:`~dalle2_lessons.tokenizer`    the caption tokenizer and its vocabulary
+* :mod:`~dalle2_lessons.judge`        the attribute judge that scores generated images
+* :mod:`~dalle2_lessons.checkpoints`  safetensors + JSON checkpoints, shipped and your own
+* :mod:`~dalle2_lessons.exercises`    the exercise checker
+* :mod:`~dalle2_lessons.plotting`     image grids, loss curves, the unCLIP map
+* :mod:`~dalle2_lessons.notebooks`    generates ``notebooks/`` from ``solutions/``
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_SUBMODULES = ("profiles", "shapes", "tokenizer", "judge", "checkpoints", "exercises", "plotting", "notebooks", "course")
+_SHORTCUTS = {"setup_lesson": "profiles", "get_profile": "profiles", "get_device": "profiles", "seed_everything": "profiles"}
+
+if TYPE_CHECKING:  # for editors and type checkers; at run time everything below loads lazily
+    from . import checkpoints, course, exercises, judge, notebooks, plotting, profiles, shapes, tokenizer  # noqa: F401
+    from .profiles import get_device, get_profile, seed_everything, setup_lesson  # noqa: F401
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    if name in _SHORTCUTS:
+        return getattr(importlib.import_module(f".{_SHORTCUTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_SUBMODULES, *_SHORTCUTS])

@@ -1,0 +1,49 @@
+"""Facts about the course itself: where it lives and which lessons it has.
+
+The repository address is written here and nowhere else: the Open-in-Colab badges and the Colab
+setup cells of every notebook are generated from it by ``python -m dalle2_lessons.notebooks``.
+A fork changes :data:`REPO` and re-runs that command.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: GitHub ``owner/name`` of the course repository.
+REPO = "dalle2-from-scratch/dalle2-from-scratch"
+REPO_URL = f"https://github.com/{REPO}"
+BRANCH = "main"
+#: Where the Colab setup cell clones the repository.
+COLAB_CHECKOUT = "/content/dalle2-from-scratch"
+
+
+@dataclass(frozen=True)
+class Lesson:
+    number: str
+    slug: str
+    title: str
+    builds: str
+    #: measured minutes of the whole notebook in the ``cpu`` and ``gpu`` profiles (None: not measured yet)
+    cpu_minutes: float | None = None
+    gpu_minutes: float | None = None
+
+    @property
+    def filename(self) -> str:
+        return f"{self.number}_{self.slug}.ipynb"
+
+
+#: The lessons that exist, in course order (see COURSE_MAP.md for the ones still to come).
+LESSONS: tuple[Lesson, ...] = (
+    Lesson("00", "welcome", "Welcome: the unCLIP map, the Shapes dataset and the judge",
+           "the dataset tour, a shape renderer, the judge's scorecard", cpu_minutes=None, gpu_minutes=None),
+)
+
+
+def colab_url(folder: str, filename: str) -> str:
+    """Open-in-Colab address of ``folder/filename`` (``folder`` is ``notebooks`` or ``solutions``)."""
+    return f"https://colab.research.google.com/github/{REPO}/blob/{BRANCH}/{folder}/{filename}"
+
+
+def colab_badge(folder: str, filename: str) -> str:
+    """The Markdown badge that opens ``folder/filename`` in Colab."""
+    return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab_url(folder, filename)})"

@@ -1,0 +1,122 @@
+"""Profiles, devices and seeds: how big each lesson runs, where, and reproducibly.
+
+Every size and step count a lesson uses lives in one :class:`Profile`, so a lesson reads
+``profile.welcome.n_tour`` instead of a magic number, and the same notebook runs as
+
+* ``ci``:  a smoke run, seconds per notebook (what the continuous-integration machine runs);
+* ``cpu``: a 2-core laptop, at most 10 minutes per notebook, results good enough to learn from;
+* ``gpu``: a Colab T4-class GPU, at most 10 minutes per notebook, the best results.
+
+The profile is picked from the device (CUDA → ``gpu``, otherwise ``cpu``; Apple's ``mps`` device is
+used when present but gets the ``cpu`` profile's sizes); the environment variable
+``DALLE2_LESSONS_PROFILE`` overrides the choice.
+
+Each lesson adds one frozen settings class below and one field to :class:`Profile`.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+PROFILE_ENV = "DALLE2_LESSONS_PROFILE"
+DEVICE_ENV = "DALLE2_LESSONS_DEVICE"
+
+
+@dataclass(frozen=True)
+class WelcomeSettings:
+    """Lesson 00."""
+
+    n_tour: int  #: scenes shown in each dataset grid
+    n_stats: int  #: training scenes counted for the attribute histograms
+    n_judge_eval: int  #: clean renders per split and resolution on which the judge's accuracy is measured
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Every size and step count of every lesson, for one kind of machine."""
+
+    name: str
+    description: str
+    welcome: WelcomeSettings
+
+
+PROFILES: dict[str, Profile] = {
+    "ci": Profile(
+        name="ci",
+        description="smoke run: seconds per notebook, numbers too small to mean much",
+        welcome=WelcomeSettings(n_tour=16, n_stats=2_000, n_judge_eval=256),
+    ),
+    "cpu": Profile(
+        name="cpu",
+        description="2-core laptop: each notebook in at most 10 minutes",
+        welcome=WelcomeSettings(n_tour=32, n_stats=20_000, n_judge_eval=2_000),
+    ),
+    "gpu": Profile(
+        name="gpu",
+        description="Colab T4-class GPU: each notebook in at most 10 minutes, best results",
+        welcome=WelcomeSettings(n_tour=32, n_stats=20_000, n_judge_eval=2_000),
+    ),
+}
+
+
+def get_device() -> torch.device:
+    """CUDA if available, else Apple's MPS, else the CPU; ``DALLE2_LESSONS_DEVICE`` overrides."""
+    forced = os.environ.get(DEVICE_ENV)
+    if forced:
+        return torch.device(forced)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def get_profile(name: str | None = None, device: torch.device | None = None) -> Profile:
+    """The profile named ``name``, else ``$DALLE2_LESSONS_PROFILE``, else the one for ``device``.
+
+    Raises:
+        ValueError: for an unknown name, listing the known ones.
+    """
+    name = name or os.environ.get(PROFILE_ENV) or None
+    if name is None:
+        device = device or get_device()
+        name = "gpu" if device.type == "cuda" else "cpu"
+    key = name.strip().lower()
+    if key not in PROFILES:
+        raise ValueError(
+            f"Unknown profile {name!r} (from {'the argument' if name != os.environ.get(PROFILE_ENV) else PROFILE_ENV}). "
+            f"Choose one of {', '.join(PROFILES)}."
+        )
+    return PROFILES[key]
+
+
+def seed_everything(seed: int = 0) -> None:
+    """Seed Python, NumPy and PyTorch (all devices), so the same profile on the same CPU gives the
+    same numbers. GPUs may still differ in the last digits: some CUDA kernels are not deterministic."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def setup_lesson(seed: int = 0, profile: str | None = None) -> tuple[Profile, torch.device]:
+    """What the first code cell of every lesson calls: seeds, picks device and profile, prints them.
+
+    Returns:
+        ``(profile, device)``.
+    """
+    seed_everything(seed)
+    device = get_device()
+    prof = get_profile(profile, device)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    print(f"device : {device} ({where}; {torch.get_num_threads()} CPU threads)")
+    print(f"profile: {prof.name} — {prof.description}")
+    if prof.name != "gpu" and device.type == "cuda":
+        print(f"         (a GPU is here; set {PROFILE_ENV}=gpu or remove the override for the best results)")
+    print(f"torch  : {torch.__version__}, seed {seed}")
+    return prof, device

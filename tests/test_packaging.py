@@ -1,0 +1,63 @@
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pyproject():
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_environment_yml_lists_what_pyproject_declares():
+    project = _pyproject()["project"]
+    declared = set(project["dependencies"]) | set(project["optional-dependencies"]["test"])
+    env = (ROOT / "environment.yml").read_text()
+    pip_section = env.split("- pip:", 1)[1]
+    listed = {m.strip().strip("\"'") for m in re.findall(r"^\s+- (.+)$", pip_section, flags=re.M)}
+    listed.discard("-e .")
+    assert listed == declared, f"only in environment.yml: {listed - declared}; only in pyproject: {declared - listed}"
+
+
+def test_required_dependencies_are_declared():
+    names = {re.split(r"[<>=!~\[ ]", d)[0].lower() for d in _pyproject()["project"]["dependencies"]}
+    for needed in ("jupyterlab", "torch", "torchvision", "matplotlib", "numpy", "transformers", "ipywidgets", "nbval", "tqdm", "safetensors"):
+        assert needed in names
+
+
+IMPORT_PROBE = """
+import socket, sys, time
+def no_network(*a, **k):
+    raise AssertionError("importing dalle2_lessons touched the network")
+socket.socket.connect = no_network
+socket.create_connection = no_network
+t = time.perf_counter()
+import dalle2_lessons
+seconds = time.perf_counter() - t
+print(seconds, "torch" in sys.modules)
+"""
+
+
+def test_import_is_fast_and_offline():
+    out = subprocess.run([sys.executable, "-c", IMPORT_PROBE], capture_output=True, text=True, check=True).stdout.split()
+    seconds, torch_loaded = float(out[0]), out[1] == "True"
+    print(f"import dalle2_lessons: {seconds * 1000:.0f} ms")
+    assert seconds < 2 and not torch_loaded
+
+
+def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one():
+    readme = (ROOT / "README.md").read_text()
+    commands = re.findall(r"```(?:bash|sh)\n(.*?)```", readme, flags=re.S)
+    setup = [c.strip() for c in commands if "pip install" in c]
+    assert len(setup) == 2, setup
+    assert "jupyter lab" in setup[0]
+    assert "pytest" in setup[1]
+    assert setup[1] in (ROOT / ".ci" / "run").read_text(), ".ci/run must run the README's test command"
+
+
+def test_lazy_submodules_resolve():
+    import dalle2_lessons as dl
+
+    assert dl.shapes.COLOURS and callable(dl.setup_lesson) and "shapes" in dir(dl)
