@@ -161,6 +161,7 @@ def load_into(model: torch.nn.Module, ckpt: Checkpoint) -> torch.nn.Module:
         model.load_state_dict(ckpt.state_dict)
     except RuntimeError as e:
         raise CheckpointError(
-            f"Checkpoint {ckpt.name!r} does not fit {type(model).__name__}: {e}. {_rebuild_hint(ckpt.name, ckpt.meta)}"
+            f"Checkpoint {ckpt.name!r} does not fit {type(model).__name__}: {str(e).strip().rstrip('.')}. "
+            f"{_rebuild_hint(ckpt.name, ckpt.meta)}"
         ) from e
     return model

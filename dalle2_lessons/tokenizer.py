@@ -9,7 +9,8 @@ Layout of an encoded prompt, ``context_length`` ids::
     <start> a small red circle in the top left <end> <pad> <pad> ...
 
 The text encoder reads the whole row and, as CLIP does, takes its summary at the ``<end>`` token;
-:meth:`Tokenizer.end_positions` finds it.
+:meth:`Tokenizer.end_positions` finds it (``<end>`` has the largest id, as in CLIP, so
+``tokens.argmax(-1)`` finds it too).
 
 Rules a prompt must follow (each gives a :class:`PromptError` naming the problem):
 lower or upper case are the same; hyphens read as spaces ("top-left" = "top left"); the words must
@@ -47,8 +48,9 @@ def _split(text: str) -> list[str]:
     return re.findall(r"[a-z]+|[^\sa-z]", text.lower().replace("-", " "))
 
 
-#: Every token the text encoder knows: special tokens first, then the words of the captions.
-VOCAB: tuple[str, ...] = SPECIAL_TOKENS + tuple(_caption_words())
+#: Every token the text encoder knows: ``<pad>`` = 0, ``<start>`` = 1, the caption words, and ``<end>``
+#: last, so that, as in CLIP, the end of a prompt is also its largest id (``tokens.argmax(-1)``).
+VOCAB: tuple[str, ...] = (PAD, START, *_caption_words(), END)
 #: Other spellings accepted in prompts, mapped to the word in :data:`VOCAB`.
 ALIASES: dict[str, str] = {"center": "centre", "colored": "coloured", "middle": "centre"}
 #: Longest caption in the dataset is 12 words; 16 leaves room for <start>, <end> and a spare word.

@@ -1,0 +1,378 @@
+"""CLIP from scratch: a transformer text encoder, a CNN image encoder, and the contrastive loss.
+
+CLIP (Radford et al., 2021) learns one embedding space for captions and images: a batch of ``B``
+(image, caption) pairs gives a ``B × B`` matrix of cosine similarities, and the loss asks each image to
+pick its own caption out of the ``B`` (and each caption its image). Nothing else: no labels, no
+reconstruction. What the embedding ends up keeping is whatever helps tell the captions of a batch apart.
+
+This file follows the paper's design at toy scale:
+
+* text: token + position embeddings, pre-norm transformer blocks with *causal* multi-head self-attention,
+  a final LayerNorm, the features at the ``<end>`` token, and a linear projection;
+* image: a small ResNet-style CNN finished, as CLIP's ResNets are, by *attention pooling* (one query that
+  attends over the spatial grid with position embeddings), then a linear projection. A CNN rather than a
+  ViT because at 16–32 px and a few thousand training steps on a CPU its built-in locality learns faster;
+* both embeddings L2-normalised; a learnable temperature initialised at 1/0.07 and clamped at 100.
+
+Rebuild the course checkpoint: ``python -m dalle2_lessons.clip`` (see :func:`main`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+LOGIT_SCALE_INIT = math.log(1 / 0.07)  # the paper's initial temperature τ = 0.07
+LOGIT_SCALE_MAX = math.log(100.0)  # "clipped to prevent scaling the logits by more than 100"
+
+
+def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False) -> torch.Tensor:
+    """softmax(q kᵀ / √d + mask) v.
+
+    Args:
+        q: ``(..., T, d)`` queries; k, v: ``(..., S, d)`` keys and values.
+        causal: if True, position ``t`` may only attend to positions ``≤ t`` (needs ``T == S``).
+    Returns:
+        ``(..., T, d)``.
+    """
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if causal:
+        future = torch.ones(scores.shape[-2:], dtype=torch.bool, device=q.device).triu(1)
+        scores = scores.masked_fill(future, float("-inf"))
+    return scores.softmax(dim=-1) @ v
+
+
+class MultiHeadAttention(nn.Module):
+    """``(B, T, C)`` → ``(B, T, C)``: ``heads`` attentions of width ``C / heads`` side by side."""
+
+    def __init__(self, width: int, heads: int, causal: bool = False):
+        super().__init__()
+        assert width % heads == 0, "width must be divisible by heads"
+        self.heads, self.causal = heads, causal
+        self.qkv = nn.Linear(width, 3 * width)
+        self.out = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """Self-attention over ``x``; with ``context`` ``(B, S, C)``, queries from ``x`` attend to it."""
+        b, t, c = x.shape
+        source = x if context is None else context
+        wq, wk, wv = self.qkv.weight.chunk(3)
+        bq, bk, bv = self.qkv.bias.chunk(3)
+        split = lambda y: y.view(b, y.shape[1], self.heads, c // self.heads).transpose(1, 2)  # noqa: E731
+        q, k, v = split(F.linear(x, wq, bq)), split(F.linear(source, wk, bk)), split(F.linear(source, wv, bv))
+        y = scaled_dot_product_attention(q, k, v, causal=self.causal)  # (B, heads, T, C/heads)
+        return self.out(y.transpose(1, 2).reshape(b, t, c))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: ``x + attn(ln(x))`` then ``x + mlp(ln(x))``. ``(B, T, C)`` → same."""
+
+    def __init__(self, width: int, heads: int, causal: bool):
+        super().__init__()
+        self.ln_1, self.ln_2 = nn.LayerNorm(width), nn.LayerNorm(width)
+        self.attn = MultiHeadAttention(width, heads, causal)
+        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class TextEncoder(nn.Module):
+    """Tokens ``(B, L)`` int64 → text features ``(B, embed_dim)`` (not normalised).
+
+    The caption's summary is read at its ``<end>`` token, the largest id in every row (as in CLIP):
+    thanks to the causal mask, that is the one position that has seen the whole caption.
+    """
+
+    def __init__(self, vocab_size: int, context_length: int, width: int = 128, layers: int = 3, heads: int = 4, embed_dim: int = 64):
+        super().__init__()
+        self.token_embedding = nn.Embedding(vocab_size, width)
+        self.positional_embedding = nn.Parameter(torch.randn(context_length, width) * 0.01)
+        self.blocks = nn.Sequential(*[Block(width, heads, causal=True) for _ in range(layers)])
+        self.ln_final = nn.LayerNorm(width)
+        self.projection = nn.Linear(width, embed_dim, bias=False)
+
+    def forward(self, tokens: torch.Tensor, return_tokens: bool = False) -> torch.Tensor:
+        x = self.token_embedding(tokens) + self.positional_embedding[: tokens.shape[1]]
+        x = self.ln_final(self.blocks(x))  # (B, L, width)
+        if return_tokens:  # every position's features, for models that condition on the whole caption
+            return x
+        return self.projection(x[torch.arange(len(tokens)), tokens.argmax(dim=-1)])
+
+
+class ResidualBlock(nn.Module):
+    """Two 3×3 convs with BatchNorm and a skip; ``stride=2`` halves the resolution."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.skip = nn.Identity() if stride == 1 and c_in == c_out else nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(h)) + self.skip(x))
+
+
+class AttentionPool(nn.Module):
+    """CLIP's attention pooling: ``(B, C, H, W)`` → ``(B, C)``.
+
+    The mean of the grid is the query; it attends over the grid and itself, each with a learned position
+    embedding, so the result can say *where* things are (a global average pool could not).
+    """
+
+    def __init__(self, channels: int, grid: int, heads: int):
+        super().__init__()
+        self.positional_embedding = nn.Parameter(torch.randn(grid * grid + 1, channels) / channels**0.5)
+        self.attn = MultiHeadAttention(channels, heads)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(2).transpose(1, 2)  # (B, HW, C)
+        x = torch.cat([x.mean(dim=1, keepdim=True), x], dim=1) + self.positional_embedding
+        return self.attn(x[:, :1], context=x)[:, 0]
+
+
+class ImageEncoder(nn.Module):
+    """Images ``(B, 3, R, R)`` in [-1, 1] → image features ``(B, embed_dim)`` (not normalised)."""
+
+    def __init__(self, resolution: int = 16, width: int = 32, embed_dim: int = 64, heads: int = 4):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+        self.stages = nn.Sequential(
+            ResidualBlock(width, width),
+            ResidualBlock(width, 2 * width, stride=2),
+            ResidualBlock(2 * width, 4 * width, stride=2),
+        )
+        self.pool = AttentionPool(4 * width, resolution // 4, heads)
+        self.projection = nn.Linear(4 * width, embed_dim, bias=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.projection(self.pool(self.stages(self.stem(images))))
+
+
+@dataclass(frozen=True)
+class CLIPConfig:
+    """Everything needed to rebuild a :class:`CLIP` (stored in its checkpoint's JSON)."""
+
+    vocab_size: int
+    context_length: int
+    resolution: int = 16
+    embed_dim: int = 64
+    text_width: int = 128
+    text_layers: int = 3
+    text_heads: int = 4
+    image_width: int = 32
+    image_heads: int = 4
+
+
+class CLIP(nn.Module):
+    """The two encoders and the temperature. ``encode_*`` return L2-normalised embeddings."""
+
+    def __init__(self, config: CLIPConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        self.text = TextEncoder(c.vocab_size, c.context_length, c.text_width, c.text_layers, c.text_heads, c.embed_dim)
+        self.image = ImageEncoder(c.resolution, c.image_width, c.embed_dim, c.image_heads)
+        self.logit_scale = nn.Parameter(torch.tensor(LOGIT_SCALE_INIT))
+
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``(B, L)`` int64 → ``(B, E)`` unit vectors."""
+        return F.normalize(self.text(tokens), dim=-1)
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, R, R)`` in [-1, 1] → ``(B, E)`` unit vectors."""
+        return F.normalize(self.image(images), dim=-1)
+
+    def temperature_scale(self) -> torch.Tensor:
+        """``exp(logit_scale)``, clamped to at most 100 as in the paper."""
+        return self.logit_scale.clamp(max=LOGIT_SCALE_MAX).exp()
+
+    def forward(self, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """The contrastive loss of a batch of matching pairs (a scalar)."""
+        return contrastive_loss(self.image(images), self.text(tokens), self.temperature_scale())
+
+    def config_dict(self) -> dict:
+        return asdict(self.config)
+
+
+def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:
+    """CLIP's symmetric cross-entropy (InfoNCE) loss.
+
+    Args:
+        image_features, text_features: ``(B, E)``; row ``i`` of each is a matching pair. Normalised here.
+        scale: ``exp(logit_scale)``, i.e. 1 / temperature.
+    Returns:
+        scalar: the mean of image→text and text→image cross-entropies over the ``B × B`` logits.
+    """
+    image_features = F.normalize(image_features, dim=-1)
+    text_features = F.normalize(text_features, dim=-1)
+    logits = scale * image_features @ text_features.T  # (B, B): row i = image i against every caption
+    labels = torch.arange(len(logits), device=logits.device)
+    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+
+
+# ----------------------------------------------------------------------------------------------
+# Training.
+
+
+def caption_tokens(tokenizer, tier: str, attrs: torch.Tensor) -> torch.Tensor:
+    """Every paraphrase of every scene, tokenised once: ``(N, n_templates, L)`` int64."""
+    from . import shapes
+
+    n_t = shapes.n_templates(tier)
+    texts = [shapes.caption(tier, a, t) for a in attrs for t in range(n_t)]
+    return tokenizer.encode_batch(texts).view(len(attrs), n_t, -1)
+
+
+def train_clip(
+    model: CLIP,
+    images: torch.Tensor,
+    tokens: torch.Tensor,
+    steps: int,
+    batch_size: int = 256,
+    lr: float = 2e-3,
+    weight_decay: float = 0.1,
+    warmup: int = 100,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> list[float]:
+    """Train ``model`` in place on matching pairs; returns the loss of every step.
+
+    Args:
+        images: ``(N, 3, R, R)`` in [-1, 1].
+        tokens: ``(N, n_templates, L)``: each step picks a random paraphrase of each scene's caption,
+            so the text encoder must learn that they mean the same thing.
+        steps, batch_size, lr, weight_decay: AdamW with linear warm-up then cosine decay to zero.
+    """
+    from tqdm.auto import tqdm
+
+    gen = torch.Generator().manual_seed(seed)
+    model.to(device).train()
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.98), eps=1e-6)
+    schedule = lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))  # noqa: E731
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    losses: list[float] = []
+    bar = tqdm(range(steps), desc="CLIP", disable=not progress)
+    for _ in bar:
+        idx = torch.randint(len(images), (batch_size,), generator=gen)
+        which = torch.randint(tokens.shape[1], (batch_size,), generator=gen)
+        loss = model(images[idx].to(device), tokens[idx, which].to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        if len(losses) % 25 == 0:
+            bar.set_postfix(loss=f"{sum(losses[-25:]) / 25:.3f}", T=f"{1 / model.temperature_scale().item():.3f}")
+    return losses
+
+
+@torch.no_grad()
+def embed_images(model: CLIP, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """``(N, 3, R, R)`` → ``(N, E)`` unit vectors (eval mode, on the model's device, returned on the CPU)."""
+    model.eval()
+    device = model.logit_scale.device
+    return torch.cat([model.encode_image(x.to(device)).cpu() for x in images.split(batch_size)])
+
+
+@torch.no_grad()
+def embed_texts(model: CLIP, tokens: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """``(N, L)`` → ``(N, E)`` unit vectors."""
+    model.eval()
+    device = model.logit_scale.device
+    return torch.cat([model.encode_text(t.to(device)).cpu() for t in tokens.split(batch_size)])
+
+
+# ----------------------------------------------------------------------------------------------
+# What the embedding knows: zero-shot classification, retrieval, linear probes.
+
+
+def prompt_bank(tokenizer, tier: str = "single") -> tuple[torch.Tensor, torch.Tensor]:
+    """Every caption of every attribute combination (held-out pairs included: they are just words).
+
+    Returns:
+        ``(tokens (P, L), attrs (P, A))`` with ``P = combinations × templates``.
+    """
+    import itertools
+
+    from . import shapes
+
+    names = shapes.TIERS[tier]
+    combos = [c for c in itertools.product(*(range(len(shapes.ATTRIBUTE_VALUES[n])) for n in names))]
+    if tier == "relation":  # a scene's two objects always differ
+        combos = [c for c in combos if (c[0], c[1]) != (c[3], c[4])]
+    attrs = torch.tensor(combos).repeat_interleave(shapes.n_templates(tier), dim=0)
+    texts = [shapes.caption(tier, a, t % shapes.n_templates(tier)) for t, a in enumerate(attrs)]
+    return tokenizer.encode_batch(texts), attrs
+
+
+def zero_shot_classifiers(text_embeddings: torch.Tensor, attrs: torch.Tensor, tier: str = "single") -> dict[str, torch.Tensor]:
+    """Prompt ensembling: class ``k`` of an attribute is the normalised mean embedding of every prompt
+    that states ``k`` (whatever the other attributes and the paraphrase).
+
+    Args:
+        text_embeddings: ``(P, E)`` unit vectors of a :func:`prompt_bank`; attrs: its ``(P, A)``.
+    Returns:
+        ``{attribute: (n_classes, E)}`` unit vectors.
+    """
+    from . import shapes
+
+    out = {}
+    for j, name in enumerate(shapes.TIERS[tier]):
+        means = [text_embeddings[attrs[:, j] == k].mean(0) for k in range(len(shapes.ATTRIBUTE_VALUES[name]))]
+        out[name] = F.normalize(torch.stack(means), dim=-1)
+    return out
+
+
+def zero_shot_accuracy(image_embeddings: torch.Tensor, attrs: torch.Tensor, classifiers: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Fraction of images whose nearest class embedding is the true class, per attribute."""
+    return {
+        name: float(((image_embeddings @ w.T).argmax(-1) == attrs[:, j]).float().mean())
+        for j, (name, w) in enumerate(classifiers.items())
+    }
+
+
+def recall_at_k(similarity: torch.Tensor, query_attrs: torch.Tensor, item_attrs: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> dict[int, float]:
+    """Retrieval recall: a query scores a hit at ``k`` if one of its ``k`` most similar items has exactly
+    the attributes it asked for (several images can match one caption, so "its own image" is too strict).
+
+    Args:
+        similarity: ``(Q, I)`` query-by-item scores.
+        query_attrs: ``(Q, A)``; item_attrs: ``(I, A)``.
+    """
+    matches = (query_attrs[:, None, :] == item_attrs[None, :, :]).all(-1)  # (Q, I)
+    order = similarity.argsort(dim=1, descending=True)
+    ranked = matches.gather(1, order)
+    return {k: float(ranked[:, :k].any(1).float().mean()) for k in ks}
+
+
+def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor, n_classes: int, weight_decay: float = 1e-3, iters: int = 100) -> float:
+    """Multinomial logistic regression on frozen embeddings (L-BFGS); returns test accuracy.
+
+    Args:
+        train_x: ``(N, E)``; train_y: ``(N,)`` int64 (and the same for test).
+    """
+    torch.manual_seed(0)
+    probe = nn.Linear(train_x.shape[1], n_classes)
+    opt = torch.optim.LBFGS(probe.parameters(), lr=1.0, max_iter=iters, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(probe(train_x), train_y) + weight_decay * probe.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        return float((probe(test_x).argmax(-1) == test_y).float().mean())
