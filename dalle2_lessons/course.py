@@ -35,7 +35,7 @@ class Lesson:
 #: The lessons that exist, in course order (see COURSE_MAP.md for the ones still to come).
 LESSONS: tuple[Lesson, ...] = (
     Lesson("00", "welcome", "Welcome: the unCLIP map, the Shapes dataset and the judge",
-           "the dataset tour, a shape renderer, the judge's scorecard", cpu_minutes=None, gpu_minutes=None),
+           "the dataset tour, a shape renderer, the judge's scorecard", cpu_minutes=0.6),
 )
 
 

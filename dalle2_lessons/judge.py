@@ -194,7 +194,7 @@ def train_judge(
         loss.backward()
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     return judge.eval(), losses
 
 

@@ -61,3 +61,15 @@ def test_lazy_submodules_resolve():
     import dalle2_lessons as dl
 
     assert dl.shapes.COLOURS and callable(dl.setup_lesson) and "shapes" in dir(dl)
+
+
+def test_readme_lists_every_lesson_with_its_badge_and_minutes():
+    from dalle2_lessons import course
+
+    readme = (ROOT / "README.md").read_text()
+    for lesson in course.LESSONS:
+        row = next((line for line in readme.splitlines() if line.startswith(f"| {lesson.number} |")), None)
+        assert row, f"README has no row for lesson {lesson.number}"
+        assert course.colab_badge("notebooks", lesson.filename) in row
+        if lesson.cpu_minutes is not None:
+            assert f"| {lesson.cpu_minutes:g} |" in row
