@@ -36,6 +36,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 REBUILD_COMMANDS: dict[str, str] = {
     "judge-single": "python -m dalle2_lessons.judge --tier single",
     "judge-relation": "python -m dalle2_lessons.judge --tier relation",
+    "clip": "python -m dalle2_lessons.clip --profile cpu",
 }
 
 

@@ -228,8 +228,11 @@ def caption_tokens(tokenizer, tier: str, attrs: torch.Tensor) -> torch.Tensor:
     from . import shapes
 
     n_t = shapes.n_templates(tier)
-    texts = [shapes.caption(tier, a, t) for a in attrs for t in range(n_t)]
-    return tokenizer.encode_batch(texts).view(len(attrs), n_t, -1)
+    texts = [shapes.caption(tier, a, t) for a in attrs.tolist() for t in range(n_t)]
+    unique = sorted(set(texts))  # a few thousand distinct captions: encode each once
+    index = {text: i for i, text in enumerate(unique)}
+    ids = torch.tensor([index[t] for t in texts])
+    return tokenizer.encode_batch(unique)[ids].view(len(attrs), n_t, -1)
 
 
 def train_clip(
@@ -240,7 +243,7 @@ def train_clip(
     batch_size: int = 256,
     lr: float = 2e-3,
     weight_decay: float = 0.1,
-    warmup: int = 100,
+    warmup: int | None = None,
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = True,
@@ -252,8 +255,11 @@ def train_clip(
         tokens: ``(N, n_templates, L)``: each step picks a random paraphrase of each scene's caption,
             so the text encoder must learn that they mean the same thing.
         steps, batch_size, lr, weight_decay: AdamW with linear warm-up then cosine decay to zero.
+        warmup: warm-up steps (default: a tenth of ``steps``, at most 100).
     """
     from tqdm.auto import tqdm
+
+    warmup = warmup or max(1, min(100, steps // 10))
 
     gen = torch.Generator().manual_seed(seed)
     model.to(device).train()
@@ -328,11 +334,23 @@ def zero_shot_classifiers(text_embeddings: torch.Tensor, attrs: torch.Tensor, ti
     """
     from . import shapes
 
-    out = {}
-    for j, name in enumerate(shapes.TIERS[tier]):
-        means = [text_embeddings[attrs[:, j] == k].mean(0) for k in range(len(shapes.ATTRIBUTE_VALUES[name]))]
-        out[name] = F.normalize(torch.stack(means), dim=-1)
-    return out
+    return {
+        name: class_embeddings(text_embeddings, attrs[:, j], len(shapes.ATTRIBUTE_VALUES[name]))
+        for j, name in enumerate(shapes.TIERS[tier])
+    }
+
+
+def class_embeddings(text_embeddings: torch.Tensor, labels: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """One embedding per class: the mean of the prompts that state it, renormalised to unit length.
+
+    Args:
+        text_embeddings: ``(P, E)`` unit vectors of ``P`` prompts.
+        labels: ``(P,)`` int64, the class each prompt states.
+    Returns:
+        ``(n_classes, E)`` unit vectors.
+    """
+    sums = torch.zeros(n_classes, text_embeddings.shape[1], dtype=text_embeddings.dtype).index_add_(0, labels, text_embeddings)
+    return F.normalize(sums, dim=-1)  # the mean and the sum point the same way
 
 
 def zero_shot_accuracy(image_embeddings: torch.Tensor, attrs: torch.Tensor, classifiers: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -376,3 +394,188 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
     opt.step(closure)
     with torch.no_grad():
         return float((probe(test_x).argmax(-1) == test_y).float().mean())
+
+
+# ----------------------------------------------------------------------------------------------
+# The same job done by a library: a tiny transformers.CLIPModel, built from a config (no download).
+
+
+def hf_clip_loss(logits_per_text: torch.Tensor) -> torch.Tensor:
+    """``transformers``' own CLIP loss on a ``(B, B)`` text-by-image logit matrix (its name changed in v5)."""
+    from transformers.models.clip import modeling_clip
+
+    loss = getattr(modeling_clip, "clip_loss", None) or modeling_clip.image_text_contrastive_loss
+    return loss(logits_per_text)
+
+
+class HFCLIPAdapter(nn.Module):
+    """A ``transformers.CLIPModel`` of about our size behind our CLIP's interface (``forward`` returns
+    the loss, ``encode_*`` unit vectors), so the same training and evaluation code runs on both.
+
+    The library's image tower is a ViT (4×4-pixel patches) and its temperature is not clamped.
+    """
+
+    def __init__(self, config: CLIPConfig, pad_id: int, start_id: int, end_id: int):
+        super().__init__()
+        import transformers
+
+        width = 4 * config.image_width
+        hf_config = transformers.CLIPConfig(
+            text_config=dict(
+                vocab_size=config.vocab_size, hidden_size=config.text_width, intermediate_size=4 * config.text_width,
+                num_hidden_layers=config.text_layers, num_attention_heads=config.text_heads,
+                max_position_embeddings=config.context_length, pad_token_id=pad_id, bos_token_id=start_id, eos_token_id=end_id,
+            ),
+            vision_config=dict(
+                image_size=config.resolution, patch_size=4, hidden_size=width, intermediate_size=4 * width,
+                num_hidden_layers=3, num_attention_heads=config.image_heads, num_channels=3,
+            ),
+            projection_dim=config.embed_dim,
+        )  # fmt: skip
+        self.hf = transformers.CLIPModel(hf_config)
+        self.pad_id = pad_id
+
+    @property
+    def logit_scale(self) -> nn.Parameter:
+        return self.hf.logit_scale
+
+    def temperature_scale(self) -> torch.Tensor:
+        return self.hf.logit_scale.exp()
+
+    def forward(self, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        out = self.hf(input_ids=tokens, pixel_values=images, attention_mask=(tokens != self.pad_id).long(), return_loss=True)
+        return out.loss
+
+    @staticmethod
+    def _features(out) -> torch.Tensor:  # transformers < 5 returns the tensor, ≥ 5 an output object
+        return out if isinstance(out, torch.Tensor) else out.pooler_output
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self._features(self.hf.get_image_features(pixel_values=images)), dim=-1)
+
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        out = self.hf.get_text_features(input_ids=tokens, attention_mask=(tokens != self.pad_id).long())
+        return F.normalize(self._features(out), dim=-1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Optional: OpenAI's pretrained CLIP, when it is in the local cache or may be downloaded.
+
+PRETRAINED = "openai/clip-vit-base-patch32"
+#: The pixel statistics OpenAI's CLIP was trained with (RGB in [0, 1]).
+OPENAI_MEAN, OPENAI_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+
+
+def load_pretrained_clip(name: str = PRETRAINED, allow_download: bool = False):
+    """``(transformers.CLIPModel, tokenizer)`` from the local Hugging Face cache, or downloaded (~600 MB)
+    when ``allow_download``. Returns ``None``, with a message saying why, when neither works (offline,
+    say): the optional pretrained sections of the lessons skip, they never fail."""
+    import transformers
+
+    try:
+        model = transformers.CLIPModel.from_pretrained(name, local_files_only=not allow_download)
+        hf_tokenizer = transformers.AutoTokenizer.from_pretrained(name, local_files_only=not allow_download)
+    except Exception as e:  # noqa: BLE001 - offline, not cached, or a hub error: every one means "skip"
+        why = "it is not in the local cache" if not allow_download else "it could not be downloaded"
+        print(f"Skipping the pretrained CLIP {name!r}: {why} ({type(e).__name__}).")
+        if not allow_download:
+            print("Set allow_download=True (TRY_PRETRAINED = True in the lesson) on a machine with internet to fetch it.")
+        return None
+    return model.eval(), hf_tokenizer
+
+
+@torch.no_grad()
+def pretrained_zero_shot(model, hf_tokenizer, images: torch.Tensor, class_names: tuple[str, ...], template: str = "a photo of a {}") -> torch.Tensor:
+    """Zero-shot classification with a ``transformers.CLIPModel``.
+
+    Args:
+        images: ``(B, 3, R, R)`` in [-1, 1]; resized to the model's input size and normalised as it expects.
+        class_names: one prompt per class, ``template.format(name)``.
+    Returns:
+        ``(B,)`` int64 index of the most similar class prompt.
+    """
+    size = model.config.vision_config.image_size
+    pixels = F.interpolate((images + 1) / 2, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
+    pixels = (pixels - torch.tensor(OPENAI_MEAN)[:, None, None]) / torch.tensor(OPENAI_STD)[:, None, None]
+    text = hf_tokenizer([template.format(c) for c in class_names], padding=True, return_tensors="pt")
+    image_emb = F.normalize(HFCLIPAdapter._features(model.get_image_features(pixel_values=pixels)), dim=-1)
+    text_emb = F.normalize(HFCLIPAdapter._features(model.get_text_features(**text)), dim=-1)
+    return (image_emb @ text_emb.T).argmax(dim=-1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluation in one call, and the command that rebuilds the course checkpoint.
+
+
+def evaluate_clip(model: nn.Module, tokenizer, resolution: int, n: int = 2000, n_retrieval: int = 256, splits: tuple[str, ...] = ("test", "heldout")) -> dict[str, dict[str, float]]:
+    """Zero-shot accuracy per attribute and retrieval recall@1/5 (text→image and image→text among
+    ``n_retrieval`` images), for each split. Returns ``{split: {"colour": ..., "t2i@1": ..., ...}}``."""
+    from . import shapes
+
+    prompts, prompt_attrs = prompt_bank(tokenizer)
+    classifiers = zero_shot_classifiers(embed_texts(model, prompts), prompt_attrs)
+    results = {}
+    for split in splits:
+        ds = shapes.ShapesDataset(split, n=n, resolution=resolution)
+        image_emb = embed_images(model, ds.images)
+        row = zero_shot_accuracy(image_emb, ds.attrs, classifiers)
+        k = min(n_retrieval, n)
+        sim = embed_texts(model, tokenizer.encode_batch(ds.captions[:k])) @ image_emb[:k].T  # (captions, images)
+        a = ds.attrs[:k]
+        row.update({f"t2i@{r}": v for r, v in recall_at_k(sim, a, a).items()})
+        row.update({f"i2t@{r}": v for r, v in recall_at_k(sim.T, a, a).items()})
+        results[split] = row
+    return results
+
+
+def build_clip(profile_name: str, device: str | torch.device = "cpu", progress: bool = True) -> tuple[CLIP, list[float], float]:
+    """Train the course CLIP with a profile's settings. Returns ``(model, losses, seconds)``."""
+    import time
+
+    from . import profiles, shapes, tokenizer
+
+    s = profiles.get_profile(profile_name).clip
+    profiles.seed_everything(s.seed)
+    tok = tokenizer.Tokenizer()
+    train = shapes.ShapesDataset("train", n=s.n_train, resolution=s.resolution)
+    model = CLIP(CLIPConfig(tok.vocab_size, tok.context_length, s.resolution, s.embed_dim))
+    t0 = time.perf_counter()
+    losses = train_clip(model, train.images, caption_tokens(tok, "single", train.attrs), s.steps, s.batch_size, s.lr, seed=s.seed, device=device, progress=progress)
+    return model, losses, time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    from . import checkpoints, profiles, tokenizer
+
+    p = argparse.ArgumentParser(description="Train the course CLIP and save it as a checkpoint.")
+    p.add_argument("--profile", default="cpu", choices=tuple(profiles.PROFILES))
+    p.add_argument("--out", default=None, help="folder (default: data/checkpoints, the shipped course checkpoint)")
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args(argv)
+    model, losses, seconds = build_clip(args.profile, args.device)
+    model.cpu()
+    s = profiles.get_profile(args.profile).clip
+    results = evaluate_clip(model, tokenizer.Tokenizer(), s.resolution, s.n_eval, s.n_retrieval)
+    for split, row in results.items():
+        print(f"{split:8s} " + "  ".join(f"{k} {v:.4f}" for k, v in row.items()))
+    metrics = {"eval": results, "train_seconds": round(seconds, 1), "final_loss": sum(losses[-50:]) / len(losses[-50:]), "profile": args.profile}
+    out = checkpoints.save_checkpoint(
+        "clip", model.state_dict(), model.config_dict(), args.out or checkpoints.shipped_dir(), metrics,
+        rebuild=f"python -m dalle2_lessons.clip --profile {args.profile}",
+    )
+    print(f"saved {out} (trained {seconds / 60:.1f} min)")
+
+
+def load_clip(profile: str | None = None, device: str | torch.device = "cpu") -> CLIP:
+    """Your CLIP of ``profile`` if you trained one in lesson 01, else the course checkpoint (eval mode)."""
+    from . import checkpoints
+
+    ckpt = checkpoints.find_checkpoint("clip", profile)
+    model = CLIP(CLIPConfig(**ckpt.config))
+    return checkpoints.load_into(model, ckpt).to(device).eval()
+
+
+if __name__ == "__main__":
+    main()

@@ -38,12 +38,29 @@ class WelcomeSettings:
 
 
 @dataclass(frozen=True)
+class ClipSettings:
+    """Lesson 01 (and ``python -m dalle2_lessons.clip``, which builds the course checkpoint)."""
+
+    resolution: int  #: image side the CLIP image encoder reads (the decoder's resolution)
+    n_train: int  #: training scenes
+    steps: int  #: optimiser steps (the library CLIP in the comparison gets the same)
+    batch_size: int
+    lr: float
+    embed_dim: int  #: size of the shared embedding space
+    n_eval: int  #: test / held-out images for zero-shot accuracy
+    n_retrieval: int  #: images among which retrieval recall is measured
+    n_probe: int  #: training embeddings for the linear probes
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class Profile:
     """Every size and step count of every lesson, for one kind of machine."""
 
     name: str
     description: str
     welcome: WelcomeSettings
+    clip: ClipSettings
 
 
 PROFILES: dict[str, Profile] = {
@@ -51,16 +68,19 @@ PROFILES: dict[str, Profile] = {
         name="ci",
         description="smoke run: seconds per notebook, numbers too small to mean much",
         welcome=WelcomeSettings(n_tour=16, n_stats=2_000, n_judge_eval=256),
+        clip=ClipSettings(16, n_train=2_000, steps=120, batch_size=64, lr=2e-3, embed_dim=64, n_eval=256, n_retrieval=128, n_probe=1_000),
     ),
     "cpu": Profile(
         name="cpu",
         description="2-core laptop: each notebook in at most 10 minutes",
         welcome=WelcomeSettings(n_tour=32, n_stats=20_000, n_judge_eval=2_000),
+        clip=ClipSettings(16, n_train=20_000, steps=1_000, batch_size=128, lr=2e-3, embed_dim=64, n_eval=2_000, n_retrieval=256, n_probe=5_000),
     ),
     "gpu": Profile(
         name="gpu",
         description="Colab T4-class GPU: each notebook in at most 10 minutes, best results",
         welcome=WelcomeSettings(n_tour=32, n_stats=20_000, n_judge_eval=2_000),
+        clip=ClipSettings(16, n_train=20_000, steps=3_000, batch_size=128, lr=2e-3, embed_dim=64, n_eval=2_000, n_retrieval=256, n_probe=5_000),
     ),
 }
 
