@@ -37,7 +37,8 @@ LESSONS: tuple[Lesson, ...] = (
     Lesson("00", "welcome", "Welcome: the unCLIP map, the Shapes dataset and the judge",
            "the dataset tour, a shape renderer, the judge's scorecard", cpu_minutes=0.6),
     Lesson("01", "clip", "CLIP from scratch",
-           "attention, the contrastive loss, zero-shot classification, retrieval, linear probes, a race with transformers"),
+           "attention, the contrastive loss, zero-shot classification, retrieval, linear probes, a race with transformers",
+           cpu_minutes=6.2),
 )
 
 

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 
@@ -33,9 +35,19 @@ def test_unknown_profile_lists_the_known(monkeypatch):
 
 
 def test_profiles_grow_from_ci_to_gpu():
+    """Every count and step number of every lesson: ci ≤ cpu ≤ gpu; other settings (resolution, sizes
+    of the model) are the same in all three, so checkpoints of one profile fit the next lesson of another."""
     ci, cpu, gpu = (profiles.PROFILES[k] for k in ("ci", "cpu", "gpu"))
-    for field in ("n_tour", "n_stats", "n_judge_eval"):
-        assert getattr(ci.welcome, field) <= getattr(cpu.welcome, field) <= getattr(gpu.welcome, field)
+    lessons = [f.name for f in dataclasses.fields(profiles.Profile) if f.name not in ("name", "description")]
+    assert lessons, "no lesson settings"
+    for lesson in lessons:
+        a, b, c = (getattr(p, lesson) for p in (ci, cpu, gpu))
+        for f in dataclasses.fields(a):
+            values = [getattr(x, f.name) for x in (a, b, c)]
+            if f.name.startswith("n_") or f.name in ("steps", "batch_size"):
+                assert values[0] <= values[1] <= values[2], f"{lesson}.{f.name}: {values}"
+            elif f.name in ("resolution", "embed_dim"):
+                assert len(set(values)) == 1, f"{lesson}.{f.name} differs between profiles: {values}"
 
 
 def test_setup_lesson_prints_and_seeds(monkeypatch, capsys):
