@@ -11,6 +11,9 @@ Modules, in the order the course meets them:
 * :mod:`~dalle2_lessons.judge`        the attribute judge that scores generated images
 * :mod:`~dalle2_lessons.checkpoints`  safetensors + JSON checkpoints, shipped and your own
 * :mod:`~dalle2_lessons.exercises`    the exercise checker
+* :mod:`~dalle2_lessons.clip`         CLIP: attention, encoders, contrastive loss, zero-shot, retrieval
+* :mod:`~dalle2_lessons.diffusion`    noise schedules, q(x_t | x_0), the DDPM and DDIM steps
+* :mod:`~dalle2_lessons.widgets`      ipywidgets for the lessons' sliders
 * :mod:`~dalle2_lessons.plotting`     image grids, loss curves, the unCLIP map
 * :mod:`~dalle2_lessons.notebooks`    generates ``notebooks/`` from ``solutions/``
 """
@@ -22,11 +25,14 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("profiles", "shapes", "tokenizer", "judge", "checkpoints", "exercises", "plotting", "notebooks", "course")
+_SUBMODULES = (
+    "profiles", "shapes", "tokenizer", "judge", "checkpoints", "exercises", "plotting", "widgets", "notebooks", "course",
+    "clip", "diffusion",
+)  # fmt: skip
 _SHORTCUTS = {"setup_lesson": "profiles", "get_profile": "profiles", "get_device": "profiles", "seed_everything": "profiles"}
 
 if TYPE_CHECKING:  # for editors and type checkers; at run time everything below loads lazily
-    from . import checkpoints, course, exercises, judge, notebooks, plotting, profiles, shapes, tokenizer  # noqa: F401
+    from . import checkpoints, clip, course, diffusion, exercises, judge, notebooks, plotting, profiles, shapes, tokenizer, widgets  # noqa: F401
     from .profiles import get_device, get_profile, seed_everything, setup_lesson  # noqa: F401
 
 

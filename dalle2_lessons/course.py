@@ -39,6 +39,9 @@ LESSONS: tuple[Lesson, ...] = (
     Lesson("01", "clip", "CLIP from scratch",
            "attention, the contrastive loss, zero-shot classification, retrieval, linear probes, a race with transformers",
            cpu_minutes=6.2),
+    Lesson("03", "forward_diffusion", "The forward process: how diffusion destroys an image",
+           "a noise schedule, one-step and closed-form noising, the judge's verdict on noise, the reverse-formula myth",
+           cpu_minutes=1.0),
 )
 
 

@@ -54,6 +54,14 @@ class ClipSettings:
 
 
 @dataclass(frozen=True)
+class ForwardSettings:
+    """Lesson 03."""
+
+    n_judge: int  #: test images the judge reads at each noise level
+    n_levels: int  #: noise levels on the judge-vs-t curve
+
+
+@dataclass(frozen=True)
 class Profile:
     """Every size and step count of every lesson, for one kind of machine."""
 
@@ -61,6 +69,7 @@ class Profile:
     description: str
     welcome: WelcomeSettings
     clip: ClipSettings
+    forward: ForwardSettings
 
 
 PROFILES: dict[str, Profile] = {
@@ -69,18 +78,21 @@ PROFILES: dict[str, Profile] = {
         description="smoke run: seconds per notebook, numbers too small to mean much",
         welcome=WelcomeSettings(n_tour=16, n_stats=2_000, n_judge_eval=256),
         clip=ClipSettings(16, n_train=2_000, steps=120, batch_size=64, lr=2e-3, embed_dim=64, n_eval=256, n_retrieval=128, n_probe=1_000),
+        forward=ForwardSettings(n_judge=128, n_levels=8),
     ),
     "cpu": Profile(
         name="cpu",
         description="2-core laptop: each notebook in at most 10 minutes",
         welcome=WelcomeSettings(n_tour=32, n_stats=20_000, n_judge_eval=2_000),
         clip=ClipSettings(16, n_train=20_000, steps=1_000, batch_size=128, lr=2e-3, embed_dim=64, n_eval=2_000, n_retrieval=256, n_probe=5_000),
+        forward=ForwardSettings(n_judge=1_000, n_levels=25),
     ),
     "gpu": Profile(
         name="gpu",
         description="Colab T4-class GPU: each notebook in at most 10 minutes, best results",
         welcome=WelcomeSettings(n_tour=32, n_stats=20_000, n_judge_eval=2_000),
         clip=ClipSettings(16, n_train=20_000, steps=3_000, batch_size=128, lr=2e-3, embed_dim=64, n_eval=2_000, n_retrieval=256, n_probe=5_000),
+        forward=ForwardSettings(n_judge=2_000, n_levels=40),
     ),
 }
 

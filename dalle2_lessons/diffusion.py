@@ -1,0 +1,190 @@
+"""Diffusion maths: noise schedules, the forward process, and the DDPM and DDIM reverse steps.
+
+As in ``diffusers``' schedulers, nothing here knows about networks: a sampler step takes the network's
+prediction of the noise ``eps`` and returns the less noisy image. Each function is one equation of
+Ho et al. (2020, "DDPM") or Song et al. (2021, "DDIM"), and ``tests/test_diffusion.py`` checks each
+against ``diffusers``' ``DDPMScheduler`` and ``DDIMScheduler`` on the same inputs.
+
+Conventions (the same as ``diffusers``): timesteps are ``t = 0 … T-1``; ``betas[t]`` is the noise added
+by step ``t``, so ``x_t`` has been through steps ``0 … t`` and ``alphas_cumprod[t] = ∏_{s ≤ t} (1 - β_s)``.
+Images are ``(B, C, H, W)`` in [-1, 1]; ``t`` is an int64 tensor ``(B,)`` (one timestep per image) or,
+in the sampler steps, a Python int shared by the batch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class NoiseSchedule:
+    """The variances ``betas`` ``(T,)`` of the forward steps, and what follows from them.
+
+    Attributes:
+        betas: β_t, float32.
+        alphas: α_t = 1 - β_t.
+        alphas_cumprod: ᾱ_t = ∏_{s ≤ t} α_s: how much of the clean image's signal (squared) is left at t.
+    """
+
+    betas: torch.Tensor
+    name: str = "custom"
+    alphas: torch.Tensor = field(init=False)
+    alphas_cumprod: torch.Tensor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.betas = self.betas.float()
+        self.alphas = 1.0 - self.betas
+        self.alphas_cumprod = torch.cumprod(self.alphas, dim=0)
+
+    @property
+    def T(self) -> int:  # noqa: N802 - the papers' name
+        return len(self.betas)
+
+    def snr(self) -> torch.Tensor:
+        """Signal-to-noise ratio ᾱ_t / (1 - ᾱ_t), ``(T,)``."""
+        return self.alphas_cumprod / (1 - self.alphas_cumprod)
+
+    def __repr__(self) -> str:
+        return f"NoiseSchedule({self.name}, T={self.T}, β from {self.betas[0]:.2e} to {self.betas[-1]:.3f})"
+
+
+def linear_schedule(T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> NoiseSchedule:  # noqa: N803
+    """DDPM's schedule: β_t grows linearly (``diffusers``' ``beta_schedule="linear"``)."""
+    return NoiseSchedule(torch.linspace(beta_start, beta_end, T, dtype=torch.float32), name="linear")
+
+
+def cosine_alpha_bar(u: float, s: float = 0.008) -> float:
+    """Nichol & Dhariwal's ᾱ(u) = cos²(((u + s) / (1 + s)) · π/2) for continuous time u ∈ [0, 1]."""
+    return math.cos((u + s) / (1 + s) * math.pi / 2) ** 2
+
+
+def cosine_schedule(T: int = 1000, max_beta: float = 0.999) -> NoiseSchedule:  # noqa: N803
+    """Improved DDPM's cosine schedule (``diffusers``' ``"squaredcos_cap_v2"``): choose ᾱ, derive β.
+
+    β_t = 1 - ᾱ((t+1)/T) / ᾱ(t/T), capped at ``max_beta`` so the last steps stay finite. Noise arrives
+    more gently than with the linear schedule, which at low resolution destroys the image too early.
+    """
+    betas = [min(1 - cosine_alpha_bar((i + 1) / T) / cosine_alpha_bar(i / T), max_beta) for i in range(T)]
+    return NoiseSchedule(torch.tensor(betas, dtype=torch.float32), name="cosine")
+
+
+def _per_image(values: torch.Tensor, t: torch.Tensor | int, like: torch.Tensor) -> torch.Tensor:
+    """``values[t]`` shaped ``(B, 1, 1, 1)`` (or a scalar for an int ``t``) to broadcast over images."""
+    v = values.to(like.device)[t]
+    return v.view(-1, *([1] * (like.ndim - 1))) if v.ndim else v
+
+
+def q_sample(x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, schedule: NoiseSchedule) -> torch.Tensor:
+    """Jump straight to step ``t``: x_t = √ᾱ_t · x_0 + √(1 - ᾱ_t) · ε, a sample of q(x_t | x_0).
+
+    Args:
+        x0: ``(B, C, H, W)`` clean images; t: ``(B,)`` int64; noise: ε ~ N(0, I), like ``x0``.
+    """
+    a = _per_image(schedule.alphas_cumprod, t, x0)
+    return a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+
+def q_step(x_prev: torch.Tensor, t: torch.Tensor | int, noise: torch.Tensor, schedule: NoiseSchedule) -> torch.Tensor:
+    """One forward step: x_t = √(1 - β_t) · x_{t-1} + √β_t · ε, a sample of q(x_t | x_{t-1})."""
+    b = _per_image(schedule.betas, t, x_prev)
+    return (1 - b).sqrt() * x_prev + b.sqrt() * noise
+
+
+def predict_x0(x_t: torch.Tensor, t: torch.Tensor | int, eps: torch.Tensor, schedule: NoiseSchedule) -> torch.Tensor:
+    """Invert :func:`q_sample` given the noise: x̂_0 = (x_t - √(1 - ᾱ_t) · ε) / √ᾱ_t."""
+    a = _per_image(schedule.alphas_cumprod, t, x_t)
+    return (x_t - (1 - a).sqrt() * eps) / a.sqrt()
+
+
+def predict_eps(x_t: torch.Tensor, t: torch.Tensor | int, x0: torch.Tensor, schedule: NoiseSchedule) -> torch.Tensor:
+    """The noise consistent with ``x_t`` and a (possibly clipped) x̂_0: ε = (x_t - √ᾱ_t · x̂_0) / √(1 - ᾱ_t)."""
+    a = _per_image(schedule.alphas_cumprod, t, x_t)
+    return (x_t - a.sqrt() * x0) / (1 - a).sqrt()
+
+
+def ddpm_step(
+    eps: torch.Tensor, t: int, x_t: torch.Tensor, schedule: NoiseSchedule, noise: torch.Tensor | None = None, clip_x0: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One ancestral DDPM step: sample x_{t-1} from the posterior q(x_{t-1} | x_t, x̂_0).
+
+    With x̂_0 from :func:`predict_x0`, the posterior (DDPM eq. 6–7) is Gaussian with
+
+        mean = √ᾱ_{t-1} β_t / (1 - ᾱ_t) · x̂_0 + √α_t (1 - ᾱ_{t-1}) / (1 - ᾱ_t) · x_t
+        var  = (1 - ᾱ_{t-1}) / (1 - ᾱ_t) · β_t            ("fixed small" variance)
+
+    and no noise is added at the last step (t = 0). ``clip_x0`` clamps x̂_0 to [-1, 1] first.
+
+    Args:
+        eps: ``(B, C, H, W)`` the network's noise prediction at ``x_t``.
+        t: the current step (an int: the whole batch moves together).
+        noise: the fresh N(0, I) sample for the step (drawn here if None).
+    Returns:
+        ``(x_{t-1}, x̂_0)``.
+    """
+    a_t = schedule.alphas_cumprod[t]
+    a_prev = schedule.alphas_cumprod[t - 1] if t > 0 else torch.tensor(1.0)
+    beta_t = 1 - a_t / a_prev
+    x0 = predict_x0(x_t, t, eps, schedule)
+    if clip_x0:
+        x0 = x0.clamp(-1, 1)
+    mean = (a_prev.sqrt() * beta_t / (1 - a_t)) * x0 + ((1 - beta_t).sqrt() * (1 - a_prev) / (1 - a_t)) * x_t
+    if t == 0:
+        return mean, x0
+    variance = ((1 - a_prev) / (1 - a_t) * beta_t).clamp(min=1e-20)
+    noise = torch.randn_like(x_t) if noise is None else noise
+    return mean + variance.sqrt() * noise, x0
+
+
+def ddim_step(
+    eps: torch.Tensor,
+    t: int,
+    t_prev: int,
+    x_t: torch.Tensor,
+    schedule: NoiseSchedule,
+    eta: float = 0.0,
+    noise: torch.Tensor | None = None,
+    clip_x0: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One DDIM step from ``t`` to an earlier ``t_prev`` (``-1`` means "to the clean image").
+
+    DDIM (eq. 12) re-noises the predicted x̂_0 to level ``t_prev`` along the predicted noise direction:
+
+        x_{t_prev} = √ᾱ_prev · x̂_0 + √(1 - ᾱ_prev - σ²) · ε + σ · z,
+        σ = η · √((1 - ᾱ_prev) / (1 - ᾱ_t)) · √(1 - ᾱ_t / ᾱ_prev)
+
+    η = 0 is deterministic (the same noise always gives the same image, so it can be inverted);
+    η = 1 with consecutive steps is DDPM. Because the step only needs ᾱ at two levels, it can skip
+    from t to any earlier t_prev: 50 steps instead of 1000. With ``clip_x0``, ε is recomputed from the
+    clipped x̂_0 (as GLIDE does) so the two stay consistent.
+
+    Returns:
+        ``(x_{t_prev}, x̂_0)``.
+    """
+    a_t = schedule.alphas_cumprod[t]
+    a_prev = schedule.alphas_cumprod[t_prev] if t_prev >= 0 else torch.tensor(1.0)
+    x0 = predict_x0(x_t, t, eps, schedule)
+    if clip_x0:
+        x0 = x0.clamp(-1, 1)
+        eps = predict_eps(x_t, t, x0, schedule)
+    sigma = eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)).sqrt()
+    x_prev = a_prev.sqrt() * x0 + (1 - a_prev - sigma**2).clamp(min=0).sqrt() * eps
+    if eta > 0:
+        x_prev = x_prev + sigma * (torch.randn_like(x_t) if noise is None else noise)
+    return x_prev, x0
+
+
+def ddim_timesteps(T: int, steps: int) -> list[int]:  # noqa: N803
+    """The timesteps a ``steps``-step DDIM sampler visits, from high to low: ``diffusers``' "leading"
+    spacing, ``[k · (T // steps) for k in reversed(range(steps))]``."""
+    ratio = T // steps
+    return [k * ratio for k in reversed(range(steps))]
+
+
+def reverse_formula(x_t: torch.Tensor, t: int, noise: torch.Tensor, schedule: NoiseSchedule) -> torch.Tensor:
+    """The popular "reverse formula" x_{t-1} = (x_t - √β_t · ε) / √(1 - β_t): algebraically :func:`q_step`
+    solved for x_{t-1}. Exact only when ``noise`` is the very ε that step ``t`` added."""
+    b = schedule.betas[t]
+    return (x_t - b.sqrt() * noise) / (1 - b).sqrt()
