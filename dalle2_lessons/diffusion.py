@@ -188,3 +188,54 @@ def reverse_formula(x_t: torch.Tensor, t: int, noise: torch.Tensor, schedule: No
     solved for x_{t-1}. Exact only when ``noise`` is the very ε that step ``t`` added."""
     b = schedule.betas[t]
     return (x_t - b.sqrt() * noise) / (1 - b).sqrt()
+
+
+# ----------------------------------------------------------------------------------------------
+# Loops. ``eps_model(x_t, t)`` is any callable returning the predicted noise: a U-Net, or a lambda
+# that adds conditioning and guidance around one.
+
+
+def diffusion_loss(eps_model, x0: torch.Tensor, schedule: NoiseSchedule, generator: torch.Generator | None = None) -> torch.Tensor:
+    """DDPM's simple loss: noise ``x0`` to a random step, ask for the noise back, mean squared error."""
+    t = torch.randint(schedule.T, (len(x0),), generator=generator).to(x0.device)
+    noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+    return (eps_model(q_sample(x0, t, noise, schedule), t) - noise).pow(2).mean()
+
+
+@torch.no_grad()
+def sample_ddpm(
+    eps_model, shape: tuple[int, ...], schedule: NoiseSchedule, generator: torch.Generator | None = None,
+    device: str | torch.device = "cpu", clip_x0: bool = True, progress: bool = True,
+) -> torch.Tensor:
+    """Ancestral sampling: start from pure noise and take all ``T`` :func:`ddpm_step` s. Returns ``x_0`` clamped to [-1, 1].
+
+    ``clip_x0`` (the default, as ``diffusers``' ``clip_sample``) keeps x̂_0 in [-1, 1]: with the cosine
+    schedule's last β of 0.999 the first step alone multiplies the network's error about 30 times.
+    """
+    from tqdm.auto import tqdm
+
+    x = torch.randn(shape, generator=generator).to(device)
+    for t in tqdm(range(schedule.T - 1, -1, -1), desc="DDPM", disable=not progress, leave=False):
+        eps = eps_model(x, torch.full((shape[0],), t, device=device))
+        x, _ = ddpm_step(eps, t, x, schedule, noise=torch.randn(shape, generator=generator).to(device), clip_x0=clip_x0)
+    return x.clamp(-1, 1)
+
+
+@torch.no_grad()
+def sample_ddim(
+    eps_model, shape: tuple[int, ...], schedule: NoiseSchedule, steps: int = 50, eta: float = 0.0,
+    generator: torch.Generator | None = None, device: str | torch.device = "cpu", x_T: torch.Tensor | None = None,  # noqa: N803
+    clip_x0: bool = True, progress: bool = True,
+) -> torch.Tensor:
+    """DDIM sampling with ``steps`` network calls (:func:`ddim_timesteps`); ``x_T`` fixes the starting noise;
+    ``clip_x0`` clamps x̂_0 and recomputes ε from it at every step (see :func:`ddim_step`)."""
+    from tqdm.auto import tqdm
+
+    x = (torch.randn(shape, generator=generator) if x_T is None else x_T).to(device)
+    ts = ddim_timesteps(schedule.T, steps)
+    for i, t in enumerate(tqdm(ts, desc=f"DDIM {steps}", disable=not progress, leave=False)):
+        eps = eps_model(x, torch.full((shape[0],), t, device=device))
+        t_prev = ts[i + 1] if i + 1 < len(ts) else -1
+        noise = torch.randn(shape, generator=generator).to(device) if eta > 0 else None
+        x, _ = ddim_step(eps, t, t_prev, x, schedule, eta=eta, noise=noise, clip_x0=clip_x0)
+    return x.clamp(-1, 1)

@@ -75,6 +75,19 @@ class AttributeJudge(nn.Module):
             preds.append(torch.stack([logits[n].argmax(-1) for n in self.attribute_names], dim=1).cpu())
         return torch.cat(preds) if preds else torch.empty(0, len(self.attribute_names), dtype=torch.long)
 
+    @torch.no_grad()
+    def confidence(self, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+        """``(B, 3, R, R)`` → ``(B,)``: the judge's probability for its answer on the *least* certain
+        attribute. Near 1: every attribute is clearly readable; for unconditional samples, which were
+        asked for nothing, "readable" (say ≥ 0.9) is the judge's verdict on quality."""
+        self.eval()
+        device = next(self.parameters()).device
+        out = []
+        for chunk in images.split(batch_size):
+            logits = self(chunk.to(device))
+            out.append(torch.stack([v.softmax(-1).max(-1).values for v in logits.values()], dim=1).min(1).values.cpu())
+        return torch.cat(out) if out else torch.empty(0)
+
     def score(self, images: torch.Tensor, attrs: torch.Tensor) -> JudgeReport:
         """How many images show what they were asked for.
 

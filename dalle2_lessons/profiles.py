@@ -62,6 +62,19 @@ class ForwardSettings:
 
 
 @dataclass(frozen=True)
+class DDPMSettings:
+    """Lesson 04."""
+
+    n_train: int  #: training images (16×16)
+    steps: int  #: optimiser steps
+    batch_size: int
+    lr: float
+    n_samples: int  #: samples per DDIM setting in the speed/quality table
+    n_ddpm: int  #: samples drawn with 1000-step DDPM (the slow one)
+    ddim_steps: tuple[int, ...] = (50, 25, 10)
+
+
+@dataclass(frozen=True)
 class Profile:
     """Every size and step count of every lesson, for one kind of machine."""
 
@@ -70,6 +83,7 @@ class Profile:
     welcome: WelcomeSettings
     clip: ClipSettings
     forward: ForwardSettings
+    ddpm: DDPMSettings
 
 
 PROFILES: dict[str, Profile] = {
@@ -79,6 +93,7 @@ PROFILES: dict[str, Profile] = {
         welcome=WelcomeSettings(n_tour=16, n_stats=2_000, n_judge_eval=256),
         clip=ClipSettings(16, n_train=2_000, steps=120, batch_size=64, lr=2e-3, embed_dim=64, n_eval=256, n_retrieval=128, n_probe=1_000),
         forward=ForwardSettings(n_judge=128, n_levels=8),
+        ddpm=DDPMSettings(n_train=2_000, steps=40, batch_size=32, lr=2e-3, n_samples=8, n_ddpm=4),
     ),
     "cpu": Profile(
         name="cpu",
@@ -86,6 +101,7 @@ PROFILES: dict[str, Profile] = {
         welcome=WelcomeSettings(n_tour=32, n_stats=20_000, n_judge_eval=2_000),
         clip=ClipSettings(16, n_train=20_000, steps=1_000, batch_size=128, lr=2e-3, embed_dim=64, n_eval=2_000, n_retrieval=256, n_probe=5_000),
         forward=ForwardSettings(n_judge=1_000, n_levels=25),
+        ddpm=DDPMSettings(n_train=20_000, steps=600, batch_size=128, lr=2e-3, n_samples=128, n_ddpm=32),
     ),
     "gpu": Profile(
         name="gpu",
@@ -93,6 +109,7 @@ PROFILES: dict[str, Profile] = {
         welcome=WelcomeSettings(n_tour=32, n_stats=20_000, n_judge_eval=2_000),
         clip=ClipSettings(16, n_train=20_000, steps=3_000, batch_size=128, lr=2e-3, embed_dim=64, n_eval=2_000, n_retrieval=256, n_probe=5_000),
         forward=ForwardSettings(n_judge=2_000, n_levels=40),
+        ddpm=DDPMSettings(n_train=20_000, steps=6_000, batch_size=128, lr=2e-3, n_samples=512, n_ddpm=256),
     ),
 }
 

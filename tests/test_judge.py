@@ -56,3 +56,11 @@ def test_augment_keeps_range_and_shape():
 def test_training_reduces_the_loss():
     _, losses = judge.train_judge("single", steps=30, batch_size=32, width=8, progress=False)
     assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
+
+
+def test_confidence_is_high_on_renders_and_low_on_noise():
+    j = judge.load_judge("single")
+    clean = j.confidence(shapes.render(shapes.sample_scenes(64, "test"), 16))
+    noise = j.confidence(torch.randn(64, 3, 16, 16, generator=torch.Generator().manual_seed(0)).clamp(-1, 1))
+    assert clean.shape == (64,) and (clean > 0.9).float().mean() > 0.95
+    assert (noise > 0.9).float().mean() < 0.2

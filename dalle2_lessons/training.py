@@ -1,0 +1,59 @@
+"""The training loop the diffusion lessons share: AdamW, warm-up and cosine decay, an exponential
+moving average (EMA) of the weights, a progress bar, and the loss of every step."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm.auto import tqdm
+
+
+def train(
+    model: torch.nn.Module,
+    loss_fn: Callable[[torch.nn.Module, torch.Tensor, torch.Generator], torch.Tensor],
+    data: torch.Tensor,
+    steps: int,
+    batch_size: int = 128,
+    lr: float = 2e-3,
+    weight_decay: float = 0.0,
+    ema_decay: float = 0.995,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    desc: str = "training",
+    progress: bool = True,
+) -> tuple[AveragedModel, list[float]]:
+    """Train ``model`` in place on random batches of ``data`` (indices into it are what ``loss_fn`` gets).
+
+    Args:
+        loss_fn: ``(model, batch_indices, generator) → scalar loss``; it fetches what it needs by index,
+            so images, captions and embeddings can all travel together.
+        data: ``(N, ...)`` anything with a length; only ``len(data)`` is used here.
+        ema_decay: the EMA of the weights is what samplers should use: diffusion samples from an EMA
+            are markedly cleaner than from the last step's weights.
+    Returns:
+        ``(ema_model, losses)``; ``ema_model.module`` is the averaged network.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    model.to(device).train()
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay))
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    warmup = max(1, min(200, steps // 10))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    losses: list[float] = []
+    bar = tqdm(range(steps), desc=desc, disable=not progress)
+    for _ in bar:
+        idx = torch.randint(len(data), (batch_size,), generator=gen)
+        loss = loss_fn(model, idx, gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        ema.update_parameters(model)
+        losses.append(loss.item())
+        if len(losses) % 25 == 0:
+            bar.set_postfix(loss=f"{sum(losses[-25:]) / 25:.4f}")
+    return ema.eval(), losses
