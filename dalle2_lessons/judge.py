@@ -88,6 +88,13 @@ class AttributeJudge(nn.Module):
             out.append(torch.stack([v.softmax(-1).max(-1).values for v in logits.values()], dim=1).min(1).values.cpu())
         return torch.cat(out) if out else torch.empty(0)
 
+    def readable(self, images: torch.Tensor, threshold: float = 0.9) -> torch.Tensor:
+        """``(B, 3, R, R)`` → ``(B,)`` bool: the judge is sure of every attribute (:meth:`confidence`
+        ≥ ``threshold``) *and* the image is :func:`plausible`. The second test is needed because a
+        classifier's confidence means nothing far from its training data: on pure Gaussian noise this
+        judge is "sure" about 80% of the time."""
+        return (self.confidence(images) >= threshold) & plausible(images)
+
     def score(self, images: torch.Tensor, attrs: torch.Tensor) -> JudgeReport:
         """How many images show what they were asked for.
 
@@ -96,6 +103,17 @@ class AttributeJudge(nn.Module):
             attrs: ``(B, A)`` int64 the requested attributes (as from the dataset).
         """
         return judge_report(self.predict(images), attrs, self.attribute_names)
+
+
+def plausible(images: torch.Tensor, tolerance: float = 0.25) -> torch.Tensor:
+    """``(B, 3, R, R)`` in [-1, 1] → ``(B,)`` bool: does the image look like a Shapes render at all?
+
+    Every render is mostly black background with one or two small objects: between 60% and 99.5% of
+    its pixels are within ``tolerance`` of black in every channel (the largest object covers under 10%
+    of the image, the smallest about 1%). Noise, blank images and smears fail.
+    """
+    background = ((images.cpu() + 1).abs() <= tolerance).all(dim=1).float().mean(dim=(1, 2))
+    return (background >= 0.6) & (background <= 0.995)
 
 
 def to_judge_resolution(images: torch.Tensor) -> torch.Tensor:

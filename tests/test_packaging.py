@@ -72,4 +72,4 @@ def test_readme_lists_every_lesson_with_its_badge_and_minutes():
         assert row, f"README has no row for lesson {lesson.number}"
         assert course.colab_badge("notebooks", lesson.filename) in row
         if lesson.cpu_minutes is not None:
-            assert f"| {lesson.cpu_minutes:g} |" in row
+            assert f"| {lesson.cpu_minutes:.1f} |" in row
