@@ -19,12 +19,17 @@ Rebuild the course checkpoint: ``python -m dalle2_lessons.clip`` (see :func:`mai
 
 from __future__ import annotations
 
+import itertools
 import math
+import time
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from . import checkpoints, profiles, shapes, tokenizer
 
 LOGIT_SCALE_INIT = math.log(1 / 0.07)  # the paper's initial temperature τ = 0.07
 LOGIT_SCALE_MAX = math.log(100.0)  # "clipped to prevent scaling the logits by more than 100"
@@ -225,8 +230,6 @@ def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor, 
 
 def caption_tokens(tokenizer, tier: str, attrs: torch.Tensor) -> torch.Tensor:
     """Every paraphrase of every scene, tokenised once: ``(N, n_templates, L)`` int64."""
-    from . import shapes
-
     n_t = shapes.n_templates(tier)
     texts = [shapes.caption(tier, a, t) for a in attrs.tolist() for t in range(n_t)]
     unique = sorted(set(texts))  # a few thousand distinct captions: encode each once
@@ -257,8 +260,6 @@ def train_clip(
         steps, batch_size, lr, weight_decay: AdamW with linear warm-up then cosine decay to zero.
         warmup: warm-up steps (default: a tenth of ``steps``, at most 100).
     """
-    from tqdm.auto import tqdm
-
     warmup = warmup or max(1, min(100, steps // 10))
 
     gen = torch.Generator().manual_seed(seed)
@@ -310,10 +311,6 @@ def prompt_bank(tokenizer, tier: str = "single") -> tuple[torch.Tensor, torch.Te
     Returns:
         ``(tokens (P, L), attrs (P, A))`` with ``P = combinations × templates``.
     """
-    import itertools
-
-    from . import shapes
-
     names = shapes.TIERS[tier]
     combos = [c for c in itertools.product(*(range(len(shapes.ATTRIBUTE_VALUES[n])) for n in names))]
     if tier == "relation":  # a scene's two objects always differ
@@ -332,8 +329,6 @@ def zero_shot_classifiers(text_embeddings: torch.Tensor, attrs: torch.Tensor, ti
     Returns:
         ``{attribute: (n_classes, E)}`` unit vectors.
     """
-    from . import shapes
-
     return {
         name: class_embeddings(text_embeddings, attrs[:, j], len(shapes.ATTRIBUTE_VALUES[name]))
         for j, name in enumerate(shapes.TIERS[tier])
@@ -510,8 +505,6 @@ def pretrained_zero_shot(model, hf_tokenizer, images: torch.Tensor, class_names:
 def evaluate_clip(model: nn.Module, tokenizer, resolution: int, n: int = 2000, n_retrieval: int = 256, splits: tuple[str, ...] = ("test", "heldout")) -> dict[str, dict[str, float]]:
     """Zero-shot accuracy per attribute and retrieval recall@1/5 (text→image and image→text among
     ``n_retrieval`` images), for each split. Returns ``{split: {"colour": ..., "t2i@1": ..., ...}}``."""
-    from . import shapes
-
     prompts, prompt_attrs = prompt_bank(tokenizer)
     classifiers = zero_shot_classifiers(embed_texts(model, prompts), prompt_attrs)
     results = {}
@@ -530,10 +523,6 @@ def evaluate_clip(model: nn.Module, tokenizer, resolution: int, n: int = 2000, n
 
 def build_clip(profile_name: str, device: str | torch.device = "cpu", progress: bool = True) -> tuple[CLIP, list[float], float]:
     """Train the course CLIP with a profile's settings. Returns ``(model, losses, seconds)``."""
-    import time
-
-    from . import profiles, shapes, tokenizer
-
     s = profiles.get_profile(profile_name).clip
     profiles.seed_everything(s.seed)
     tok = tokenizer.Tokenizer()
@@ -546,8 +535,6 @@ def build_clip(profile_name: str, device: str | torch.device = "cpu", progress: 
 
 def main(argv: list[str] | None = None) -> None:
     import argparse
-
-    from . import checkpoints, profiles, tokenizer
 
     p = argparse.ArgumentParser(description="Train the course CLIP and save it as a checkpoint.")
     p.add_argument("--profile", default="cpu", choices=tuple(profiles.PROFILES))
@@ -570,8 +557,6 @@ def main(argv: list[str] | None = None) -> None:
 
 def load_clip(profile: str | None = None, device: str | torch.device = "cpu") -> CLIP:
     """Your CLIP of ``profile`` if you trained one in lesson 01, else the course checkpoint (eval mode)."""
-    from . import checkpoints
-
     ckpt = checkpoints.find_checkpoint("clip", profile)
     model = CLIP(CLIPConfig(**ckpt.config))
     return checkpoints.load_into(model, ckpt).to(device).eval()

@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass, field
 
 import torch
+from tqdm.auto import tqdm
 
 
 @dataclass
@@ -212,8 +213,6 @@ def sample_ddpm(
     ``clip_x0`` (the default, as ``diffusers``' ``clip_sample``) keeps x̂_0 in [-1, 1]: with the cosine
     schedule's last β of 0.999 the first step alone multiplies the network's error about 30 times.
     """
-    from tqdm.auto import tqdm
-
     x = torch.randn(shape, generator=generator).to(device)
     for t in tqdm(range(schedule.T - 1, -1, -1), desc="DDPM", disable=not progress, leave=False):
         eps = eps_model(x, torch.full((shape[0],), t, device=device))
@@ -229,8 +228,6 @@ def sample_ddim(
 ) -> torch.Tensor:
     """DDIM sampling with ``steps`` network calls (:func:`ddim_timesteps`); ``x_T`` fixes the starting noise;
     ``clip_x0`` clamps x̂_0 and recomputes ε from it at every step (see :func:`ddim_step`)."""
-    from tqdm.auto import tqdm
-
     x = (torch.randn(shape, generator=generator) if x_T is None else x_T).to(device)
     ts = ddim_timesteps(schedule.T, steps)
     for i, t in enumerate(tqdm(ts, desc=f"DDIM {steps}", disable=not progress, leave=False)):
