@@ -41,7 +41,7 @@ def show_images(
     n = len(pics)
     ncols = max(1, min(ncols, n))
     nrows = max(1, -(-n // ncols))
-    text_h = 0.45 if captions is not None else 0.0
+    text_h = 0.6 if captions is not None else 0.0  # room for three lines of caption above each image
     fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * (size + text_h)), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
