@@ -206,17 +206,19 @@ def diffusion_loss(eps_model, x0: torch.Tensor, schedule: NoiseSchedule, generat
 @torch.no_grad()
 def sample_ddpm(
     eps_model, shape: tuple[int, ...], schedule: NoiseSchedule, generator: torch.Generator | None = None,
-    device: str | torch.device = "cpu", clip_x0: bool = True, progress: bool = True,
+    device: str | torch.device = "cpu", clip_x0: bool = True, progress: bool = True, step=ddpm_step,
 ) -> torch.Tensor:
     """Ancestral sampling: start from pure noise and take all ``T`` :func:`ddpm_step` s. Returns ``x_0`` clamped to [-1, 1].
 
+    ``step`` is the step function to use (a lesson passes the learner's own, with :func:`ddpm_step`'s
+    signature).
     ``clip_x0`` (the default, as ``diffusers``' ``clip_sample``) keeps x̂_0 in [-1, 1]: with the cosine
     schedule's last β of 0.999 the first step alone multiplies the network's error about 30 times.
     """
     x = torch.randn(shape, generator=generator).to(device)
     for t in tqdm(range(schedule.T - 1, -1, -1), desc="DDPM", disable=not progress, leave=False):
         eps = eps_model(x, torch.full((shape[0],), t, device=device))
-        x, _ = ddpm_step(eps, t, x, schedule, noise=torch.randn(shape, generator=generator).to(device), clip_x0=clip_x0)
+        x, _ = step(eps, t, x, schedule, noise=torch.randn(shape, generator=generator).to(device), clip_x0=clip_x0)
     return x.clamp(-1, 1)
 
 
@@ -224,15 +226,16 @@ def sample_ddpm(
 def sample_ddim(
     eps_model, shape: tuple[int, ...], schedule: NoiseSchedule, steps: int = 50, eta: float = 0.0,
     generator: torch.Generator | None = None, device: str | torch.device = "cpu", x_T: torch.Tensor | None = None,  # noqa: N803
-    clip_x0: bool = True, progress: bool = True,
+    clip_x0: bool = True, progress: bool = True, step=ddim_step,
 ) -> torch.Tensor:
     """DDIM sampling with ``steps`` network calls (:func:`ddim_timesteps`); ``x_T`` fixes the starting noise;
-    ``clip_x0`` clamps x̂_0 and recomputes ε from it at every step (see :func:`ddim_step`)."""
+    ``clip_x0`` clamps x̂_0 and recomputes ε from it at every step (see :func:`ddim_step`); ``step`` is
+    the step function, with :func:`ddim_step`'s signature."""
     x = (torch.randn(shape, generator=generator) if x_T is None else x_T).to(device)
     ts = ddim_timesteps(schedule.T, steps)
     for i, t in enumerate(tqdm(ts, desc=f"DDIM {steps}", disable=not progress, leave=False)):
         eps = eps_model(x, torch.full((shape[0],), t, device=device))
         t_prev = ts[i + 1] if i + 1 < len(ts) else -1
         noise = torch.randn(shape, generator=generator).to(device) if eta > 0 else None
-        x, _ = ddim_step(eps, t, t_prev, x, schedule, eta=eta, noise=noise, clip_x0=clip_x0)
+        x, _ = step(eps, t, t_prev, x, schedule, eta=eta, noise=noise, clip_x0=clip_x0)
     return x.clamp(-1, 1)

@@ -78,8 +78,8 @@ class AttributeJudge(nn.Module):
     @torch.no_grad()
     def confidence(self, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
         """``(B, 3, R, R)`` → ``(B,)``: the judge's probability for its answer on the *least* certain
-        attribute. Near 1: every attribute is clearly readable; for unconditional samples, which were
-        asked for nothing, "readable" (say ≥ 0.9) is the judge's verdict on quality."""
+        attribute. Near 1 on renders; off the training distribution it is not to be trusted, which is
+        why :meth:`readable` also asks whether the image is :func:`plausible`."""
         self.eval()
         device = next(self.parameters()).device
         out = []
