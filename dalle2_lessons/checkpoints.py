@@ -37,6 +37,8 @@ REBUILD_COMMANDS: dict[str, str] = {
     "judge-single": "python -m dalle2_lessons.judge --tier single",
     "judge-relation": "python -m dalle2_lessons.judge --tier relation",
     "clip": "python -m dalle2_lessons.clip --profile cpu",
+    "text-diffusion": "python -m dalle2_lessons.guidance --profile cpu --steps 1500 --eval-every 250",
+    "text-diffusion-attributes": "python -m dalle2_lessons.guidance --profile cpu --steps 1500 --condition attributes",
 }
 
 

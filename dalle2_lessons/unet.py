@@ -10,7 +10,10 @@ many times slower. The parts are the ones of DDPM / improved DDPM / GLIDE, at to
   that hand each up level the down path's features at the same resolution;
 * self-attention at the lowest resolution, where a 4×4 grid is only 16 tokens;
 * optionally a conditioning vector (e.g. a CLIP embedding) projected and added to the timestep
-  embedding, which is how lessons 05 and 07 condition the same network.
+  embedding, which is how lessons 05 and 07 condition the same network; for those, two options make
+  the condition usable: ``scale_shift`` (the embedding scales and shifts each block's normalised
+  features, ADM's adaptive GroupNorm, instead of only being added) and ``position_embedding`` (a
+  learned vector per pixel, so a caption's "top left" can refer to a place).
 """
 
 from __future__ import annotations
@@ -36,11 +39,12 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) 
 class ResBlock(nn.Module):
     """``(B, C_in, H, W)`` and an embedding ``(B, E)`` → ``(B, C_out, H, W)``."""
 
-    def __init__(self, c_in: int, c_out: int, emb_dim: int, dropout: float = 0.0, groups: int = 8):
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, dropout: float = 0.0, groups: int = 8, scale_shift: bool = False):
         super().__init__()
+        self.scale_shift = scale_shift
         self.norm1 = nn.GroupNorm(groups, c_in)
         self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
-        self.emb = nn.Linear(emb_dim, c_out)
+        self.emb = nn.Linear(emb_dim, 2 * c_out if scale_shift else c_out)
         self.norm2 = nn.GroupNorm(groups, c_out)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
@@ -50,8 +54,13 @@ class ResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
-        h = h + self.emb(F.silu(emb))[:, :, None, None]  # "which step is this?" reaches every block
-        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        e = self.emb(F.silu(emb))[:, :, None, None]  # "which step is this?" (and "what to draw?") reaches every block
+        if self.scale_shift:  # improved DDPM / ADM: the embedding scales and shifts the normalised features
+            scale, shift = e.chunk(2, dim=1)
+            h = self.norm2(h) * (1 + scale) + shift
+        else:
+            h = self.norm2(h + e)
+        h = self.conv2(self.dropout(F.silu(h)))
         return self.skip(x) + h
 
 
@@ -85,6 +94,8 @@ class UNetConfig:
     attention_levels: tuple[int, ...] = (2,)  #: level indices (0 = full resolution) with self-attention
     dropout: float = 0.0
     cond_dim: int | None = None  #: size of an optional conditioning vector added to the time embedding
+    scale_shift: bool = False  #: the embedding scales and shifts each block's features instead of adding to them
+    position_embedding: bool = False  #: a learned per-pixel vector added after the stem: tells the network *where* it is
 
 
 class UNet(nn.Module):
@@ -99,22 +110,25 @@ class UNet(nn.Module):
         self.time_mlp = nn.Sequential(nn.Linear(c.base_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.cond_proj = nn.Linear(c.cond_dim, emb_dim) if c.cond_dim else None
         self.stem = nn.Conv2d(c.in_channels, chans[0], 3, padding=1)
+        # Convolutions and attention are (nearly) blind to absolute position; a caption that says "top
+        # left" needs it, so conditional models can add a learned position embedding, as ViTs do.
+        self.pos = nn.Parameter(torch.zeros(1, chans[0], c.resolution, c.resolution)) if c.position_embedding else None
 
         self.down, self.down_attn, self.downsample = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
         prev = chans[0]
         for level, ch in enumerate(chans):
-            self.down.append(ResBlock(prev, ch, emb_dim, c.dropout))
+            self.down.append(ResBlock(prev, ch, emb_dim, c.dropout, scale_shift=c.scale_shift))
             self.down_attn.append(SelfAttention2d(ch) if level in c.attention_levels else nn.Identity())
             last = level == len(chans) - 1
             self.downsample.append(nn.Identity() if last else nn.Conv2d(ch, ch, 3, stride=2, padding=1))
             prev = ch
-        self.mid1 = ResBlock(prev, prev, emb_dim, c.dropout)
+        self.mid1 = ResBlock(prev, prev, emb_dim, c.dropout, scale_shift=c.scale_shift)
         self.mid_attn = SelfAttention2d(prev)
-        self.mid2 = ResBlock(prev, prev, emb_dim, c.dropout)
+        self.mid2 = ResBlock(prev, prev, emb_dim, c.dropout, scale_shift=c.scale_shift)
 
         self.up, self.up_attn, self.upsample = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
         for level, ch in reversed(list(enumerate(chans))):
-            self.up.append(ResBlock(prev + ch, ch, emb_dim, c.dropout))  # + ch: the skip from the down path
+            self.up.append(ResBlock(prev + ch, ch, emb_dim, c.dropout, scale_shift=c.scale_shift))  # + ch: the skip from the down path
             self.up_attn.append(SelfAttention2d(ch) if level in c.attention_levels else nn.Identity())
             self.upsample.append(nn.Identity() if level == 0 else nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(ch, ch, 3, padding=1)))
             prev = ch
@@ -125,6 +139,8 @@ class UNet(nn.Module):
         if self.cond_proj is not None and cond is not None:
             emb = emb + self.cond_proj(cond)
         h = self.stem(x)
+        if self.pos is not None:
+            h = h + self.pos
         skips = []
         for block, attn, down in zip(self.down, self.down_attn, self.downsample):
             h = attn(block(h, emb))

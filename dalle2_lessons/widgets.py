@@ -3,6 +3,8 @@ function behind it is an ordinary function too, so tests and non-interactive run
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import torch
@@ -37,3 +39,40 @@ def noising_slider(image: torch.Tensor, schedules: dict[str, diffusion.NoiseSche
 
     slider = widgets.IntSlider(value=T // 4, min=0, max=T - 1, step=1, description="t", continuous_update=False)
     return widgets.interactive(show, t=slider)
+
+
+def prompt_explorer(
+    generate: Callable[[str, float, int], torch.Tensor],
+    prompt: str = "a small red circle in the top left",
+    scale: float = 3.0,
+    max_scale: float = 10.0,
+    describe: Callable[[torch.Tensor, str], str] | None = None,
+) -> widgets.Widget:
+    """Type a prompt, pick a guidance scale and a seed, see the samples.
+
+    Args:
+        generate: ``(prompt, scale, seed) → (B, 3, R, R)`` images in [-1, 1]; it may raise
+            :class:`~dalle2_lessons.tokenizer.PromptError`, whose message is shown instead of a picture.
+        describe: optional ``(images, prompt) → str`` printed under the grid (e.g. the judge's verdict).
+    """
+    from .plotting import show_grid
+    from .tokenizer import PromptError
+
+    def show(prompt: str, scale: float, seed: int) -> None:
+        try:
+            images = generate(prompt, scale, seed)
+        except PromptError as err:
+            print(f"That prompt cannot be read: {err}")
+            return
+        show_grid(images, nrow=min(8, len(images)), size=0.9, title=f"“{prompt}”, guidance {scale:g}, seed {seed}")
+        plt.show()
+        if describe is not None:
+            print(describe(images, prompt))
+
+    return widgets.interactive(
+        show,
+        {"manual": True, "manual_name": "generate"},
+        prompt=widgets.Text(value=prompt, description="prompt", layout=widgets.Layout(width="32em")),
+        scale=widgets.FloatSlider(value=scale, min=0.0, max=max_scale, step=0.5, description="guidance"),
+        seed=widgets.IntText(value=0, description="seed"),
+    )

@@ -45,3 +45,18 @@ def test_training_lowers_the_diffusion_loss_and_samplers_run():
     a = diffusion.sample_ddim(ema.module, (4, 3, 8, 8), sched, steps=10, x_T=z, progress=False)
     b = diffusion.sample_ddim(ema.module, (4, 3, 8, 8), sched, steps=10, x_T=z, progress=False)
     torch.testing.assert_close(a, b)
+
+
+def test_ema_warms_up_so_early_averages_forget_the_initial_weights():
+    from torch.optim.swa_utils import AveragedModel
+
+    net = torch.nn.Linear(1, 1, bias=False)
+    net.weight.data.fill_(0.0)
+    ema = AveragedModel(net, avg_fn=training.ema_update(0.995))
+    for _ in range(300):
+        net.weight.data.fill_(1.0)  # the weights jump away from their initial value and stay there
+        ema.update_parameters(net)
+    # a plain 0.995 EMA would still hold 0.995**300 ≈ 22% of the initial 0; the warmed-up one almost none
+    assert ema.module.weight.item() > 0.97
+    avg = torch.tensor(0.0)
+    assert abs(training.ema_update(0.9)(avg, torch.tensor(1.0), torch.tensor(10_000)).item() - 0.1) < 1e-6  # d = 0.9 once warm

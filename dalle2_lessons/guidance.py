@@ -1,0 +1,313 @@
+"""Conditioning a diffusion model on a caption, and classifier-free guidance (lesson 05).
+
+The U-Net of lesson 04 gains one input: a condition vector ``c`` of size ``cond_dim``, projected
+and added to the timestep embedding (so it reaches every residual block). Two ways to get ``c``:
+
+* **CLIP text embedding** (what GLIDE-style and unCLIP models do): the frozen course CLIP of
+  lesson 01 encodes the caption; any paraphrase of the same scene lands near the same vector.
+* **learned attribute tokens** (the comparison): one learned vector per attribute value (colour,
+  shape, size, position), summed. It gets the ground-truth attributes, not the caption: an upper
+  bound on what the caption could tell the network, and no help with words it has never seen.
+
+**Classifier-free guidance** (Ho & Salimans 2022). During training the condition is replaced by
+the *null condition*, the zero vector, for a fraction ``p_uncond`` of the images (a real CLIP
+embedding has norm 1, so zero is unambiguous), so one network learns both ``ε(x_t, c)`` and
+``ε(x_t, ∅)``. At sampling time we extrapolate away from the unconditional prediction::
+
+    ε̂ = ε(x_t, ∅) + s · (ε(x_t, c) − ε(x_t, ∅))
+
+``s = 0`` is the unconditional model, ``s = 1`` the plain conditional one, ``s > 1`` trades
+diversity for faithfulness to the caption (GLIDE's convention for ``s``).
+
+Rebuild the course checkpoints (the "GLIDE-like" text-to-image baseline of the unCLIP lessons, and
+the attribute-token model of the lesson's comparison; the lesson itself trains for fewer steps)::
+
+    python -m dalle2_lessons.guidance --profile cpu --steps 1500 --eval-every 250
+    python -m dalle2_lessons.guidance --profile cpu --steps 1500 --condition attributes
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+
+from . import checkpoints, diffusion, judge, profiles, shapes, tokenizer
+from .clip import caption_tokens, embed_texts, load_clip
+from .training import train
+from .unet import UNet, UNetConfig
+
+CHECKPOINT = "text-diffusion"
+
+
+def unet_config(cond_dim: int) -> UNetConfig:
+    """Lesson 04's U-Net, plus what a caption needs: the condition vector, scale-and-shift of the
+    features by the embedding (ADM's adaptive GroupNorm: a condition can turn features on and off,
+    not just nudge them) and a learned position embedding (so "top left" can mean a place)."""
+    return UNetConfig(cond_dim=cond_dim, scale_shift=True, position_embedding=True)
+
+
+def sum_attribute_vectors(tables: list[torch.Tensor], attrs: torch.Tensor) -> torch.Tensor:
+    """``tables[j]`` ``(n_values_j, D)`` holds one vector per value of attribute ``j``; ``attrs`` ``(B, A)``
+    int64 picks one row of each table per image. Returns their sum, ``(B, D)``."""
+    return sum(table[attrs[:, j]] for j, table in enumerate(tables))
+
+
+class AttributeEncoder(nn.Module):
+    """Ground-truth attributes ``(B, A)`` int64 → condition vectors ``(B, dim)``: one learned vector
+    per attribute value, summed over the ``A`` attributes of the tier (:func:`sum_attribute_vectors`)."""
+
+    def __init__(self, dim: int, tier: str = "single"):
+        super().__init__()
+        self.tier = tier
+        self.tables = nn.ModuleList(nn.Embedding(len(shapes.ATTRIBUTE_VALUES[name]), dim) for name in shapes.TIERS[tier])
+        for table in self.tables:
+            nn.init.normal_(table.weight, std=1.0)  # entries of about ±1, like the scaled CLIP embedding
+
+    def forward(self, attrs: torch.Tensor) -> torch.Tensor:
+        return sum_attribute_vectors([table.weight for table in self.tables], attrs)
+
+
+@dataclass(frozen=True)
+class ConditionalConfig:
+    """Everything needed to rebuild a :class:`ConditionalUNet` (stored in its checkpoint)."""
+
+    unet: UNetConfig
+    condition: str = "clip"  #: ``"clip"`` (a precomputed CLIP text embedding) or ``"attributes"``
+    tier: str = "single"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ConditionalConfig:
+        unet = {k: tuple(v) if isinstance(v, list) else v for k, v in d["unet"].items()}
+        return cls(UNetConfig(**unet), d["condition"], d["tier"])
+
+
+class ConditionalUNet(nn.Module):
+    """A U-Net whose condition is a CLIP text embedding ``(B, D)`` float or attributes ``(B, A)`` int64.
+
+    ``encode(cond)`` turns either into the vector the U-Net adds to its time embedding; ``forward(x,
+    t, c)`` takes that *vector* (so guidance can pair each ``c`` with the null vector, zeros).
+    """
+
+    def __init__(self, config: ConditionalConfig):
+        super().__init__()
+        self.config = config
+        if config.unet.cond_dim is None:
+            raise ValueError("a conditional U-Net needs UNetConfig(cond_dim=...)")
+        self.unet = UNet(config.unet)
+        self.attributes = AttributeEncoder(config.unet.cond_dim, config.tier) if config.condition == "attributes" else None
+
+    def encode(self, cond: torch.Tensor) -> torch.Tensor:
+        """Unit-norm CLIP embeddings are scaled by √D, so their entries are about ±1 like every other
+        input of a linear layer (at ±1/√D the condition starts out as a whisper); attribute ids become
+        their summed learned vectors."""
+        if self.attributes is None:
+            return cond * cond.shape[-1] ** 0.5
+        return self.attributes(cond)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return self.unet(x, t, c)
+
+    def config_dict(self) -> dict:
+        return self.config.to_dict()
+
+
+# ----------------------------------------------------------------------------------------------
+# The two equations of the lesson: condition dropout in training, guidance in sampling.
+
+
+def drop_condition(c: torch.Tensor, p_uncond: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Replace each row of ``c`` ``(B, D)`` by the null condition (zeros) with probability ``p_uncond``."""
+    keep = torch.rand(len(c), generator=generator) >= p_uncond
+    return c * keep.to(c.device, c.dtype)[:, None]
+
+
+def guided_eps(model: Callable, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor, scale: float) -> torch.Tensor:
+    """Classifier-free guidance: ``ε(x,∅) + s·(ε(x,c) − ε(x,∅))`` for ``x`` ``(B, C, H, W)``, ``c`` ``(B, D)``.
+
+    Both predictions come from one batched call of ``model(x, t, c)`` on ``2B`` images; ``scale == 1``
+    needs only the conditional half.
+    """
+    if scale == 1.0:
+        return model(x, t, c)
+    eps_c, eps_u = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([c, torch.zeros_like(c)])).chunk(2)
+    return eps_u + scale * (eps_c - eps_u)
+
+
+def conditional_loss(
+    model: ConditionalUNet, x0: torch.Tensor, cond: torch.Tensor, schedule: diffusion.NoiseSchedule,
+    p_uncond: float = 0.1, generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Lesson 04's ε-prediction loss with a condition that is dropped for a fraction ``p_uncond`` of the batch."""
+    c = drop_condition(model.encode(cond), p_uncond, generator)
+    return diffusion.diffusion_loss(lambda x_t, t: model(x_t, t, c), x0, schedule, generator)
+
+
+@torch.no_grad()
+def sample(
+    model: ConditionalUNet, cond: torch.Tensor, schedule: diffusion.NoiseSchedule, scale: float = 3.0,
+    steps: int | None = 50, eta: float = 0.0, resolution: int | None = None, generator: torch.Generator | None = None,
+    device: str | torch.device = "cpu", progress: bool = False, batch_size: int = 256,
+) -> torch.Tensor:
+    """Guided samples for each condition row: ``(N, 3, R, R)`` in [-1, 1].
+
+    ``steps=None`` is ancestral DDPM with all ``T`` steps; otherwise DDIM with ``steps`` steps and ``eta``.
+    """
+    res = resolution or model.config.unet.resolution
+    out = []
+    for chunk in cond.split(batch_size):
+        c = model.encode(chunk.to(device))
+        eps_model = lambda x, t, c=c: guided_eps(model, x, t, c, scale)  # noqa: E731
+        shape = (len(c), model.config.unet.in_channels, res, res)
+        if steps is None:
+            out.append(diffusion.sample_ddpm(eps_model, shape, schedule, generator, device, progress=progress).cpu())
+        else:
+            out.append(diffusion.sample_ddim(eps_model, shape, schedule, steps, eta, generator, device, progress=progress).cpu())
+    return torch.cat(out)
+
+
+def diversity(images: torch.Tensor, groups: int) -> float:
+    """Mean pixel standard deviation across the samples of one caption, averaged over ``groups``.
+
+    ``images`` ``(G·K, C, H, W)``: ``groups`` captions, ``K`` samples each, caption-major. Zero when
+    every sample of a caption is the same picture; guidance lowers it.
+    """
+    per = images.reshape(groups, -1, *images.shape[1:])
+    return float(per.std(dim=1).mean())
+
+
+# ----------------------------------------------------------------------------------------------
+# Data and the course checkpoint.
+
+
+def clip_caption_embeddings(clip_model, tok: tokenizer.Tokenizer, attrs: torch.Tensor, tier: str = "single") -> torch.Tensor:
+    """Every paraphrase of every scene through the frozen CLIP text encoder: ``(N, n_templates, D)``, unit norm."""
+    tokens = caption_tokens(tok, tier, attrs)  # (N, T, L)
+    unique, inverse = torch.unique(tokens.flatten(0, 1), dim=0, return_inverse=True)
+    return embed_texts(clip_model, unique)[inverse].view(*tokens.shape[:2], -1)
+
+
+def make_condition_sampler(kind: str, attrs: torch.Tensor, caption_embeddings: torch.Tensor | None = None) -> Callable:
+    """``(indices, generator) → conditions`` for training: a random paraphrase's CLIP embedding, or the attributes."""
+    if kind == "attributes":
+        return lambda idx, gen: attrs[idx]
+    assert caption_embeddings is not None
+    n_t = caption_embeddings.shape[1]
+    return lambda idx, gen: caption_embeddings[idx, torch.randint(n_t, (len(idx),), generator=gen)]
+
+
+def eval_conditions(kind: str, n: int, clip_model=None, split: str = "test", seed: int = 1) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """``n`` captions of ``split`` to generate from: ``(conditions, attrs, captions)``."""
+    scenes = shapes.sample_scenes(n, split, "single", seed=seed)
+    ds_attrs = torch.as_tensor(scenes.attrs)
+    captions = scenes.captions
+    if kind == "attributes":
+        return ds_attrs, ds_attrs, captions
+    return embed_texts(clip_model, tokenizer.Tokenizer().encode_batch(captions)), ds_attrs, captions
+
+
+def evaluate(
+    model: ConditionalUNet, schedule: diffusion.NoiseSchedule, cond: torch.Tensor, attrs: torch.Tensor,
+    scale: float, steps: int | None = 50, seed: int = 0, device: str | torch.device = "cpu",
+) -> judge.JudgeReport:
+    """Generate one sample per condition and let the judge read it."""
+    images = sample(model, cond, schedule, scale, steps, generator=torch.Generator().manual_seed(seed), device=device)
+    return judge.load_judge("single").score(images, attrs)
+
+
+def build(
+    profile_name: str, condition: str = "clip", steps: int | None = None, device: str | torch.device = "cpu",
+    progress: bool = True, eval_every: int | None = None, n_eval: int = 128, eval_scale: float = 3.0,
+) -> tuple[ConditionalUNet, list[float], float, list[dict]]:
+    """Train a text-conditional U-Net with a profile's settings (``steps`` overrides the profile's).
+
+    With ``eval_every``, the EMA model is judged every so many steps on ``n_eval`` test captions
+    (DDIM-50, guidance ``eval_scale``; sampling time is not counted as training time), which gives
+    the accuracy-vs-training-minutes curve. Returns ``(ema_model, losses, train_seconds, curve)``.
+    """
+    s = profiles.get_profile(profile_name).guidance
+    steps = steps or s.steps
+    profiles.seed_everything(s.seed)
+    data = shapes.ShapesDataset("train", n=s.n_train, resolution=16)
+    clip_model = load_clip(profile_name) if condition == "clip" else None
+    emb = clip_caption_embeddings(clip_model, tokenizer.Tokenizer(), data.attrs) if clip_model is not None else None
+    get_cond = make_condition_sampler(condition, data.attrs, emb)
+    cond_dim = emb.shape[-1] if emb is not None else s.cond_dim
+    model = ConditionalUNet(ConditionalConfig(unet_config(cond_dim), condition))
+    schedule = diffusion.cosine_schedule()
+    images = data.images.to(device)
+
+    def loss_fn(m, idx, gen):
+        return conditional_loss(m, images[idx.to(device)], get_cond(idx, gen).to(device), schedule, s.p_uncond, gen)
+
+    curve: list[dict] = []
+    timer = {"train": 0.0, "t0": time.perf_counter()}
+    eval_cond = eval_attrs = None
+    if eval_every:
+        eval_cond, eval_attrs, _ = eval_conditions(condition, n_eval, clip_model)
+
+    def on_step(step: int, ema) -> None:
+        if eval_every and (step % eval_every == 0 or step == steps):
+            timer["train"] += time.perf_counter() - timer["t0"]
+            report = evaluate(ema.module, schedule, eval_cond, eval_attrs, eval_scale, device=device)
+            curve.append({"step": step, "train_minutes": round(timer["train"] / 60, 2), **{k: round(v, 4) for k, v in report.as_dict().items()}})
+            print(f"step {step:5d}  {timer['train'] / 60:5.1f} train-min  {report}", flush=True)
+            timer["t0"] = time.perf_counter()
+
+    t0 = time.perf_counter()
+    ema, losses = train(model, loss_fn, data.images, steps, s.batch_size, s.lr, seed=s.seed, device=device,
+                        desc=f"text-conditional U-Net ({condition})", progress=progress, callback=on_step)
+    seconds = time.perf_counter() - t0 if not eval_every else timer["train"]
+    return ema.module, losses, seconds, curve
+
+
+def load_text_diffusion(profile: str | None = None, device: str | torch.device = "cpu") -> ConditionalUNet:
+    """Your text-conditional U-Net of ``profile`` (from lesson 05) if present, else the course checkpoint."""
+    ckpt = checkpoints.find_checkpoint(CHECKPOINT, profile)
+    model = ConditionalUNet(ConditionalConfig.from_dict(ckpt.config))
+    return checkpoints.load_into(model, ckpt).to(device).eval()
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="Train the course's text-conditional (GLIDE-like) U-Net and save it.")
+    p.add_argument("--profile", default="cpu", choices=tuple(profiles.PROFILES))
+    p.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the profile's)")
+    p.add_argument("--condition", default="clip", choices=("clip", "attributes"))
+    p.add_argument("--eval-every", type=int, default=None, help="judge the model every N steps (the accuracy-vs-minutes curve)")
+    p.add_argument("--n-eval", type=int, default=256, help="test captions for the final guidance sweep and the DDPM/DDIM comparison")
+    p.add_argument("--out", default=None, help="folder (default: data/checkpoints, the shipped course checkpoint)")
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args(argv)
+    model, losses, seconds, curve = build(args.profile, args.condition, args.steps, args.device, eval_every=args.eval_every)
+    model.cpu()
+    s = profiles.get_profile(args.profile).guidance
+    schedule = diffusion.cosine_schedule()
+    cond, attrs, _ = eval_conditions(args.condition, args.n_eval, load_clip(args.profile) if args.condition == "clip" else None)
+    results = {}
+    for scale in s.scales:
+        results[f"ddim50_s{scale:g}"] = evaluate(model, schedule, cond, attrs, scale).as_dict()
+        print(f"DDIM-50, guidance {scale:g}: {results[f'ddim50_s{scale:g}']}", flush=True)
+    best = max(s.scales, key=lambda sc: results[f"ddim50_s{sc:g}"]["all"])
+    if args.condition == "clip":  # the lesson's DDIM-vs-DDPM target concerns the CLIP model (this takes the longest)
+        t0 = time.perf_counter()
+        results[f"ddpm1000_s{best:g}"] = evaluate(model, schedule, cond, attrs, best, steps=None).as_dict()
+        print(f"DDPM-1000, guidance {best:g}: {results[f'ddpm1000_s{best:g}']} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    metrics = {"eval": results, "best_scale": best, "n_eval": args.n_eval, "curve": curve, "train_seconds": round(seconds, 1),
+               "steps": args.steps or s.steps, "final_loss": sum(losses[-50:]) / len(losses[-50:]), "profile": args.profile}
+    rebuild = f"python -m dalle2_lessons.guidance --profile {args.profile}" + "".join(
+        f" --{flag} {value}" for flag, value in [("steps", args.steps), ("condition", args.condition if args.condition != "clip" else None),
+                                               ("eval-every", args.eval_every)] if value)
+    name = CHECKPOINT if args.condition == "clip" else f"{CHECKPOINT}-attributes"
+    out = checkpoints.save_checkpoint(name, model.state_dict(), model.config_dict(), args.out or checkpoints.shipped_dir(), metrics, rebuild=rebuild)
+    print(f"saved {out} (trained {seconds / 60:.1f} min)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+import json
+
+import pytest
+import torch
+
+from dalle2_lessons import checkpoints, diffusion, guidance, shapes
+from dalle2_lessons.clip import load_clip
+from dalle2_lessons.guidance import ConditionalConfig, ConditionalUNet
+from dalle2_lessons.unet import UNetConfig
+
+TINY = UNetConfig(base_channels=16, channel_mults=(1, 2), attention_levels=(1,), cond_dim=8)
+
+
+def test_drop_condition_rows_are_kept_or_zeroed_at_the_right_rate():
+    c = torch.randn(4000, 8)
+    gen = torch.Generator().manual_seed(0)
+    dropped = guidance.drop_condition(c, 0.25, gen)
+    zero = (dropped == 0).all(1)
+    kept = (dropped == c).all(1)
+    assert bool((zero | kept).all())
+    assert abs(zero.float().mean().item() - 0.25) < 0.03
+    assert torch.equal(guidance.drop_condition(c, 0.0), c)
+    assert bool((guidance.drop_condition(c, 1.0) == 0).all())
+
+
+class _Recorder:
+    """ε(x, t, c) = x + c·1: linear in the condition, and counts its calls."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, x, t, c):
+        self.calls += 1
+        return x + c.sum(1)[:, None, None, None]
+
+
+def test_guided_eps_interpolates_and_extrapolates_in_one_call():
+    x, t, c = torch.randn(3, 3, 4, 4), torch.tensor([5, 6, 7]), torch.randn(3, 2)
+    model = _Recorder()
+    eps_u, eps_c = x, x + c.sum(1)[:, None, None, None]
+    torch.testing.assert_close(guidance.guided_eps(model, x, t, c, 0.0), eps_u)
+    assert model.calls == 1
+    torch.testing.assert_close(guidance.guided_eps(model, x, t, c, 1.0), eps_c)
+    torch.testing.assert_close(guidance.guided_eps(model, x, t, c, 4.0), eps_u + 4 * (eps_c - eps_u))
+    assert model.calls == 3
+
+
+@pytest.mark.parametrize("condition", ["clip", "attributes"])
+def test_conditional_unet_trains_and_samples(condition):
+    torch.manual_seed(0)
+    model = ConditionalUNet(ConditionalConfig(TINY, condition))
+    for p in model.unet.parameters():  # zero-initialised output convs hide the condition at init: wake them
+        p.data.add_(0.01 * torch.randn_like(p))
+    attrs = torch.as_tensor(shapes.sample_scenes(6, "train").attrs)
+    cond = attrs if condition == "attributes" else torch.nn.functional.normalize(torch.randn(6, 8), dim=-1)
+    x0 = torch.rand(6, 3, 16, 16) * 2 - 1
+    loss = guidance.conditional_loss(model, x0, cond, diffusion.cosine_schedule(), 0.5, torch.Generator().manual_seed(0))
+    loss.backward()
+    assert torch.isfinite(loss)
+    if condition == "attributes":  # the learned vectors get gradients through the U-Net
+        assert model.attributes.tables[0].weight.grad.abs().sum() > 0
+    gen = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    a = guidance.sample(model, cond[:2], diffusion.cosine_schedule(), 3.0, steps=4, generator=gen())
+    b = guidance.sample(model, cond[:2], diffusion.cosine_schedule(), 3.0, steps=4, generator=gen())
+    assert a.shape == (2, 3, 16, 16) and torch.equal(a, b)
+    assert a.min() >= -1 and a.max() <= 1
+
+
+def test_config_round_trips_through_json():
+    cfg = ConditionalConfig(TINY, "attributes")
+    assert ConditionalConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+def test_diversity_is_zero_for_copies_and_positive_otherwise():
+    one = torch.rand(1, 3, 4, 4)
+    assert guidance.diversity(one.repeat(6, 1, 1, 1), groups=2) == 0
+    assert guidance.diversity(torch.rand(6, 3, 4, 4), groups=2) > 0.1
+
+
+def test_shipped_text_diffusion_checkpoint_meets_the_lesson_target():
+    """The course checkpoint, as lesson 05 and the unCLIP lessons load it: with guidance, most samples
+    of unseen test captions show all four attributes (the issue's target is 80%)."""
+    ckpt = checkpoints.load_checkpoint(guidance.CHECKPOINT, checkpoints.shipped_dir())
+    model = checkpoints.load_into(ConditionalUNet(ConditionalConfig.from_dict(ckpt.config)), ckpt).eval()
+    cond, attrs, _ = guidance.eval_conditions("clip", 64, load_clip("cpu"), seed=7)
+    report = guidance.evaluate(model, diffusion.cosine_schedule(), cond, attrs, scale=ckpt.metrics["best_scale"], steps=25)
+    assert report.all_correct >= 0.8, report
+
+
+@pytest.mark.slow
+def test_course_recipe_reaches_the_target_when_retrained():
+    """Retrains the course checkpoint's recipe (about 18 minutes on 2 cores) and checks the lesson's target."""
+    model, losses, seconds, curve = guidance.build("cpu", "clip", steps=1500, progress=False, eval_every=1500)
+    assert curve[-1]["all"] >= 0.8, curve
