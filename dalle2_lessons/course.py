@@ -47,7 +47,7 @@ LESSONS: tuple[Lesson, ...] = (
            cpu_minutes=7.4),
     Lesson("05", "guidance", "Conditioning and classifier-free guidance",
            "a caption-conditioned U-Net, condition dropout, guidance, the accuracy-vs-diversity sweep, a prompt widget",
-           cpu_minutes=None),
+           cpu_minutes=8.8),
 )
 
 

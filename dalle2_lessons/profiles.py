@@ -84,6 +84,8 @@ class GuidanceSettings:
     lr: float
     n_eval: int  #: test captions per guidance scale in the sweep
     n_per_caption: int  #: samples per caption for the diversity measurement
+    n_compare: int  #: test captions for the sampler-bug and condition comparisons
+    n_ddpm: int  #: captions sampled with 1000-step DDPM (the slow one)
     scales: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0, 5.0, 8.0)
     p_uncond: float = 0.1  #: condition dropout: how often the null condition replaces the caption
     cond_dim: int = 64  #: size of the learned attribute vectors (the CLIP embedding has its own size)
@@ -111,7 +113,7 @@ PROFILES: dict[str, Profile] = {
         clip=ClipSettings(16, n_train=2_000, steps=120, batch_size=64, lr=2e-3, embed_dim=64, n_eval=256, n_retrieval=128, n_probe=1_000),
         forward=ForwardSettings(n_judge=128, n_levels=8),
         ddpm=DDPMSettings(n_train=2_000, steps=40, batch_size=32, lr=2e-3, n_samples=8, n_ddpm=4),
-        guidance=GuidanceSettings(n_train=2_000, steps=40, batch_size=32, lr=2e-3, n_eval=16, n_per_caption=4),
+        guidance=GuidanceSettings(n_train=2_000, steps=40, batch_size=32, lr=2e-3, n_eval=16, n_per_caption=4, n_compare=8, n_ddpm=4),
     ),
     "cpu": Profile(
         name="cpu",
@@ -120,7 +122,7 @@ PROFILES: dict[str, Profile] = {
         clip=ClipSettings(16, n_train=20_000, steps=1_000, batch_size=128, lr=2e-3, embed_dim=64, n_eval=2_000, n_retrieval=256, n_probe=5_000),
         forward=ForwardSettings(n_judge=1_000, n_levels=25),
         ddpm=DDPMSettings(n_train=20_000, steps=600, batch_size=128, lr=2e-3, n_samples=128, n_ddpm=32),
-        guidance=GuidanceSettings(n_train=20_000, steps=500, batch_size=128, lr=2e-3, n_eval=128, n_per_caption=8),
+        guidance=GuidanceSettings(n_train=20_000, steps=400, batch_size=128, lr=2e-3, n_eval=128, n_per_caption=8, n_compare=64, n_ddpm=16),
     ),
     "gpu": Profile(
         name="gpu",
@@ -129,7 +131,7 @@ PROFILES: dict[str, Profile] = {
         clip=ClipSettings(16, n_train=20_000, steps=3_000, batch_size=128, lr=2e-3, embed_dim=64, n_eval=2_000, n_retrieval=256, n_probe=5_000),
         forward=ForwardSettings(n_judge=2_000, n_levels=40),
         ddpm=DDPMSettings(n_train=20_000, steps=6_000, batch_size=128, lr=2e-3, n_samples=512, n_ddpm=256),
-        guidance=GuidanceSettings(n_train=20_000, steps=6_000, batch_size=128, lr=2e-3, n_eval=512, n_per_caption=16),
+        guidance=GuidanceSettings(n_train=20_000, steps=6_000, batch_size=128, lr=2e-3, n_eval=512, n_per_caption=16, n_compare=256, n_ddpm=128),
     ),
 }
 
