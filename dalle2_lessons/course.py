@@ -44,7 +44,7 @@ LESSONS: tuple[Lesson, ...] = (
            cpu_minutes=1.0),
     Lesson("04", "ddpm_ddim", "Reverse diffusion: a U-Net, DDPM and DDIM",
            "a CPU-sized U-Net, ε-prediction training, the DDPM and DDIM steps, steps vs seconds vs the judge",
-           cpu_minutes=7.4),
+           cpu_minutes=7.6),
     Lesson("05", "guidance", "Conditioning and classifier-free guidance",
            "a caption-conditioned U-Net, condition dropout, guidance, the accuracy-vs-diversity sweep, a prompt widget",
            cpu_minutes=8.8),
