@@ -27,12 +27,12 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "profiles", "shapes", "tokenizer", "judge", "checkpoints", "exercises", "plotting", "widgets", "notebooks", "course",
-    "clip", "diffusion", "unet", "training", "guidance", "prior",
+    "clip", "diffusion", "unet", "training", "guidance", "prior", "decoder", "upsampler",
 )  # fmt: skip
 _SHORTCUTS = {"setup_lesson": "profiles", "get_profile": "profiles", "get_device": "profiles", "seed_everything": "profiles"}
 
 if TYPE_CHECKING:  # for editors and type checkers; at run time everything below loads lazily
-    from . import checkpoints, clip, course, diffusion, exercises, guidance, judge, notebooks, plotting, prior, profiles, shapes, tokenizer, training, unet, widgets  # noqa: F401
+    from . import checkpoints, clip, course, decoder, diffusion, exercises, guidance, judge, notebooks, plotting, prior, profiles, shapes, tokenizer, training, unet, upsampler, widgets  # noqa: F401
     from .profiles import get_device, get_profile, seed_everything, setup_lesson  # noqa: F401
 
 

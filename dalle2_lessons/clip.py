@@ -301,6 +301,47 @@ def embed_texts(model: CLIP, tokens: torch.Tensor, batch_size: int = 1024) -> to
     return torch.cat([model.encode_text(t.to(device)).cpu() for t in tokens.split(batch_size)])
 
 
+@torch.no_grad()
+def encode_captions(model: CLIP, tokens: torch.Tensor, pad_id: int = 0, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What unCLIP's prior and decoder read of a caption: ``(N, L)`` ids → ``(embeddings (N, E) unit norm,
+    per-token features (N, L, width), token mask (N, L) bool, True for real tokens)``."""
+    model.eval()
+    device = model.logit_scale.device
+    emb, feats = [], []
+    for chunk in tokens.split(batch_size):
+        chunk = chunk.to(device)
+        emb.append(model.encode_text(chunk).cpu())
+        feats.append(model.text(chunk, return_tokens=True).cpu())
+    return torch.cat(emb), torch.cat(feats), tokens != pad_id
+
+
+@dataclass
+class CaptionBank:
+    """Every distinct caption of a dataset through the frozen text encoder, once.
+
+    ``index[i, k]`` is the row of scene ``i``'s ``k``-th paraphrase in ``embeddings`` ``(U, E)``,
+    ``features`` ``(U, L, width)`` and ``mask`` ``(U, L)``; a few thousand rows serve 20 000 scenes.
+    """
+
+    embeddings: torch.Tensor
+    features: torch.Tensor
+    mask: torch.Tensor
+    index: torch.Tensor
+
+    @classmethod
+    def build(cls, model: CLIP, tokens: torch.Tensor) -> CaptionBank:
+        """``tokens`` ``(N, T, L)``: ``T`` paraphrases of each of ``N`` scenes (as from :func:`caption_tokens`)."""
+        unique, inverse = torch.unique(tokens.flatten(0, 1), dim=0, return_inverse=True)
+        emb, feats, mask = encode_captions(model, unique)
+        return cls(emb, feats, mask, inverse.view(tokens.shape[:2]))
+
+    def random_paraphrase(self, idx: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """For scenes ``idx`` ``(B,)``: one random paraphrase each, as ``(embeddings, features, mask)``."""
+        k = torch.randint(self.index.shape[1], (len(idx),), generator=generator)
+        rows = self.index[idx, k]
+        return self.embeddings[rows], self.features[rows], self.mask[rows]
+
+
 # ----------------------------------------------------------------------------------------------
 # What the embedding knows: zero-shot classification, retrieval, linear probes.
 

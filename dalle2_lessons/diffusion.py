@@ -239,3 +239,25 @@ def sample_ddim(
         noise = torch.randn(shape, generator=generator).to(device) if eta > 0 else None
         x, _ = step(eps, t, t_prev, x, schedule, eta=eta, noise=noise, clip_x0=clip_x0)
     return x.clamp(-1, 1)
+
+
+@torch.no_grad()
+def ddim_invert(
+    eps_model, x0: torch.Tensor, schedule: NoiseSchedule, steps: int = 50, progress: bool = False,
+) -> torch.Tensor:
+    """Run deterministic DDIM *backwards*: from a clean image ``x0`` ``(B, C, H, W)`` up the noise levels
+    that :func:`sample_ddim` visits, to the ``x_T`` from which :func:`sample_ddim` (η = 0, ``clip_x0=False``,
+    the same ``steps`` and model) draws ``x0`` back, up to the small error of reading ε at the lower level.
+
+    Each step is :func:`ddim_step` read the other way: estimate ε at the current level, then place x̂_0
+    at the next *higher* level along that ε: ``x_next = √ᾱ_next · x̂_0 + √(1 − ᾱ_next) · ε``.
+    """
+    levels = [-1, *reversed(ddim_timesteps(schedule.T, steps))]  # from clean (-1) to the noisiest step
+    x = x0
+    for cur, nxt in tqdm(list(zip(levels[:-1], levels[1:])), desc=f"DDIM inversion {steps}", disable=not progress, leave=False):
+        eps = eps_model(x, torch.full((len(x),), max(cur, 0), device=x.device))
+        a_cur = schedule.alphas_cumprod[cur] if cur >= 0 else torch.tensor(1.0)
+        a_next = schedule.alphas_cumprod[nxt]
+        x0_hat = (x - (1 - a_cur).sqrt() * eps) / a_cur.sqrt()
+        x = a_next.sqrt() * x0_hat + (1 - a_next).sqrt() * eps
+    return x

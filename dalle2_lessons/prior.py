@@ -21,14 +21,18 @@ at the end.
 
 from __future__ import annotations
 
+import argparse
 import math
+import time
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import diffusion
+from . import checkpoints, diffusion, profiles, shapes, tokenizer
+from .clip import CaptionBank, caption_tokens, embed_images, encode_captions, load_clip
+from .training import train
 from .unet import timestep_embedding
 
 
@@ -186,3 +190,141 @@ def sample(
     z = F.normalize(z, dim=-1).view(b, k, d)
     best = (z * text_emb[:, None]).sum(-1).argmax(dim=1)
     return z[torch.arange(b), best]
+
+
+# ----------------------------------------------------------------------------------------------
+# Baselines, measurement and the course checkpoint.
+
+CHECKPOINT = "prior"
+
+
+def nearest_neighbour(text_emb: torch.Tensor, train_text_emb: torch.Tensor, train_image_emb: torch.Tensor) -> torch.Tensor:
+    """The retrieval baseline: for each caption ``(B, D)``, the image embedding of the training scene
+    whose caption embedding ``(N, D)`` is most similar. Returns ``(B, D)`` (copies of ``train_image_emb`` rows)."""
+    return train_image_emb[(text_emb @ train_text_emb.T).argmax(dim=1)]
+
+
+def mean_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean cosine similarity of matching rows of ``(B, D)`` and ``(B, D)``."""
+    return float(F.cosine_similarity(a, b, dim=-1).mean())
+
+
+@dataclass
+class PriorData:
+    """What the prior learns from: each training scene's CLIP image embedding and its captions."""
+
+    image_emb: torch.Tensor  #: ``(N, D)`` unit vectors
+    bank: CaptionBank  #: the scenes' paraphrases through the frozen text encoder
+
+    @classmethod
+    def build(cls, clip_model, n: int, split: str = "train", seed: int = 0) -> PriorData:
+        ds = shapes.ShapesDataset(split, n=n, resolution=clip_model.config.resolution, seed=seed)
+        bank = CaptionBank.build(clip_model, caption_tokens(tokenizer.Tokenizer(), "single", ds.attrs))
+        return cls(embed_images(clip_model, ds.images), bank)
+
+    def first_captions(self) -> torch.Tensor:
+        """``(N, D)`` the text embedding of each scene's first paraphrase (what nearest-neighbour searches)."""
+        return self.bank.embeddings[self.bank.index[:, 0]]
+
+
+def compare(
+    prior: DiffusionPrior, clip_model, train: PriorData, n: int, split: str = "test", scale: float = 1.0,
+    steps: int = 64, candidates: int = 2, seed: int = 0,
+) -> dict[str, float]:
+    """Mean cosine to the true CLIP image embedding of ``n`` fresh ``split`` scenes, for each way of
+    guessing it from the caption: ``no_prior`` (the text embedding itself), ``nearest`` (the image
+    embedding of the most similar training caption), ``prior`` (a sample), and two references that know
+    the true attributes: ``another_render`` (the embedding of a second render of the *same* caption,
+    which is what a perfect *sampler* scores: the caption does not say where exactly the object sits)
+    and ``cloud_centre`` (the normalised mean embedding of eight such renders, the best single *guess*
+    under this metric; a sampler that drifts towards it trades diversity for cosine)."""
+    scenes = shapes.sample_scenes(n, split, "single", seed=seed + 1)
+    again = shapes.rejitter(scenes, seed=seed + 2)  # same attributes, fresh size and place within the cell
+    r = clip_model.config.resolution
+    z_true = embed_images(clip_model, shapes.render(scenes, r))
+    text, feats, mask = encode_captions(clip_model, tokenizer.Tokenizer().encode_batch(scenes.captions))
+    device = next(prior.parameters()).device
+    z_prior = sample(prior.eval(), text.to(device), feats.to(device), mask.to(device), diffusion.cosine_schedule(), scale,
+                     steps, candidates, torch.Generator().manual_seed(seed)).cpu()
+    return {
+        "no_prior": mean_cosine(text, z_true),
+        "nearest": mean_cosine(nearest_neighbour(text, train.first_captions(), train.image_emb), z_true),
+        "prior": mean_cosine(z_prior, z_true),
+        "another_render": mean_cosine(embed_images(clip_model, shapes.render(again, r)), z_true),
+        "cloud_centre": mean_cosine(F.normalize(sum(embed_images(clip_model, shapes.render(shapes.rejitter(scenes, seed=seed + 3 + k), r))
+                                                    for k in range(8)), dim=-1), z_true),
+    }
+
+
+def build(profile_name: str, steps: int | None = None, device: str | torch.device = "cpu", progress: bool = True,
+          eval_every: int | None = None, n_eval: int = 500) -> tuple[DiffusionPrior, list[float], float, list[dict], PriorData]:
+    """Train the prior with a profile's settings (``steps`` overrides). With ``eval_every``, the EMA
+    prior's mean cosine to the true image embedding on ``n_eval`` test captions is measured every so many
+    steps. Returns ``(ema_prior, losses, train_seconds, curve, training_data)``."""
+    s = profiles.get_profile(profile_name).prior
+    steps = steps or s.steps
+    profiles.seed_everything(s.seed)
+    clip_model = load_clip(profile_name)
+    data = PriorData.build(clip_model, s.n_train)
+    feats = data.bank.features
+    model = DiffusionPrior(PriorConfig(embed_dim=data.image_emb.shape[-1], token_width=feats.shape[-1], context_length=feats.shape[1]))
+    schedule = diffusion.cosine_schedule()
+
+    def loss_fn(m, idx, gen):
+        text, tokens, mask = data.bank.random_paraphrase(idx, gen)
+        return prior_loss(m, data.image_emb[idx].to(device), text.to(device), tokens.to(device), mask.to(device), schedule, s.p_uncond, gen)
+
+    curve: list[dict] = []
+    timer = {"train": 0.0, "t0": time.perf_counter()}
+
+    def on_step(step: int, ema) -> None:
+        if eval_every and (step % eval_every == 0 or step == steps):
+            timer["train"] += time.perf_counter() - timer["t0"]
+            row = compare(ema.module, clip_model, data, n_eval, steps=s.sample_steps, candidates=s.candidates)
+            curve.append({"step": step, "train_minutes": round(timer["train"] / 60, 2), **{k: round(v, 4) for k, v in row.items()}})
+            print(f"step {step:5d}  {timer['train'] / 60:5.1f} train-min  " + "  ".join(f"{k} {v:.4f}" for k, v in row.items()), flush=True)
+            timer["t0"] = time.perf_counter()
+            ema.module.train()
+
+    t0 = time.perf_counter()
+    ema, losses = train(model, loss_fn, data.image_emb, steps, s.batch_size, s.lr, weight_decay=1e-2, seed=s.seed, device=device,
+                        desc="diffusion prior", progress=progress, callback=on_step)
+    seconds = time.perf_counter() - t0 if not eval_every else timer["train"]
+    return ema.module.eval(), losses, seconds, curve, data
+
+
+def load_prior(profile: str | None = None, device: str | torch.device = "cpu") -> DiffusionPrior:
+    """Your prior of ``profile`` (from lesson 06) if present, else the course checkpoint (eval mode)."""
+    ckpt = checkpoints.find_checkpoint(CHECKPOINT, profile)
+    return checkpoints.load_into(DiffusionPrior(PriorConfig(**ckpt.config)), ckpt).to(device).eval()
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="Train the course's diffusion prior (CLIP text embedding → CLIP image embedding) and save it.")
+    p.add_argument("--profile", default="cpu", choices=tuple(profiles.PROFILES))
+    p.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the profile's)")
+    p.add_argument("--eval-every", type=int, default=None, help="measure the cosine table every N steps")
+    p.add_argument("--n-eval", type=int, default=1000, help="captions per split for the final cosine table")
+    p.add_argument("--out", default=None, help="folder (default: data/checkpoints, the shipped course checkpoint)")
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args(argv)
+    model, losses, seconds, curve, data = build(args.profile, args.steps, args.device, eval_every=args.eval_every)
+    model.cpu()
+    s = profiles.get_profile(args.profile).prior
+    clip_model = load_clip(args.profile)
+    results = {}
+    for split in ("test", "heldout"):
+        for scale in (1.0, 2.0):
+            key = f"{split}_s{scale:g}"
+            results[key] = {k: round(v, 4) for k, v in compare(model, clip_model, data, args.n_eval, split, scale, s.sample_steps, s.candidates).items()}
+            print(f"{key}: {results[key]}", flush=True)
+    metrics = {"cosine": results, "n_eval": args.n_eval, "curve": curve, "train_seconds": round(seconds, 1),
+               "steps": args.steps or s.steps, "final_loss": sum(losses[-50:]) / len(losses[-50:]), "profile": args.profile}
+    rebuild = f"python -m dalle2_lessons.prior --profile {args.profile}" + "".join(
+        f" --{flag} {value}" for flag, value in [("steps", args.steps), ("eval-every", args.eval_every)] if value)
+    out = checkpoints.save_checkpoint(CHECKPOINT, model.state_dict(), model.config_dict(), args.out or checkpoints.shipped_dir(), metrics, rebuild=rebuild)
+    print(f"saved {out} (trained {seconds / 60:.1f} min)")
+
+
+if __name__ == "__main__":
+    main()

@@ -93,6 +93,59 @@ class GuidanceSettings:
 
 
 @dataclass(frozen=True)
+class PriorSettings:
+    """Lesson 06 (and ``python -m dalle2_lessons.prior``, which builds the course checkpoint)."""
+
+    n_train: int  #: training scenes whose (caption, image embedding) pairs the prior learns from
+    steps: int  #: optimiser steps
+    batch_size: int
+    lr: float
+    n_eval: int  #: test captions for the cosine table
+    sample_steps: int = 64  #: DDIM steps when sampling an embedding (the paper uses 64)
+    candidates: int = 2  #: samples per caption, of which the one closest to the text embedding is kept
+    p_uncond: float = 0.1  #: caption dropout (tokens and text embedding together)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class DecoderSettings:
+    """Lesson 07 (and ``python -m dalle2_lessons.decoder``, which builds the course checkpoint)."""
+
+    n_train: int  #: training images (16×16) with their CLIP image embeddings and captions
+    steps: int  #: optimiser steps of the decoder the lesson trains (the course checkpoint trained longer)
+    batch_size: int
+    lr: float
+    n_eval: int  #: test images reconstructed per setting in the lesson's tables
+    p_image: float = 0.1  #: how often the image embedding is zeroed in training (for guidance)
+    p_caption: float = 0.5  #: how often the caption is dropped in training
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class UpsamplerSettings:
+    """Lesson 08 (and ``python -m dalle2_lessons.upsampler``, which builds the course checkpoint)."""
+
+    n_train: int  #: training images (32×32)
+    steps: int  #: optimiser steps of the upsampler the lesson trains
+    batch_size: int
+    lr: float
+    n_eval: int  #: test images per row of the bicubic-vs-diffusion table
+    crop: int = 16  #: side of the random training crops (a quarter of the 32×32 image's area, as in the paper)
+    max_sigma: float = 0.6  #: widest Gaussian blur (in 16×16 pixels) applied to the conditioning image in training
+    sample_steps: int = 25  #: DDIM steps when upsampling
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """Lesson 09: the whole system."""
+
+    n_eval: int  #: captions per split in the final evaluation table
+    decoder_steps: int = 50  #: DDIM steps of the decoder
+    upsampler_steps: int = 25  #: DDIM steps of the upsampler
+
+
+@dataclass(frozen=True)
 class Profile:
     """Every size and step count of every lesson, for one kind of machine."""
 
@@ -103,6 +156,10 @@ class Profile:
     forward: ForwardSettings
     ddpm: DDPMSettings
     guidance: GuidanceSettings
+    prior: PriorSettings
+    decoder: DecoderSettings
+    upsampler: UpsamplerSettings
+    pipeline: PipelineSettings
 
 
 PROFILES: dict[str, Profile] = {
@@ -114,6 +171,10 @@ PROFILES: dict[str, Profile] = {
         forward=ForwardSettings(n_judge=128, n_levels=8),
         ddpm=DDPMSettings(n_train=2_000, steps=40, batch_size=32, lr=2e-3, n_samples=8, n_ddpm=4),
         guidance=GuidanceSettings(n_train=2_000, steps=40, batch_size=32, lr=2e-3, n_eval=16, n_per_caption=4, n_compare=8, n_ddpm=4),
+        prior=PriorSettings(n_train=2_000, steps=40, batch_size=64, lr=1e-3, n_eval=32, sample_steps=16),
+        decoder=DecoderSettings(n_train=2_000, steps=40, batch_size=32, lr=2e-3, n_eval=16),
+        upsampler=UpsamplerSettings(n_train=2_000, steps=40, batch_size=32, lr=2e-3, n_eval=16, sample_steps=10),
+        pipeline=PipelineSettings(n_eval=8, decoder_steps=10, upsampler_steps=5),
     ),
     "cpu": Profile(
         name="cpu",
@@ -123,6 +184,10 @@ PROFILES: dict[str, Profile] = {
         forward=ForwardSettings(n_judge=1_000, n_levels=25),
         ddpm=DDPMSettings(n_train=20_000, steps=600, batch_size=128, lr=2e-3, n_samples=128, n_ddpm=32),
         guidance=GuidanceSettings(n_train=20_000, steps=400, batch_size=128, lr=2e-3, n_eval=128, n_per_caption=8, n_compare=64, n_ddpm=16),
+        prior=PriorSettings(n_train=20_000, steps=1_000, batch_size=256, lr=1e-3, n_eval=1_000),
+        decoder=DecoderSettings(n_train=20_000, steps=300, batch_size=128, lr=2e-3, n_eval=128),
+        upsampler=UpsamplerSettings(n_train=20_000, steps=300, batch_size=128, lr=2e-3, n_eval=256),
+        pipeline=PipelineSettings(n_eval=96),
     ),
     "gpu": Profile(
         name="gpu",
@@ -132,6 +197,10 @@ PROFILES: dict[str, Profile] = {
         forward=ForwardSettings(n_judge=2_000, n_levels=40),
         ddpm=DDPMSettings(n_train=20_000, steps=6_000, batch_size=128, lr=2e-3, n_samples=512, n_ddpm=256),
         guidance=GuidanceSettings(n_train=20_000, steps=6_000, batch_size=128, lr=2e-3, n_eval=512, n_per_caption=16, n_compare=256, n_ddpm=128),
+        prior=PriorSettings(n_train=20_000, steps=3_000, batch_size=256, lr=1e-3, n_eval=2_000),
+        decoder=DecoderSettings(n_train=20_000, steps=6_000, batch_size=128, lr=2e-3, n_eval=512),
+        upsampler=UpsamplerSettings(n_train=20_000, steps=6_000, batch_size=128, lr=2e-3, n_eval=1_000),
+        pipeline=PipelineSettings(n_eval=1_000),
     ),
 }
 

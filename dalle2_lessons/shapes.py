@@ -217,6 +217,21 @@ def sample_scenes(n: int, split: str = "train", tier: str = "single", seed: int 
     return Scenes(tier=tier, **fields)
 
 
+def rejitter(scenes: Scenes, seed: int = 0) -> Scenes:
+    """The same single-object scenes (colour, shape, size, position cell, caption) with fresh random
+    placement and size within their cells: "another picture of the same caption"."""
+    if scenes.tier != "single":
+        raise ValueError("rejitter needs single-object scenes (a relation's attributes do not fix the cells)")
+    rng = np.random.default_rng(seed)
+    m = len(scenes)
+    position, size = scenes.attrs[:, 3], scenes.attrs[:, 2]
+    cells = np.stack([position % 3, position // 3], axis=1)[:, None, :]
+    centres = np.array(GRID_CENTRES)[cells] + rng.uniform(-JITTER, JITTER, size=(m, 1, 2))
+    half = np.array([HALF_EXTENT[s] for s in SIZES])[size][:, None] * rng.uniform(1 - SCALE_JITTER, 1 + SCALE_JITTER, size=(m, 1))
+    return Scenes(scenes.tier, scenes.attrs.copy(), scenes.colours.copy(), scenes.shapes.copy(),
+                  centres.astype(np.float32), half.astype(np.float32), scenes.templates.copy())
+
+
 def _pairs_for(rng: np.random.Generator, split: str, m: int) -> np.ndarray:
     """``(m, 2)`` (colour, shape) pairs allowed in ``split``."""
     pool = {"heldout": _UNSEEN_PAIRS, "judge": np.array(_ALL_PAIRS)}.get(split, _SEEN_PAIRS)

@@ -65,22 +65,39 @@ class ResBlock(nn.Module):
 
 
 class SelfAttention2d(nn.Module):
-    """Multi-head self-attention over the pixels of a feature map, with a residual: ``(B, C, H, W)`` → same."""
+    """Multi-head self-attention over the pixels of a feature map, with a residual: ``(B, C, H, W)`` → same.
 
-    def __init__(self, channels: int, heads: int = 4, groups: int = 8):
+    With ``context_dim``, the pixels also attend to a sequence of context tokens ``(B, S, context_dim)``
+    (GLIDE and unCLIP's decoder do this with caption tokens and CLIP-embedding tokens): the tokens are
+    projected to extra keys and values, so each pixel can look up "what should be here?" in them.
+    """
+
+    def __init__(self, channels: int, heads: int = 4, groups: int = 8, context_dim: int | None = None):
         super().__init__()
         self.heads = heads
         self.norm = nn.GroupNorm(groups, channels)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.context_kv = nn.Linear(context_dim, 2 * channels) if context_dim else None
         self.out = nn.Conv2d(channels, channels, 1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, context_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``context`` ``(B, S, context_dim)``; ``context_mask`` ``(B, S)`` bool, True where a token may be seen."""
         b, c, h, w = x.shape
         q, k, v = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w).permute(1, 0, 2, 4, 3)
-        y = F.scaled_dot_product_attention(q, k, v)  # (B, heads, HW, C/heads); lesson 01 wrote this by hand
+        mask = None
+        if self.context_kv is not None and context is not None:
+            ck, cv = self.context_kv(context).reshape(b, -1, 2, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+            k, v = torch.cat([k, ck], dim=2), torch.cat([v, cv], dim=2)  # keys: the H·W pixels, then the S tokens
+            if context_mask is not None:  # pixels are always visible, so no softmax row is ever empty
+                mask = torch.cat([torch.ones(b, h * w, dtype=torch.bool, device=x.device), context_mask], dim=1)[:, None, None, :]
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, heads, HW, C/heads); lesson 01 wrote this by hand
         return x + self.out(y.permute(0, 1, 3, 2).reshape(b, c, h, w))
+
+
+def _attend(attn: nn.Module, h: torch.Tensor, context: torch.Tensor | None, context_mask: torch.Tensor | None) -> torch.Tensor:
+    return attn(h, context, context_mask) if isinstance(attn, SelfAttention2d) else attn(h)
 
 
 @dataclass(frozen=True)
@@ -96,11 +113,16 @@ class UNetConfig:
     cond_dim: int | None = None  #: size of an optional conditioning vector added to the time embedding
     scale_shift: bool = False  #: the embedding scales and shifts each block's features instead of adding to them
     position_embedding: bool = False  #: a learned per-pixel vector added after the stem: tells the network *where* it is
+    context_dim: int | None = None  #: width of optional context tokens the attention layers also attend to (lesson 07)
+    out_channels: int | None = None  #: channels predicted (default ``in_channels``; the upsampler reads 6, predicts 3)
+    mid_attention: bool = True  #: self-attention in the middle; off for the upsampler, which only ever sees local crops
 
 
 class UNet(nn.Module):
     """ε-prediction network: noisy images ``(B, C, R, R)``, timesteps ``(B,)`` (and an optional
-    condition ``(B, cond_dim)``) → predicted noise ``(B, C, R, R)``."""
+    condition ``(B, cond_dim)``, optional context tokens ``(B, S, context_dim)``) → predicted noise
+    ``(B, C_out, R, R)``. Without attention and position embedding it is fully convolutional, so it
+    runs at any resolution divisible by ``2 ** (levels - 1)``."""
 
     def __init__(self, config: UNetConfig = UNetConfig()):
         super().__init__()
@@ -118,23 +140,26 @@ class UNet(nn.Module):
         prev = chans[0]
         for level, ch in enumerate(chans):
             self.down.append(ResBlock(prev, ch, emb_dim, c.dropout, scale_shift=c.scale_shift))
-            self.down_attn.append(SelfAttention2d(ch) if level in c.attention_levels else nn.Identity())
+            self.down_attn.append(SelfAttention2d(ch, context_dim=c.context_dim) if level in c.attention_levels else nn.Identity())
             last = level == len(chans) - 1
             self.downsample.append(nn.Identity() if last else nn.Conv2d(ch, ch, 3, stride=2, padding=1))
             prev = ch
         self.mid1 = ResBlock(prev, prev, emb_dim, c.dropout, scale_shift=c.scale_shift)
-        self.mid_attn = SelfAttention2d(prev)
+        self.mid_attn = SelfAttention2d(prev, context_dim=c.context_dim) if c.mid_attention else nn.Identity()
         self.mid2 = ResBlock(prev, prev, emb_dim, c.dropout, scale_shift=c.scale_shift)
 
         self.up, self.up_attn, self.upsample = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
         for level, ch in reversed(list(enumerate(chans))):
             self.up.append(ResBlock(prev + ch, ch, emb_dim, c.dropout, scale_shift=c.scale_shift))  # + ch: the skip from the down path
-            self.up_attn.append(SelfAttention2d(ch) if level in c.attention_levels else nn.Identity())
+            self.up_attn.append(SelfAttention2d(ch, context_dim=c.context_dim) if level in c.attention_levels else nn.Identity())
             self.upsample.append(nn.Identity() if level == 0 else nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(ch, ch, 3, padding=1)))
             prev = ch
-        self.head = nn.Sequential(nn.GroupNorm(8, prev), nn.SiLU(), nn.Conv2d(prev, c.in_channels, 3, padding=1))
+        self.head = nn.Sequential(nn.GroupNorm(8, prev), nn.SiLU(), nn.Conv2d(prev, c.out_channels or c.in_channels, 3, padding=1))
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None,
+        context: torch.Tensor | None = None, context_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         emb = self.time_mlp(timestep_embedding(t, self.config.base_channels))
         if self.cond_proj is not None and cond is not None:
             emb = emb + self.cond_proj(cond)
@@ -143,12 +168,12 @@ class UNet(nn.Module):
             h = h + self.pos
         skips = []
         for block, attn, down in zip(self.down, self.down_attn, self.downsample):
-            h = attn(block(h, emb))
+            h = _attend(attn, block(h, emb), context, context_mask)
             skips.append(h)
             h = down(h)
-        h = self.mid2(self.mid_attn(self.mid1(h, emb)), emb)
+        h = self.mid2(_attend(self.mid_attn, self.mid1(h, emb), context, context_mask), emb)
         for block, attn, up in zip(self.up, self.up_attn, self.upsample):
-            h = attn(block(torch.cat([h, skips.pop()], dim=1), emb))
+            h = _attend(attn, block(torch.cat([h, skips.pop()], dim=1), emb), context, context_mask)
             h = up(h)
         return self.head(h)
 

@@ -1,0 +1,193 @@
+"""The whole unCLIP system (lesson 09): text → CLIP text embedding → prior → image embedding → decoder
+(16×16) → upsampler (32×32), plus what a CLIP image embedding makes possible: variations,
+interpolations, text diffs, and DDIM inversion.
+
+Every stage is a course checkpoint of an earlier lesson (or the learner's own): :func:`UnCLIP.load`
+puts them together. ``python -m dalle2_lessons.generate`` is the same pipeline from the command line.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from . import decoder as decoder_lib
+from . import diffusion
+from . import prior as prior_lib
+from . import upsampler as upsampler_lib
+from .clip import CLIP, embed_images, encode_captions, load_clip
+from .decoder import Decoder, load_decoder
+from .prior import DiffusionPrior, load_prior
+from .tokenizer import Tokenizer
+from .unet import UNet
+from .upsampler import load_upsampler
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, w: float | torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation between unit vectors ``a`` and ``b`` ``(..., D)``: ``w = 0`` gives ``a``,
+    ``1`` gives ``b``, and every point in between is a unit vector on the great circle through them
+    (a straight line would cut through the sphere, where no CLIP embedding lives)."""
+    w = torch.as_tensor(w, dtype=a.dtype)
+    theta = torch.arccos((a * b).sum(-1, keepdim=True).clamp(-1 + 1e-7, 1 - 1e-7))
+    return (torch.sin((1 - w) * theta) * a + torch.sin(w * theta) * b) / torch.sin(theta)
+
+
+def text_diff(z_image: torch.Tensor, text_from: torch.Tensor, text_to: torch.Tensor, w: float) -> torch.Tensor:
+    """unCLIP's text diff (section 3.3): the direction ``z_d = normalise(z_t(to) − z_t(from))`` between two
+    caption embeddings, and the image embedding rotated towards it by ``w`` (``slerp(z_i, z_d, w)``)."""
+    z_d = F.normalize(text_to - text_from, dim=-1)
+    return slerp(z_image, z_d.expand_as(z_image), w)
+
+
+@dataclass
+class Generation:
+    """What one call of :meth:`UnCLIP.generate` made, for ``N`` = prompts × samples per prompt."""
+
+    prompts: list[str]  #: ``N`` prompts, each repeated for its samples
+    image_embeddings: torch.Tensor  #: ``(N, D)`` what the prior (or the baseline) handed the decoder
+    low: torch.Tensor  #: ``(N, 3, 16, 16)`` the decoder's images
+    images: torch.Tensor  #: ``(N, 3, 32, 32)`` the upsampler's images, in [-1, 1]
+    seconds: dict[str, float] = field(default_factory=dict)  #: wall time per stage
+
+
+@dataclass
+class UnCLIP:
+    """The four trained networks and the tokenizer. All sampling is DDIM (deterministic for η = 0)."""
+
+    clip: CLIP
+    prior: DiffusionPrior
+    decoder: Decoder
+    upsampler: UNet
+    tokenizer: Tokenizer = field(default_factory=Tokenizer)
+    schedule: diffusion.NoiseSchedule = field(default_factory=diffusion.cosine_schedule)
+
+    @classmethod
+    def load(cls, profile: str | None = None, device: str | torch.device = "cpu") -> UnCLIP:
+        """Your checkpoints of ``profile`` where you trained them, else the course's."""
+        return cls(load_clip(profile, device), load_prior(profile, device), load_decoder(profile, device), load_upsampler(profile, device))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.decoder.parameters()).device
+
+    def encode_text(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Prompts → ``(embeddings (B, D), token features (B, L, W), mask (B, L))``; raises the tokenizer's
+        :class:`~dalle2_lessons.tokenizer.PromptError` for a word it does not know or a prompt too long."""
+        return encode_captions(self.clip, self.tokenizer.encode_batch(prompts))
+
+    def image_embeddings(self, text, tokens, mask, scale: float = 1.0, steps: int = 64, candidates: int = 2,
+                         generator: torch.Generator | None = None, use_prior: bool = True) -> torch.Tensor:
+        """Stage 2: CLIP image embeddings ``(B, D)`` for the captions (``use_prior=False``: the text
+        embedding itself, the "no prior" baseline)."""
+        if not use_prior:
+            return text.clone()
+        d = self.device
+        return prior_lib.sample(self.prior, text.to(d), tokens.to(d), mask.to(d), self.schedule, scale, steps, candidates, generator).cpu()
+
+    def decode(self, z: torch.Tensor, scale: float = 3.0, steps: int = 50, generator: torch.Generator | None = None,
+               x_T: torch.Tensor | None = None, tokens: torch.Tensor | None = None, mask: torch.Tensor | None = None,  # noqa: N803
+               eta: float = 0.0) -> torch.Tensor:
+        """Stage 3: image embeddings ``(B, D)`` → ``(B, 3, 16, 16)`` (caption tokens optional)."""
+        return decoder_lib.sample(self.decoder, z, tokens, mask, self.schedule, scale, steps, eta, generator, x_T)
+
+    def upsample(self, low: torch.Tensor, steps: int = 25, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Stage 4: ``(B, 3, 16, 16)`` → ``(B, 3, 32, 32)``."""
+        return upsampler_lib.sample(self.upsampler, low, steps, schedule=self.schedule, generator=generator)
+
+    @torch.no_grad()
+    def generate(
+        self, prompts: str | list[str], n: int = 1, seed: int = 0, prior_scale: float = 1.0, decoder_scale: float = 3.0,
+        prior_steps: int = 64, decoder_steps: int = 50, upsampler_steps: int = 25, candidates: int = 2,
+        use_prior: bool = True, caption: bool = False, progress: bool = True,
+    ) -> Generation:
+        """``n`` images per prompt: text → prior → decoder → upsampler, with a progress bar over the stages.
+
+        ``caption=True`` also gives the decoder the caption's tokens (GLIDE's pathway, which unCLIP kept);
+        by default the decoder sees only the image embedding, so every word reaches the picture through CLIP.
+        """
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        gen = torch.Generator().manual_seed(seed)
+        seconds: dict[str, float] = {}
+        bar = tqdm(total=4, desc="unCLIP", disable=not progress)
+
+        def stage(name: str, t0: float) -> None:
+            seconds[name] = round(time.perf_counter() - t0, 3)
+            bar.set_postfix_str(f"{name} {seconds[name]:.1f} s")
+            bar.update()
+
+        t0 = time.perf_counter()
+        text, tokens, mask = (x.repeat_interleave(n, 0) for x in self.encode_text(prompts))
+        stage("text", t0)
+        t0 = time.perf_counter()
+        z = self.image_embeddings(text, tokens, mask, prior_scale, prior_steps, candidates, gen, use_prior)
+        stage("prior", t0)
+        t0 = time.perf_counter()
+        low = self.decode(z, decoder_scale, decoder_steps, gen, tokens=tokens if caption else None, mask=mask if caption else None)
+        stage("decoder", t0)
+        t0 = time.perf_counter()
+        images = self.upsample(low, upsampler_steps, gen)
+        stage("upsampler", t0)
+        bar.close()
+        return Generation([p for p in prompts for _ in range(n)], z, low, images, seconds)
+
+    # ------------------------------------------------------------------------------------------
+    # What an image embedding makes possible.
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """CLIP image embeddings of ``(B, 3, 16, 16)`` images (32×32 ones are downsampled first)."""
+        if images.shape[-1] != self.clip.config.resolution:
+            images = upsampler_lib.downsample(images, self.clip.config.resolution)
+        return embed_images(self.clip, images)
+
+    def variations(self, images: torch.Tensor, n: int = 4, seed: int = 0, scale: float = 3.0, steps: int = 50) -> torch.Tensor:
+        """``n`` new 32×32 images per input image: encode it with CLIP, decode the embedding with fresh noise.
+        Returns ``(B·n, 3, 32, 32)``, image-major."""
+        gen = torch.Generator().manual_seed(seed)
+        z = self.embed(images).repeat_interleave(n, 0)
+        return self.upsample(self.decode(z, scale, steps, gen), generator=gen)
+
+    def interpolate(self, image_a: torch.Tensor, image_b: torch.Tensor, n: int = 8, seed: int = 0, scale: float = 3.0,
+                    steps: int = 50) -> torch.Tensor:
+        """``n`` 32×32 images along the slerp between two images' embeddings, all decoded from the *same*
+        starting noise, so only the embedding changes along the row. ``image_a``/``image_b``: ``(3, R, R)``."""
+        gen = torch.Generator().manual_seed(seed)
+        za, zb = self.embed(torch.stack([image_a, image_b]))
+        z = torch.stack([slerp(za, zb, w) for w in torch.linspace(0, 1, n)])
+        r = self.decoder.config.unet.resolution
+        x_T = torch.randn(1, 3, r, r, generator=gen).expand(n, -1, -1, -1).contiguous()
+        low = self.decode(z, scale, steps, x_T=x_T)
+        up_gen = torch.Generator().manual_seed(seed + 1)
+        return self.upsample(low, generator=up_gen)
+
+    def text_diff(self, image: torch.Tensor, source: str, target: str, weights: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6),
+                  seed: int = 0, scale: float = 3.0, steps: int = 50) -> torch.Tensor:
+        """Edit an image ``(3, R, R)`` by words: move its embedding towards ``target − source`` by each weight,
+        decoding every edit from the same noise. Returns ``(len(weights), 3, 32, 32)``."""
+        gen = torch.Generator().manual_seed(seed)
+        z = self.embed(image[None])
+        t_from, t_to = self.encode_text([source, target])[0]
+        z_edit = torch.cat([text_diff(z, t_from, t_to, w) for w in weights])
+        r = self.decoder.config.unet.resolution
+        x_T = torch.randn(1, 3, r, r, generator=gen).expand(len(weights), -1, -1, -1).contiguous()
+        return self.upsample(self.decode(z_edit, scale, steps, x_T=x_T), generator=torch.Generator().manual_seed(seed + 1))
+
+    def invert(self, images: torch.Tensor, steps: int = 50, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """DDIM inversion of 16×16 images ``(B, 3, 16, 16)`` under their own CLIP embeddings: returns
+        ``(x_T, reconstruction)``, where the reconstruction is η = 0 DDIM from ``x_T`` (no clamping, so the
+        round trip is exact up to the inversion's first-order error)."""
+        z = self.embed(images).to(self.device)
+        eps = decoder_lib.eps_model(self.decoder, z, scale=scale)
+        x_T = diffusion.ddim_invert(eps, images.to(self.device), self.schedule, steps)  # noqa: N806
+        shape = tuple(images.shape)
+        back = diffusion.sample_ddim(eps, shape, self.schedule, steps, 0.0, device=self.device, x_T=x_T, clip_x0=False, progress=False)
+        return x_T.cpu(), back.cpu()
+
+
+def angle_degrees(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Angle between matching rows of two ``(B, D)`` batches, in degrees."""
+    return torch.rad2deg(torch.arccos(F.cosine_similarity(a, b, dim=-1).clamp(-1, 1)))
+

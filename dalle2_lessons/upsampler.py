@@ -1,0 +1,201 @@
+"""The unCLIP upsampler (lesson 08): a diffusion model that turns a 16×16 image into a 32×32 one.
+
+unCLIP (Ramesh et al. 2022, section 2.1 and appendix C) follows the decoder with two diffusion
+upsamplers (64→256→1024). Each is a U-Net that sees the noisy high-resolution image *and* the
+low-resolution image (upsampled to the same size and stacked as extra input channels), and predicts
+the noise. Three details from the paper, all reproduced here:
+
+* **no caption**: the low-resolution image already says what to draw; the upsampler adds detail;
+* **training on random crops** (a quarter of the image's area) with a network of only convolutions
+  (no attention, no position embedding), which then runs on the whole image at sampling time;
+* **corrupting the conditioning image** in training (Gaussian blur for the first upsampler), so the
+  upsampler is robust to the slightly soft images the decoder produces instead of clean downsamples.
+
+Here: 16→32, 16×16 crops of 32×32 renders, a blur of random width on the 16×16 conditioning image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from . import checkpoints, diffusion, judge, profiles, shapes
+from .training import train
+from .unet import UNet, UNetConfig
+
+CHECKPOINT = "upsampler"
+LOW, HIGH = 16, 32
+
+
+def upsampler_config(base_channels: int = 48) -> UNetConfig:
+    """A fully convolutional U-Net: 3 noisy channels + 3 low-resolution channels in, 3 noise channels out."""
+    return UNetConfig(resolution=HIGH // 2, in_channels=6, out_channels=3, base_channels=base_channels,
+                      attention_levels=(), mid_attention=False)
+
+
+def downsample(images: torch.Tensor, size: int = LOW) -> torch.Tensor:
+    """``(B, 3, R, R)`` → ``(B, 3, size, size)``, anti-aliased (what a camera with fewer pixels would see)."""
+    return F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
+def upsample(images: torch.Tensor, size: int = HIGH, mode: str = "bicubic") -> torch.Tensor:
+    """``(B, 3, r, r)`` → ``(B, 3, size, size)`` by interpolation (``bicubic``: the baseline to beat), in [-1, 1]."""
+    return F.interpolate(images, size=size, mode=mode, align_corners=False).clamp(-1, 1)
+
+
+def gaussian_blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Blur each image ``(B, C, H, W)`` with its own Gaussian width ``sigma`` ``(B,)`` in pixels (5×5 kernel;
+    ``sigma = 0`` leaves an image unchanged)."""
+    x = torch.arange(-2, 3, dtype=images.dtype, device=images.device)
+    s = sigma.to(images).clamp_min(1e-3)[:, None]
+    k = torch.exp(-x[None] ** 2 / (2 * s**2))
+    k = k / k.sum(1, keepdim=True)  # (B, 5)
+    b, c, h, w = images.shape
+    kernel = (k[:, :, None] * k[:, None, :]).repeat_interleave(c, 0)[:, None]  # (B·C, 1, 5, 5)
+    out = F.conv2d(F.pad(images.reshape(1, b * c, h, w), (2, 2, 2, 2), mode="replicate"), kernel, groups=b * c)
+    return out.reshape(b, c, h, w)
+
+
+def degrade(high: torch.Tensor, max_sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The training corruption: downsample ``(B, 3, 32, 32)`` to 16×16, then blur each image with a random
+    width in ``[0, max_sigma]`` pixels. Returns ``(B, 3, 16, 16)``."""
+    sigma = torch.rand(len(high), generator=generator) * max_sigma
+    return gaussian_blur(downsample(high), sigma.to(high.device))
+
+
+def random_crops(a: torch.Tensor, b: torch.Tensor, size: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same random ``size × size`` window of each image in two aligned batches ``(B, C, R, R)``."""
+    n, r = len(a), a.shape[-1]
+    ys = torch.randint(r - size + 1, (n,), generator=generator)
+    xs = torch.randint(r - size + 1, (n,), generator=generator)
+    rows = (ys[:, None] + torch.arange(size))[:, :, None].to(a.device)  # (B, size, 1)
+    cols = (xs[:, None] + torch.arange(size))[:, None, :].to(a.device)  # (B, 1, size)
+    idx = torch.arange(n, device=a.device)[:, None, None]
+    crop = lambda x: x.permute(0, 2, 3, 1)[idx, rows, cols].permute(0, 3, 1, 2)  # noqa: E731
+    return crop(a), crop(b)
+
+
+def upsampler_loss(
+    model: UNet, high: torch.Tensor, schedule: diffusion.NoiseSchedule, max_sigma: float = 0.6, crop: int = HIGH // 2,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """ε-prediction on random crops of 32×32 images ``(B, 3, 32, 32)``, conditioned on the same crop of
+    their degraded, re-upsampled 16×16 version."""
+    cond = upsample(degrade(high, max_sigma, generator))
+    target, cond = random_crops(high, cond, crop, generator)
+    return diffusion.diffusion_loss(lambda x_t, t: model(torch.cat([x_t, cond], dim=1), t), target, schedule, generator)
+
+
+@torch.no_grad()
+def sample(
+    model: UNet, low: torch.Tensor, steps: int = 25, eta: float = 0.0, schedule: diffusion.NoiseSchedule | None = None,
+    generator: torch.Generator | None = None, progress: bool = False, batch_size: int = 128,
+) -> torch.Tensor:
+    """16×16 images ``(B, 3, 16, 16)`` in [-1, 1] → 32×32 images ``(B, 3, 32, 32)`` (DDIM, whole images)."""
+    device = next(model.parameters()).device
+    schedule = schedule or diffusion.cosine_schedule()
+    out = []
+    for chunk in low.split(batch_size):
+        cond = upsample(chunk.to(device))
+        fn = lambda x, t, cond=cond: model(torch.cat([x, cond], dim=1), t)  # noqa: E731
+        out.append(diffusion.sample_ddim(fn, (len(cond), 3, HIGH, HIGH), schedule, steps, eta, generator, device, progress=progress).cpu())
+    return torch.cat(out)
+
+
+@dataclass
+class Comparison:
+    """Judge reports on the same 32×32 test scenes, upsampled from 16×16 in each way."""
+
+    reports: dict[str, judge.JudgeReport]
+
+    def table(self) -> str:
+        return "\n".join(f"{name:12s} {report}" for name, report in self.reports.items())
+
+
+def compare(model: UNet, n: int, split: str = "test", steps: int = 25, seed: int = 0, low: torch.Tensor | None = None,
+            attrs: torch.Tensor | None = None) -> Comparison:
+    """Judge bicubic vs diffusion upsampling at 32×32. By default the 16×16 inputs are clean downsampled
+    renders of ``n`` fresh ``split`` scenes (and the true 32×32 render is judged too); pass ``low`` and
+    ``attrs`` to upsample other images, e.g. the decoder's samples."""
+    reports = {}
+    jd = judge.load_judge("single")
+    if low is None:
+        ds = shapes.ShapesDataset(split, n=n, resolution=HIGH, seed=seed + 1)
+        low, attrs = downsample(ds.images), ds.attrs
+        reports["true 32×32"] = jd.score(ds.images, attrs)
+    reports["bicubic"] = jd.score(upsample(low), attrs)
+    reports["diffusion"] = jd.score(sample(model, low, steps, generator=torch.Generator().manual_seed(seed)), attrs)
+    return Comparison(reports)
+
+
+def build(profile_name: str, steps: int | None = None, device: str | torch.device = "cpu", progress: bool = True,
+          eval_every: int | None = None, n_eval: int = 128) -> tuple[UNet, list[float], float, list[dict]]:
+    """Train the upsampler with a profile's settings (``steps`` overrides). Returns ``(ema_model, losses,
+    train_seconds, curve)``; the curve judges clean test downsamples upsampled by the EMA model."""
+    s = profiles.get_profile(profile_name).upsampler
+    steps = steps or s.steps
+    profiles.seed_everything(s.seed)
+    data = shapes.ShapesDataset("train", n=s.n_train, resolution=HIGH)
+    model = UNet(upsampler_config())
+    schedule = diffusion.cosine_schedule()
+    images = data.images.to(device)
+
+    def loss_fn(m, idx, gen):
+        return upsampler_loss(m, images[idx.to(device)], schedule, s.max_sigma, s.crop, gen)
+
+    curve: list[dict] = []
+    timer = {"train": 0.0, "t0": time.perf_counter()}
+
+    def on_step(step: int, ema) -> None:
+        if eval_every and (step % eval_every == 0 or step == steps):
+            timer["train"] += time.perf_counter() - timer["t0"]
+            report = compare(ema.module, n_eval, steps=s.sample_steps).reports["diffusion"]
+            curve.append({"step": step, "train_minutes": round(timer["train"] / 60, 2), **{k: round(v, 4) for k, v in report.as_dict().items()}})
+            print(f"step {step:5d}  {timer['train'] / 60:5.1f} train-min  {report}", flush=True)
+            timer["t0"] = time.perf_counter()
+
+    t0 = time.perf_counter()
+    ema, losses = train(model, loss_fn, data.images, steps, s.batch_size, s.lr, seed=s.seed, device=device,
+                        desc="upsampler 16→32", progress=progress, callback=on_step)
+    seconds = time.perf_counter() - t0 if not eval_every else timer["train"]
+    return ema.module, losses, seconds, curve
+
+
+def load_upsampler(profile: str | None = None, device: str | torch.device = "cpu") -> UNet:
+    """Your upsampler of ``profile`` (from lesson 08) if present, else the course checkpoint (eval mode)."""
+    ckpt = checkpoints.find_checkpoint(CHECKPOINT, profile)
+    config = UNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in ckpt.config.items()})
+    return checkpoints.load_into(UNet(config), ckpt).to(device).eval()
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="Train the course's 16→32 diffusion upsampler and save it.")
+    p.add_argument("--profile", default="cpu", choices=tuple(profiles.PROFILES))
+    p.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the profile's)")
+    p.add_argument("--eval-every", type=int, default=None, help="judge upsampled test images every N steps")
+    p.add_argument("--n-eval", type=int, default=512, help="test scenes for the final bicubic-vs-diffusion table")
+    p.add_argument("--out", default=None, help="folder (default: data/checkpoints, the shipped course checkpoint)")
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args(argv)
+    model, losses, seconds, curve = build(args.profile, args.steps, args.device, eval_every=args.eval_every)
+    model.cpu()
+    s = profiles.get_profile(args.profile).upsampler
+    results = {}
+    for split in ("test", "heldout"):
+        comparison = compare(model, args.n_eval, split, s.sample_steps)
+        results[split] = {k: r.as_dict() for k, r in comparison.reports.items()}
+        print(f"{split}:\n{comparison.table()}", flush=True)
+    metrics = {"eval": results, "n_eval": args.n_eval, "curve": curve, "train_seconds": round(seconds, 1),
+               "steps": args.steps or s.steps, "final_loss": sum(losses[-50:]) / len(losses[-50:]), "profile": args.profile}
+    rebuild = f"python -m dalle2_lessons.upsampler --profile {args.profile}" + "".join(
+        f" --{flag} {value}" for flag, value in [("steps", args.steps), ("eval-every", args.eval_every)] if value)
+    out = checkpoints.save_checkpoint(CHECKPOINT, model.state_dict(), model.config_dict(), args.out or checkpoints.shipped_dir(), metrics, rebuild=rebuild)
+    print(f"saved {out} (trained {seconds / 60:.1f} min)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+import torch
+
+from dalle2_lessons import decoder, diffusion, training
+from dalle2_lessons.decoder import Decoder, DecoderConfig
+from dalle2_lessons.unet import UNetConfig
+
+CFG = DecoderConfig(
+    UNetConfig(resolution=8, base_channels=16, channel_mults=(1, 2), attention_levels=(1,), cond_dim=8, scale_shift=True,
+               position_embedding=True, context_dim=16),
+    embed_dim=8, n_context=2, token_width=12,
+)
+
+
+def _wake(net: torch.nn.Module) -> torch.nn.Module:
+    for p in net.parameters():  # zero-initialised output layers hide the conditions at init: wake them
+        p.data.add_(0.05 * torch.randn_like(p))
+    return net.eval()
+
+
+def _inputs(b=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, 3, 8, 8, generator=g)
+    t = torch.tensor([1, 400, 900])[:b]
+    z = torch.nn.functional.normalize(torch.randn(b, 8, generator=g), dim=-1)
+    tokens = torch.randn(b, 5, 12, generator=g)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]], dtype=torch.bool)[:b]
+    return x, t, z, tokens, mask
+
+
+def test_config_round_trip_and_shapes():
+    cfg = decoder.decoder_config()
+    assert DecoderConfig.from_dict(cfg.to_dict()) == cfg
+    torch.manual_seed(0)
+    net = Decoder(CFG)
+    x, t, z, tokens, mask = _inputs()
+    assert net(x, t, z, tokens, mask).shape == x.shape
+    assert net(x, t, z).shape == x.shape
+
+
+def test_the_embedding_and_the_caption_both_reach_the_pixels_and_padding_does_not():
+    torch.manual_seed(0)
+    net = _wake(Decoder(CFG))
+    x, t, z, tokens, mask = _inputs()
+    base = net(x, t, z, tokens, mask)
+    assert not torch.allclose(base, net(x, t, torch.roll(z, 1, 0), tokens, mask), atol=1e-4)  # the embedding matters
+    other = tokens.clone()
+    other[mask] += 1.0
+    assert not torch.allclose(base, net(x, t, z, other, mask), atol=1e-4)  # the caption's real tokens matter
+    padded = tokens.clone()
+    padded[~mask] = 100.0
+    torch.testing.assert_close(base, net(x, t, z, padded, mask))  # its padding does not
+    hidden = torch.zeros_like(mask)  # a dropped caption is the same as no caption at all
+    torch.testing.assert_close(net(x, t, z, tokens, hidden), net(x, t, z), atol=1e-5, rtol=1e-5)
+
+
+def test_dropout_rates_and_guidance_formula():
+    g = torch.Generator().manual_seed(0)
+    z = torch.nn.functional.normalize(torch.randn(20_000, 4), dim=-1)
+    zd, md = decoder.drop_conditions(z, torch.ones(20_000, 3, dtype=torch.bool), 0.1, 0.5, g)
+    assert abs((zd.abs().sum(-1) == 0).float().mean() - 0.1) < 0.01
+    assert abs((~md.any(-1)).float().mean() - 0.5) < 0.015
+    torch.manual_seed(0)
+    net = _wake(Decoder(CFG))
+    x, t, z, tokens, mask = _inputs()
+    cond, uncond = net(x, t, z, tokens, mask), net(x, t, torch.zeros_like(z), tokens, torch.zeros_like(mask))
+    torch.testing.assert_close(decoder.guided_eps(net, x, t, z, tokens, mask, 3.0), uncond + 3 * (cond - uncond), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(decoder.guided_eps(net, x, t, z, tokens, mask, 1.0), cond)
+
+
+def test_a_tiny_decoder_learns_to_tell_two_embeddings_apart():
+    torch.manual_seed(0)
+    images = torch.full((64, 3, 8, 8), -1.0)
+    images[:32, 0, 1:4, 1:4] = 1  # red square top left ...
+    images[32:, 2, 4:7, 4:7] = 1  # ... or blue square bottom right
+    z = torch.zeros(64, 8)
+    z[:32, 0], z[32:, 1] = 1, 1
+    tokens, mask = torch.zeros(64, 5, 12), torch.zeros(64, 5, dtype=torch.bool)
+    sched = diffusion.cosine_schedule(100)
+    net = Decoder(CFG)
+    loss = lambda m, idx, g: decoder.decoder_loss(m, images[idx], z[idx], tokens[idx], mask[idx], sched, 0.1, 0.5, g)  # noqa: E731
+    ema, losses = training.train(net, loss, images, steps=150, batch_size=32, lr=3e-3, progress=False)
+    assert sum(losses[-10:]) < 0.5 * sum(losses[:10])
+    out = decoder.sample(ema.module.eval(), z[[0, 63]], schedule=sched, scale=2.0, steps=20, generator=torch.Generator().manual_seed(0))
+    assert out.shape == (2, 3, 8, 8)
+    assert out[0, 0, 1:4, 1:4].mean() > out[0, 2, 1:4, 1:4].mean() + 0.5  # the red one is red
+    assert out[1, 2, 4:7, 4:7].mean() > out[1, 0, 4:7, 4:7].mean() + 0.5  # the blue one is blue
+    again = decoder.sample(ema.module, z[[0, 63]], schedule=sched, scale=2.0, steps=20, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out, again)
+
+
+def test_the_course_decoder_reconstructs_test_images_from_their_clip_embeddings():
+    from dalle2_lessons.clip import load_clip
+
+    model = decoder.load_decoder()
+    report = decoder.evaluate(model, load_clip(), n=48, scale=3.0, steps=25, seed=5)
+    assert report.all_correct >= 0.8, report

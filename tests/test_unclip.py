@@ -1,0 +1,90 @@
+import subprocess
+import sys
+
+import pytest
+import torch
+from PIL import Image
+
+from dalle2_lessons import diffusion, shapes, unclip
+from dalle2_lessons.generate import main as generate_main
+
+
+def test_slerp_stays_on_the_sphere_and_hits_both_ends():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.nn.functional.normalize(torch.randn(2, 5, 16, generator=g), dim=-1)
+    torch.testing.assert_close(unclip.slerp(a, b, 0.0), a)
+    torch.testing.assert_close(unclip.slerp(a, b, 1.0), b)
+    mid = unclip.slerp(a, b, 0.5)
+    torch.testing.assert_close(mid.norm(dim=-1), torch.ones(5))
+    torch.testing.assert_close(unclip.angle_degrees(a, mid), unclip.angle_degrees(mid, b), atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(unclip.text_diff(a, b[:1], b[1:2], 0.0), a)
+
+
+def test_ddim_inversion_round_trips_for_an_exact_model():
+    # For data that is a single point x*, the exact noise predictor is ε(x_t, t) = (x_t − √ᾱ_t x*) / √(1 − ᾱ_t):
+    # inversion then sampling must give x* back.
+    sched = diffusion.cosine_schedule(1000)
+    x_star = torch.rand(2, 3, 4, 4) * 2 - 1
+
+    def eps(x, t):
+        a = sched.alphas_cumprod[t][:, None, None, None]
+        return (x - a.sqrt() * x_star) / (1 - a).sqrt().clamp_min(1e-4)
+
+    x_T = diffusion.ddim_invert(eps, x_star, sched, steps=50)
+    back = diffusion.sample_ddim(eps, x_star.shape, sched, 50, x_T=x_T, clip_x0=False, progress=False)
+    torch.testing.assert_close(back, x_star.clamp(-1, 1), atol=1e-3, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def system():
+    torch.manual_seed(0)
+    return unclip.UnCLIP.load()
+
+
+def test_the_course_pipeline_draws_single_object_test_captions(system):
+    scenes = shapes.sample_scenes(32, "test", "single", seed=11)
+    out = system.generate(scenes.captions, n=1, seed=0, prior_steps=32, decoder_steps=25, upsampler_steps=10, progress=False)
+    assert out.images.shape == (32, 3, 32, 32) and out.low.shape == (32, 3, 16, 16)
+    assert set(out.seconds) == {"text", "prior", "decoder", "upsampler"}
+    from dalle2_lessons.judge import load_judge
+
+    report = load_judge("single").score(out.images, torch.as_tensor(scenes.attrs))
+    assert report.all_correct >= 0.8, report
+
+
+def test_variations_interpolations_text_diffs_and_inversion(system):
+    images = shapes.render(shapes.sample_scenes(2, "test", "single", seed=2), 16)
+    assert system.variations(images, n=2, steps=10).shape == (4, 3, 32, 32)
+    row = system.interpolate(images[0], images[1], n=3, steps=10)
+    assert row.shape == (3, 3, 32, 32)
+    assert system.text_diff(images[0], "a red circle", "a blue circle", weights=(0.0, 0.5), steps=10).shape == (2, 3, 32, 32)
+    x_T, back = system.invert(images, steps=25)
+    assert x_T.shape == images.shape and x_T.std() > 0.5  # a noise-like latent ...
+    assert (back - images).abs().mean() < 0.1  # ... from which η = 0 DDIM draws the input back
+
+
+def test_cli_refuses_an_unknown_word_with_a_clear_message(capsys):
+    assert generate_main(["a small red dragon in the top left", "-o", "unused.png"]) == 2
+    err = capsys.readouterr().err
+    assert "dragon" in err and "error" in err
+
+
+def test_cli_writes_a_grid(tmp_path):
+    out = tmp_path / "grid.png"
+    result = subprocess.run(
+        [sys.executable, "-m", "dalle2_lessons.generate", "a small red circle in the top left", "a large blue square in the centre",
+         "-n", "2", "-o", str(out), "--prior-steps", "8", "--decoder-steps", "8", "--upsampler-steps", "4", "--device", "cpu"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "saved 4 images" in result.stdout
+    with Image.open(out) as im:  # 2 rows × 2 columns of 32-px images with 1-px padding
+        assert im.size == (2 * 33 + 1, 2 * 33 + 1)
+
+
+def test_cli_bad_prompt_exits_non_zero_in_a_real_process(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "dalle2_lessons.generate", "a purple unicorn", "-o", str(tmp_path / "x.png")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "unicorn" in result.stderr
+    assert not (tmp_path / "x.png").exists()

@@ -1,0 +1,51 @@
+import torch
+
+from dalle2_lessons import diffusion, shapes, training, upsampler
+from dalle2_lessons.unet import UNet, UNetConfig
+
+
+def test_blur_keeps_the_mean_and_zero_width_is_the_identity():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 3, 16, 16, generator=g)
+    torch.testing.assert_close(upsampler.gaussian_blur(x, torch.zeros(3)), x)
+    y = upsampler.gaussian_blur(x, torch.tensor([0.5, 1.0, 2.0]))
+    torch.testing.assert_close(y[:, :, 4:-4, 4:-4].mean(), x.mean(), atol=0.02, rtol=0)
+    assert y[2].std() < y[1].std() < y[0].std() < x[0].std()  # wider blur, smoother image
+    assert upsampler.degrade(torch.rand(2, 3, 32, 32), 0.6, g).shape == (2, 3, 16, 16)
+
+
+def test_random_crops_take_the_same_window_of_both_images():
+    g = torch.Generator().manual_seed(0)
+    a = torch.arange(2 * 1 * 8 * 8, dtype=torch.float32).view(2, 1, 8, 8)
+    ca, cb = upsampler.random_crops(a, -a, 4, g)
+    assert ca.shape == cb.shape == (2, 1, 4, 4)
+    torch.testing.assert_close(ca, -cb)
+    for i in range(2):  # each crop is a contiguous window of its own image
+        y, x = divmod(int(ca[i, 0, 0, 0]) - 64 * i, 8)
+        torch.testing.assert_close(ca[i, 0], a[i, 0, y:y + 4, x:x + 4])
+
+
+def test_the_upsampler_network_is_fully_convolutional():
+    torch.manual_seed(0)
+    net = UNet(upsampler.upsampler_config(base_channels=16))
+    t = torch.tensor([5, 500])
+    assert net(torch.randn(2, 6, 16, 16), t).shape == (2, 3, 16, 16)  # trained on crops ...
+    assert net(torch.randn(2, 6, 32, 32), t).shape == (2, 3, 32, 32)  # ... run on whole images
+
+
+def test_a_tiny_upsampler_trains_and_samples():
+    torch.manual_seed(0)
+    high = shapes.ShapesDataset("train", n=64, resolution=32).images
+    net = UNet(UNetConfig(resolution=16, in_channels=6, out_channels=3, base_channels=16, channel_mults=(1, 2), attention_levels=(), mid_attention=False))
+    sched = diffusion.cosine_schedule(100)
+    ema, losses = training.train(net, lambda m, idx, g: upsampler.upsampler_loss(m, high[idx], sched, 0.6, 16, g), high, steps=40, batch_size=16, progress=False)
+    assert sum(losses[-10:]) < sum(losses[:10])
+    out = upsampler.sample(ema.module, upsampler.downsample(high[:2]), steps=5, schedule=sched, generator=torch.Generator().manual_seed(0))
+    assert out.shape == (2, 3, 32, 32) and out.abs().max() <= 1
+
+
+def test_the_course_upsampler_is_at_least_as_good_as_bicubic_on_shape():
+    model = upsampler.load_upsampler()
+    reports = upsampler.compare(model, n=64, steps=25, seed=3).reports
+    assert reports["diffusion"].all_correct >= 0.9, reports["diffusion"]
+    assert reports["diffusion"].accuracy["shape"] >= reports["bicubic"].accuracy["shape"] - 0.02, reports
