@@ -12,7 +12,15 @@ Modules, in the order the course meets them:
 * :mod:`~dalle2_lessons.checkpoints`  safetensors + JSON checkpoints, shipped and your own
 * :mod:`~dalle2_lessons.exercises`    the exercise checker
 * :mod:`~dalle2_lessons.clip`         CLIP: attention, encoders, contrastive loss, zero-shot, retrieval
-* :mod:`~dalle2_lessons.diffusion`    noise schedules, q(x_t | x_0), the DDPM and DDIM steps
+* :mod:`~dalle2_lessons.diffusion`    noise schedules, q(x_t | x_0), the DDPM and DDIM steps, DDIM inversion
+* :mod:`~dalle2_lessons.unet`         the U-Net of every diffusion lesson (optional condition and context tokens)
+* :mod:`~dalle2_lessons.training`     the shared training loop (AdamW, warm-up, EMA, progress bar)
+* :mod:`~dalle2_lessons.guidance`     text conditioning and classifier-free guidance (the GLIDE-like baseline)
+* :mod:`~dalle2_lessons.prior`        unCLIP's diffusion prior and its baselines
+* :mod:`~dalle2_lessons.decoder`      unCLIP's decoder: CLIP image embedding → 16×16 image
+* :mod:`~dalle2_lessons.upsampler`    the 16 → 32 diffusion upsampler
+* :mod:`~dalle2_lessons.unclip`       the whole pipeline, variations, interpolations, text diffs, inversion
+* :mod:`~dalle2_lessons.generate`     the same pipeline from the command line
 * :mod:`~dalle2_lessons.widgets`      ipywidgets for the lessons' sliders
 * :mod:`~dalle2_lessons.plotting`     image grids, loss curves, the unCLIP map
 * :mod:`~dalle2_lessons.notebooks`    generates ``notebooks/`` from ``solutions/``
@@ -27,12 +35,12 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "profiles", "shapes", "tokenizer", "judge", "checkpoints", "exercises", "plotting", "widgets", "notebooks", "course",
-    "clip", "diffusion", "unet", "training", "guidance", "prior", "decoder", "upsampler",
+    "clip", "diffusion", "unet", "training", "guidance", "prior", "decoder", "upsampler", "unclip",
 )  # fmt: skip
 _SHORTCUTS = {"setup_lesson": "profiles", "get_profile": "profiles", "get_device": "profiles", "seed_everything": "profiles"}
 
 if TYPE_CHECKING:  # for editors and type checkers; at run time everything below loads lazily
-    from . import checkpoints, clip, course, decoder, diffusion, exercises, guidance, judge, notebooks, plotting, prior, profiles, shapes, tokenizer, training, unet, upsampler, widgets  # noqa: F401
+    from . import checkpoints, clip, course, decoder, diffusion, exercises, guidance, judge, notebooks, plotting, prior, profiles, shapes, tokenizer, training, unclip, unet, upsampler, widgets  # noqa: F401
     from .profiles import get_device, get_profile, seed_everything, setup_lesson  # noqa: F401
 
 

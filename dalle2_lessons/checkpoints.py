@@ -39,6 +39,9 @@ REBUILD_COMMANDS: dict[str, str] = {
     "clip": "python -m dalle2_lessons.clip --profile cpu",
     "text-diffusion": "python -m dalle2_lessons.guidance --profile cpu --steps 1500 --eval-every 250",
     "text-diffusion-attributes": "python -m dalle2_lessons.guidance --profile cpu --steps 1500 --condition attributes",
+    "prior": "python -m dalle2_lessons.prior --profile cpu --eval-every 250",
+    "decoder": "python -m dalle2_lessons.decoder --profile cpu --steps 1500 --eval-every 250",
+    "upsampler": "python -m dalle2_lessons.upsampler --profile cpu --steps 1000 --eval-every 250",
 }
 
 

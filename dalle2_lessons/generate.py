@@ -23,7 +23,7 @@ from .tokenizer import PromptError, Tokenizer
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m dalle2_lessons.generate", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m dalle2_lessons.generate", description="Draw pictures from captions with the course's unCLIP (CLIP → prior → decoder → upsampler) and save them as one grid.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("prompts", nargs="+", help="one or more captions, e.g. \"a small red circle in the top left\"")
     p.add_argument("-n", "--num", type=int, default=8, help="images per prompt")

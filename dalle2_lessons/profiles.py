@@ -186,7 +186,7 @@ PROFILES: dict[str, Profile] = {
         guidance=GuidanceSettings(n_train=20_000, steps=400, batch_size=128, lr=2e-3, n_eval=128, n_per_caption=8, n_compare=64, n_ddpm=16),
         prior=PriorSettings(n_train=20_000, steps=1_000, batch_size=256, lr=1e-3, n_eval=1_000),
         decoder=DecoderSettings(n_train=20_000, steps=300, batch_size=128, lr=2e-3, n_eval=128),
-        upsampler=UpsamplerSettings(n_train=20_000, steps=300, batch_size=128, lr=2e-3, n_eval=256),
+        upsampler=UpsamplerSettings(n_train=20_000, steps=300, batch_size=128, lr=2e-3, n_eval=128),
         pipeline=PipelineSettings(n_eval=96),
     ),
     "gpu": Profile(

@@ -90,3 +90,13 @@ def test_prior_loss_learns_a_fixed_mapping():
         opt.step()
         losses.append(loss.item())
     assert sum(losses[-20:]) / 20 < 0.5 * sum(losses[:20]) / 20
+
+
+def test_the_course_prior_beats_both_baselines_on_held_out_captions():
+    from dalle2_lessons.clip import load_clip
+
+    clip_model = load_clip()
+    data = prior.PriorData.build(clip_model, 2000)
+    row = prior.compare(prior.load_prior(), clip_model, data, 64, "heldout", steps=32)
+    assert row["prior"] > row["no_prior"] + 0.003, row
+    assert row["prior"] > row["nearest"], row
