@@ -45,6 +45,13 @@ REBUILD_COMMANDS: dict[str, str] = {
 }
 
 
+def command(module: str, **flags: object) -> str:
+    """The shell command that rebuilds a checkpoint: ``command("prior", profile="cpu", eval_every=250)`` →
+    ``python -m dalle2_lessons.prior --profile cpu --eval-every 250`` (flags that are ``None`` are left out)."""
+    return f"python -m dalle2_lessons.{module}" + "".join(
+        f" --{name.replace('_', '-')} {value}" for name, value in flags.items() if value is not None)
+
+
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, corrupt, or does not fit the model; the message says how to rebuild it."""
 

@@ -49,13 +49,17 @@ LESSONS: tuple[Lesson, ...] = (
            "a caption-conditioned U-Net, condition dropout, guidance, the accuracy-vs-diversity sweep, a prompt widget",
            cpu_minutes=8.8),
     Lesson("06", "prior", "The diffusion prior: from a caption's embedding to an image's",
-           "the modality gap measured, the prior's causal transformer, x0-prediction, two-candidate sampling, no-prior and nearest-neighbour baselines"),
+           "the modality gap measured, the prior's causal transformer, x0-prediction, two-candidate sampling, no-prior and nearest-neighbour baselines",
+           cpu_minutes=4.9),
     Lesson("07", "decoder", "The decoder: painting a picture from a CLIP image embedding",
-           "context tokens in the U-Net's attention, two condition dropouts, reconstructions judged per attribute, the prior's samples drawn"),
+           "context tokens in the U-Net's attention, two condition dropouts, reconstructions judged per attribute, the prior's samples drawn",
+           cpu_minutes=6.3),
     Lesson("08", "upsampler", "The upsampler: more pixels, by diffusion",
-           "a blurred low-resolution condition, random crops, a fully convolutional 16→32 upsampler judged against bicubic"),
+           "a blurred low-resolution condition, random crops, a fully convolutional 16→32 upsampler judged against bicubic",
+           cpu_minutes=4.5),
     Lesson("09", "unclip_pipeline", "The whole system: text → CLIP → prior → decoder → upsampler",
-           "the pipeline and its timing, variations, slerp interpolations, text diffs, DDIM inversion, a prompt widget, the final table"),
+           "the pipeline and its timing, variations, slerp interpolations, text diffs, DDIM inversion, a prompt widget, the final table",
+           cpu_minutes=4.0),
 )
 
 

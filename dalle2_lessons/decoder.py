@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -29,7 +28,7 @@ import torch.nn as nn
 
 from . import checkpoints, diffusion, judge, profiles, shapes, tokenizer
 from .clip import CaptionBank, caption_tokens, embed_images, encode_captions, load_clip
-from .training import train
+from .training import Curve, train
 from .unet import UNet, UNetConfig
 
 CHECKPOINT = "decoder"
@@ -205,21 +204,10 @@ def build(profile_name: str, steps: int | None = None, device: str | torch.devic
         return decoder_loss(m, images[idx.to(device)], z_images[idx].to(device), feats.to(device), mask.to(device),
                             schedule, s.p_image, s.p_caption, gen)
 
-    curve: list[dict] = []
-    timer = {"train": 0.0, "t0": time.perf_counter()}
-
-    def on_step(step: int, ema) -> None:
-        if eval_every and (step % eval_every == 0 or step == steps):
-            timer["train"] += time.perf_counter() - timer["t0"]
-            report = evaluate(ema.module, clip_model, n_eval, scale=eval_scale)
-            curve.append({"step": step, "train_minutes": round(timer["train"] / 60, 2), **{k: round(v, 4) for k, v in report.as_dict().items()}})
-            print(f"step {step:5d}  {timer['train'] / 60:5.1f} train-min  {report}", flush=True)
-            timer["t0"] = time.perf_counter()
-
-    t0 = time.perf_counter()
+    curve = Curve(steps, eval_every, lambda m: evaluate(m, clip_model, n_eval, scale=eval_scale).as_dict())
     ema, losses = train(model, loss_fn, data.images, steps, s.batch_size, s.lr, seed=s.seed, device=device,
-                        desc="unCLIP decoder", progress=progress, callback=on_step)
-    seconds = time.perf_counter() - t0 if not eval_every else timer["train"]
+                        desc="unCLIP decoder", progress=progress, callback=curve)
+    seconds, curve = curve.train_seconds, curve.points
     return ema.module, losses, seconds, curve
 
 
@@ -251,8 +239,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"reconstruction {key}: {results[key]}", flush=True)
     metrics = {"eval": results, "n_eval": args.n_eval, "curve": curve, "train_seconds": round(seconds, 1),
                "steps": args.steps or s.steps, "final_loss": sum(losses[-50:]) / len(losses[-50:]), "profile": args.profile}
-    rebuild = f"python -m dalle2_lessons.decoder --profile {args.profile}" + "".join(
-        f" --{flag} {value}" for flag, value in [("steps", args.steps), ("eval-every", args.eval_every)] if value)
+    rebuild = checkpoints.command("decoder", profile=args.profile, steps=args.steps, eval_every=args.eval_every)
     out = checkpoints.save_checkpoint(CHECKPOINT, model.state_dict(), model.config_dict(), args.out or checkpoints.shipped_dir(), metrics, rebuild=rebuild)
     print(f"saved {out} (trained {seconds / 60:.1f} min)")
 

@@ -38,7 +38,7 @@ import torch.nn as nn
 
 from . import checkpoints, diffusion, judge, profiles, shapes, tokenizer
 from .clip import caption_tokens, embed_texts, load_clip
-from .training import train
+from .training import Curve, train
 from .unet import UNet, UNetConfig
 
 CHECKPOINT = "text-diffusion"
@@ -247,24 +247,13 @@ def build(
     def loss_fn(m, idx, gen):
         return conditional_loss(m, images[idx.to(device)], get_cond(idx, gen).to(device), schedule, s.p_uncond, gen)
 
-    curve: list[dict] = []
-    timer = {"train": 0.0, "t0": time.perf_counter()}
     eval_cond = eval_attrs = None
     if eval_every:
         eval_cond, eval_attrs, _ = eval_conditions(condition, n_eval, clip_model)
-
-    def on_step(step: int, ema) -> None:
-        if eval_every and (step % eval_every == 0 or step == steps):
-            timer["train"] += time.perf_counter() - timer["t0"]
-            report = evaluate(ema.module, schedule, eval_cond, eval_attrs, eval_scale, device=device)
-            curve.append({"step": step, "train_minutes": round(timer["train"] / 60, 2), **{k: round(v, 4) for k, v in report.as_dict().items()}})
-            print(f"step {step:5d}  {timer['train'] / 60:5.1f} train-min  {report}", flush=True)
-            timer["t0"] = time.perf_counter()
-
-    t0 = time.perf_counter()
+    curve = Curve(steps, eval_every, lambda m: evaluate(m, schedule, eval_cond, eval_attrs, eval_scale, device=device).as_dict())
     ema, losses = train(model, loss_fn, data.images, steps, s.batch_size, s.lr, seed=s.seed, device=device,
-                        desc=f"text-conditional U-Net ({condition})", progress=progress, callback=on_step)
-    seconds = time.perf_counter() - t0 if not eval_every else timer["train"]
+                        desc=f"text-conditional U-Net ({condition})", progress=progress, callback=curve)
+    seconds, curve = curve.train_seconds, curve.points
     return ema.module, losses, seconds, curve
 
 
@@ -301,9 +290,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"DDPM-1000, guidance {best:g}: {results[f'ddpm1000_s{best:g}']} ({time.perf_counter() - t0:.0f} s)", flush=True)
     metrics = {"eval": results, "best_scale": best, "n_eval": args.n_eval, "curve": curve, "train_seconds": round(seconds, 1),
                "steps": args.steps or s.steps, "final_loss": sum(losses[-50:]) / len(losses[-50:]), "profile": args.profile}
-    rebuild = f"python -m dalle2_lessons.guidance --profile {args.profile}" + "".join(
-        f" --{flag} {value}" for flag, value in [("steps", args.steps), ("condition", args.condition if args.condition != "clip" else None),
-                                               ("eval-every", args.eval_every)] if value)
+    rebuild = checkpoints.command("guidance", profile=args.profile, steps=args.steps,
+                                  condition=args.condition if args.condition != "clip" else None, eval_every=args.eval_every)
     name = CHECKPOINT if args.condition == "clip" else f"{CHECKPOINT}-attributes"
     out = checkpoints.save_checkpoint(name, model.state_dict(), model.config_dict(), args.out or checkpoints.shipped_dir(), metrics, rebuild=rebuild)
     print(f"saved {out} (trained {seconds / 60:.1f} min)")

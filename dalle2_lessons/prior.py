@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 from dataclasses import asdict, dataclass
 
 import torch
@@ -32,7 +31,7 @@ import torch.nn.functional as F
 
 from . import checkpoints, diffusion, profiles, shapes, tokenizer
 from .clip import CaptionBank, caption_tokens, embed_images, encode_captions, load_clip
-from .training import train
+from .training import Curve, train
 from .unet import timestep_embedding
 
 
@@ -274,22 +273,10 @@ def build(profile_name: str, steps: int | None = None, device: str | torch.devic
         text, tokens, mask = data.bank.random_paraphrase(idx, gen)
         return prior_loss(m, data.image_emb[idx].to(device), text.to(device), tokens.to(device), mask.to(device), schedule, s.p_uncond, gen)
 
-    curve: list[dict] = []
-    timer = {"train": 0.0, "t0": time.perf_counter()}
-
-    def on_step(step: int, ema) -> None:
-        if eval_every and (step % eval_every == 0 or step == steps):
-            timer["train"] += time.perf_counter() - timer["t0"]
-            row = compare(ema.module, clip_model, data, n_eval, steps=s.sample_steps, candidates=s.candidates)
-            curve.append({"step": step, "train_minutes": round(timer["train"] / 60, 2), **{k: round(v, 4) for k, v in row.items()}})
-            print(f"step {step:5d}  {timer['train'] / 60:5.1f} train-min  " + "  ".join(f"{k} {v:.4f}" for k, v in row.items()), flush=True)
-            timer["t0"] = time.perf_counter()
-            ema.module.train()
-
-    t0 = time.perf_counter()
+    curve = Curve(steps, eval_every, lambda m: compare(m, clip_model, data, n_eval, steps=s.sample_steps, candidates=s.candidates))
     ema, losses = train(model, loss_fn, data.image_emb, steps, s.batch_size, s.lr, weight_decay=1e-2, seed=s.seed, device=device,
-                        desc="diffusion prior", progress=progress, callback=on_step)
-    seconds = time.perf_counter() - t0 if not eval_every else timer["train"]
+                        desc="diffusion prior", progress=progress, callback=curve)
+    seconds, curve = curve.train_seconds, curve.points
     return ema.module.eval(), losses, seconds, curve, data
 
 
@@ -320,8 +307,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{key}: {results[key]}", flush=True)
     metrics = {"cosine": results, "n_eval": args.n_eval, "curve": curve, "train_seconds": round(seconds, 1),
                "steps": args.steps or s.steps, "final_loss": sum(losses[-50:]) / len(losses[-50:]), "profile": args.profile}
-    rebuild = f"python -m dalle2_lessons.prior --profile {args.profile}" + "".join(
-        f" --{flag} {value}" for flag, value in [("steps", args.steps), ("eval-every", args.eval_every)] if value)
+    rebuild = checkpoints.command("prior", profile=args.profile, steps=args.steps, eval_every=args.eval_every)
     out = checkpoints.save_checkpoint(CHECKPOINT, model.state_dict(), model.config_dict(), args.out or checkpoints.shipped_dir(), metrics, rebuild=rebuild)
     print(f"saved {out} (trained {seconds / 60:.1f} min)")
 

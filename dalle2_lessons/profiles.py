@@ -184,7 +184,7 @@ PROFILES: dict[str, Profile] = {
         forward=ForwardSettings(n_judge=1_000, n_levels=25),
         ddpm=DDPMSettings(n_train=20_000, steps=600, batch_size=128, lr=2e-3, n_samples=128, n_ddpm=32),
         guidance=GuidanceSettings(n_train=20_000, steps=400, batch_size=128, lr=2e-3, n_eval=128, n_per_caption=8, n_compare=64, n_ddpm=16),
-        prior=PriorSettings(n_train=20_000, steps=1_000, batch_size=256, lr=1e-3, n_eval=1_000),
+        prior=PriorSettings(n_train=20_000, steps=500, batch_size=256, lr=1e-3, n_eval=250),
         decoder=DecoderSettings(n_train=20_000, steps=300, batch_size=128, lr=2e-3, n_eval=128),
         upsampler=UpsamplerSettings(n_train=20_000, steps=300, batch_size=128, lr=2e-3, n_eval=128),
         pipeline=PipelineSettings(n_eval=96),

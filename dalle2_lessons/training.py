@@ -4,6 +4,7 @@ moving average (EMA) of the weights, a progress bar, and the loss of every step.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 
 import torch
@@ -74,3 +75,31 @@ def train(
         if callback is not None:
             callback(step + 1, ema)
     return ema.eval(), losses
+
+
+class Curve:
+    """A ``train`` callback that measures the EMA model every ``every`` steps (and at the last step),
+    so a course checkpoint records quality against *training* minutes: the time spent measuring is
+    not counted. ``measure(model) → {name: value}``; with ``every=None`` it only keeps time.
+    """
+
+    def __init__(self, steps: int, every: int | None, measure: Callable[[torch.nn.Module], dict[str, float]]):
+        self.steps, self.every, self.measure = steps, every, measure
+        self.points: list[dict] = []
+        self.t0 = self.last = time.perf_counter()
+        self.measuring = 0.0
+
+    @property
+    def train_seconds(self) -> float:
+        return self.last - self.t0 - self.measuring
+
+    def __call__(self, step: int, ema: AveragedModel) -> None:
+        now = time.perf_counter()
+        if self.every and (step % self.every == 0 or step == self.steps):
+            minutes = (now - self.t0 - self.measuring) / 60
+            values = self.measure(ema.module)
+            ema.module.train()
+            self.points.append({"step": step, "train_minutes": round(minutes, 2), **{k: round(float(v), 4) for k, v in values.items()}})
+            print(f"step {step:5d}  {minutes:5.1f} train-min  " + "  ".join(f"{k} {v:.4f}" for k, v in values.items()), flush=True)
+            self.measuring += time.perf_counter() - now
+        self.last = time.perf_counter()

@@ -17,14 +17,13 @@ Here: 16→32, 16×16 crops of 32×32 renders, a blur of random width on the 16�
 from __future__ import annotations
 
 import argparse
-import time
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from . import checkpoints, diffusion, judge, profiles, shapes
-from .training import train
+from .training import Curve, train
 from .unet import UNet, UNetConfig
 
 CHECKPOINT = "upsampler"
@@ -43,8 +42,10 @@ def downsample(images: torch.Tensor, size: int = LOW) -> torch.Tensor:
 
 
 def upsample(images: torch.Tensor, size: int = HIGH, mode: str = "bicubic") -> torch.Tensor:
-    """``(B, 3, r, r)`` → ``(B, 3, size, size)`` by interpolation (``bicubic``: the baseline to beat), in [-1, 1]."""
-    return F.interpolate(images, size=size, mode=mode, align_corners=False).clamp(-1, 1)
+    """``(B, 3, r, r)`` → ``(B, 3, size, size)`` by interpolation (``bicubic``: the baseline to beat; ``nearest``:
+    enlarged pixels, for showing), in [-1, 1]."""
+    align = {} if mode == "nearest" else {"align_corners": False}
+    return F.interpolate(images, size=size, mode=mode, **align).clamp(-1, 1)
 
 
 def gaussian_blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -147,21 +148,10 @@ def build(profile_name: str, steps: int | None = None, device: str | torch.devic
     def loss_fn(m, idx, gen):
         return upsampler_loss(m, images[idx.to(device)], schedule, s.max_sigma, s.crop, gen)
 
-    curve: list[dict] = []
-    timer = {"train": 0.0, "t0": time.perf_counter()}
-
-    def on_step(step: int, ema) -> None:
-        if eval_every and (step % eval_every == 0 or step == steps):
-            timer["train"] += time.perf_counter() - timer["t0"]
-            report = compare(ema.module, n_eval, steps=s.sample_steps).reports["diffusion"]
-            curve.append({"step": step, "train_minutes": round(timer["train"] / 60, 2), **{k: round(v, 4) for k, v in report.as_dict().items()}})
-            print(f"step {step:5d}  {timer['train'] / 60:5.1f} train-min  {report}", flush=True)
-            timer["t0"] = time.perf_counter()
-
-    t0 = time.perf_counter()
+    curve = Curve(steps, eval_every, lambda m: compare(m, n_eval, steps=s.sample_steps).reports["diffusion"].as_dict())
     ema, losses = train(model, loss_fn, data.images, steps, s.batch_size, s.lr, seed=s.seed, device=device,
-                        desc="upsampler 16→32", progress=progress, callback=on_step)
-    seconds = time.perf_counter() - t0 if not eval_every else timer["train"]
+                        desc="upsampler 16→32", progress=progress, callback=curve)
+    seconds, curve = curve.train_seconds, curve.points
     return ema.module, losses, seconds, curve
 
 
@@ -191,8 +181,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{split}:\n{comparison.table()}", flush=True)
     metrics = {"eval": results, "n_eval": args.n_eval, "curve": curve, "train_seconds": round(seconds, 1),
                "steps": args.steps or s.steps, "final_loss": sum(losses[-50:]) / len(losses[-50:]), "profile": args.profile}
-    rebuild = f"python -m dalle2_lessons.upsampler --profile {args.profile}" + "".join(
-        f" --{flag} {value}" for flag, value in [("steps", args.steps), ("eval-every", args.eval_every)] if value)
+    rebuild = checkpoints.command("upsampler", profile=args.profile, steps=args.steps, eval_every=args.eval_every)
     out = checkpoints.save_checkpoint(CHECKPOINT, model.state_dict(), model.config_dict(), args.out or checkpoints.shipped_dir(), metrics, rebuild=rebuild)
     print(f"saved {out} (trained {seconds / 60:.1f} min)")
 

@@ -87,3 +87,10 @@ def test_shipped_checkpoints_load_and_have_no_pickles():
         ckpt = load_checkpoint(meta.stem)
         assert ckpt.meta["rebuild"], f"{meta.stem} does not say how to rebuild it"
     assert not [p for p in checkpoints.REPO_ROOT.joinpath("data").rglob("*") if p.suffix in {".pt", ".pth", ".pkl", ".bin"}]
+
+
+def test_rebuild_commands_are_spelled_like_the_shipped_ones():
+    from dalle2_lessons import checkpoints
+
+    assert checkpoints.command("guidance", profile="cpu", steps=1500, condition=None, eval_every=250) == checkpoints.REBUILD_COMMANDS["text-diffusion"]
+    assert checkpoints.command("decoder", profile="cpu", steps=1500, eval_every=250) == checkpoints.REBUILD_COMMANDS["decoder"]

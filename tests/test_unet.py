@@ -60,3 +60,24 @@ def test_ema_warms_up_so_early_averages_forget_the_initial_weights():
     assert ema.module.weight.item() > 0.97
     avg = torch.tensor(0.0)
     assert abs(training.ema_update(0.9)(avg, torch.tensor(1.0), torch.tensor(10_000)).item() - 0.1) < 1e-6  # d = 0.9 once warm
+
+
+def test_curve_measures_on_schedule_and_does_not_count_measuring_as_training():
+    import time
+
+    from torch.optim.swa_utils import AveragedModel
+
+    ema = AveragedModel(torch.nn.Linear(1, 1))
+    calls = []
+
+    def measure(model):
+        calls.append(model)
+        time.sleep(0.2)  # slow measuring must not show up as training time
+        return {"score": len(calls)}
+
+    curve = training.Curve(steps=5, every=2, measure=measure)
+    for step in range(1, 6):
+        curve(step, ema)
+    assert [p["step"] for p in curve.points] == [2, 4, 5] and curve.points[-1]["score"] == 3
+    assert curve.train_seconds < 0.1
+    assert calls[0] is ema.module
