@@ -18,6 +18,7 @@ Both folders can be moved with ``DALLE2_LESSONS_DATA`` and ``DALLE2_LESSONS_RUNS
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import hashlib
 import json
@@ -50,6 +51,21 @@ def command(module: str, **flags: object) -> str:
     ``python -m dalle2_lessons.prior --profile cpu --eval-every 250`` (flags that are ``None`` are left out)."""
     return f"python -m dalle2_lessons.{module}" + "".join(
         f" --{name.replace('_', '-')} {value}" for name, value in flags.items() if value is not None)
+
+
+def build_parser(description: str, eval_help: str, n_eval: int, n_eval_help: str) -> argparse.ArgumentParser:
+    """The command line every course-checkpoint builder shares: ``--profile --steps --eval-every --n-eval --out
+    --device`` (a builder adds its own flags to the returned parser)."""
+    from .profiles import PROFILES
+
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--profile", default="cpu", choices=tuple(PROFILES))
+    p.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the profile's)")
+    p.add_argument("--eval-every", type=int, default=None, help=eval_help)
+    p.add_argument("--n-eval", type=int, default=n_eval, help=n_eval_help)
+    p.add_argument("--out", default=None, help="folder (default: data/checkpoints, the shipped course checkpoint)")
+    p.add_argument("--device", default="cpu")
+    return p
 
 
 class CheckpointError(RuntimeError):

@@ -18,7 +18,6 @@ text transformer, and one attention level (4×4) instead of several.
 
 from __future__ import annotations
 
-import argparse
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -219,13 +218,9 @@ def load_decoder(profile: str | None = None, device: str | torch.device = "cpu")
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="Train the course's unCLIP decoder (CLIP image embedding → 16×16 image) and save it.")
-    p.add_argument("--profile", default="cpu", choices=tuple(profiles.PROFILES))
-    p.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the profile's)")
-    p.add_argument("--eval-every", type=int, default=None, help="judge reconstructions every N steps (the accuracy-vs-minutes curve)")
-    p.add_argument("--n-eval", type=int, default=256, help="images for the final reconstruction table")
-    p.add_argument("--out", default=None, help="folder (default: data/checkpoints, the shipped course checkpoint)")
-    p.add_argument("--device", default="cpu")
+    p = checkpoints.build_parser(
+        "Train the course's unCLIP decoder (CLIP image embedding → 16×16 image) and save it.",
+        "judge reconstructions every N steps (the accuracy-vs-minutes curve)", 256, "images for the final reconstruction table")
     args = p.parse_args(argv)
     model, losses, seconds, curve = build(args.profile, args.steps, args.device, eval_every=args.eval_every)
     model.cpu()

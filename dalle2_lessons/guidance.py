@@ -28,7 +28,6 @@ the attribute-token model of the lesson's comparison; the lesson itself trains f
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -265,14 +264,10 @@ def load_text_diffusion(profile: str | None = None, device: str | torch.device =
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="Train the course's text-conditional (GLIDE-like) U-Net and save it.")
-    p.add_argument("--profile", default="cpu", choices=tuple(profiles.PROFILES))
-    p.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the profile's)")
+    p = checkpoints.build_parser(
+        "Train the course's text-conditional (GLIDE-like) U-Net and save it.",
+        "judge the model every N steps (the accuracy-vs-minutes curve)", 256, "test captions for the final guidance sweep and the DDPM/DDIM comparison")
     p.add_argument("--condition", default="clip", choices=("clip", "attributes"))
-    p.add_argument("--eval-every", type=int, default=None, help="judge the model every N steps (the accuracy-vs-minutes curve)")
-    p.add_argument("--n-eval", type=int, default=256, help="test captions for the final guidance sweep and the DDPM/DDIM comparison")
-    p.add_argument("--out", default=None, help="folder (default: data/checkpoints, the shipped course checkpoint)")
-    p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     model, losses, seconds, curve = build(args.profile, args.condition, args.steps, args.device, eval_every=args.eval_every)
     model.cpu()

@@ -21,7 +21,6 @@ at the end.
 
 from __future__ import annotations
 
-import argparse
 import math
 from dataclasses import asdict, dataclass
 
@@ -287,13 +286,9 @@ def load_prior(profile: str | None = None, device: str | torch.device = "cpu") -
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="Train the course's diffusion prior (CLIP text embedding → CLIP image embedding) and save it.")
-    p.add_argument("--profile", default="cpu", choices=tuple(profiles.PROFILES))
-    p.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the profile's)")
-    p.add_argument("--eval-every", type=int, default=None, help="measure the cosine table every N steps")
-    p.add_argument("--n-eval", type=int, default=1000, help="captions per split for the final cosine table")
-    p.add_argument("--out", default=None, help="folder (default: data/checkpoints, the shipped course checkpoint)")
-    p.add_argument("--device", default="cpu")
+    p = checkpoints.build_parser(
+        "Train the course's diffusion prior (CLIP text embedding → CLIP image embedding) and save it.",
+        "measure the cosine table every N steps", 1000, "captions per split for the final cosine table")
     args = p.parse_args(argv)
     model, losses, seconds, curve, data = build(args.profile, args.steps, args.device, eval_every=args.eval_every)
     model.cpu()

@@ -16,7 +16,6 @@ Here: 16→32, 16×16 crops of 32×32 renders, a blur of random width on the 16�
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 
 import torch
@@ -163,13 +162,9 @@ def load_upsampler(profile: str | None = None, device: str | torch.device = "cpu
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="Train the course's 16→32 diffusion upsampler and save it.")
-    p.add_argument("--profile", default="cpu", choices=tuple(profiles.PROFILES))
-    p.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the profile's)")
-    p.add_argument("--eval-every", type=int, default=None, help="judge upsampled test images every N steps")
-    p.add_argument("--n-eval", type=int, default=512, help="test scenes for the final bicubic-vs-diffusion table")
-    p.add_argument("--out", default=None, help="folder (default: data/checkpoints, the shipped course checkpoint)")
-    p.add_argument("--device", default="cpu")
+    p = checkpoints.build_parser(
+        "Train the course's 16→32 diffusion upsampler and save it.",
+        "judge upsampled test images every N steps", 512, "test scenes for the final bicubic-vs-diffusion table")
     args = p.parse_args(argv)
     model, losses, seconds, curve = build(args.profile, args.steps, args.device, eval_every=args.eval_every)
     model.cpu()
