@@ -68,6 +68,17 @@ def build_parser(description: str, eval_help: str, n_eval: int, n_eval_help: str
     return p
 
 
+def save_build(name: str, model: torch.nn.Module, args: argparse.Namespace, results: dict[str, Any], losses: list[float],
+               seconds: float, curve: list[dict], steps: int, rebuild: str) -> Path:
+    """Save a checkpoint builder's model (parsed by :func:`build_parser`) with the metrics every course checkpoint
+    records next to its own ``results``: the curve, training seconds and steps, the final loss, the profile."""
+    metrics = {**results, "n_eval": args.n_eval, "curve": curve, "train_seconds": round(seconds, 1), "steps": steps,
+               "final_loss": sum(losses[-50:]) / len(losses[-50:]), "profile": args.profile}
+    out = save_checkpoint(name, model.state_dict(), model.config_dict(), args.out or shipped_dir(), metrics, rebuild=rebuild)
+    print(f"saved {out} (trained {seconds / 60:.1f} min)")
+    return out
+
+
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, corrupt, or does not fit the model; the message says how to rebuild it."""
 

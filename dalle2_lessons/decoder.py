@@ -232,11 +232,8 @@ def main(argv: list[str] | None = None) -> None:
         key = f"{split}_s{scale:g}" + ("_caption" if caption else "")
         results[key] = evaluate(model, clip_model, args.n_eval, split, scale, caption=caption).as_dict()
         print(f"reconstruction {key}: {results[key]}", flush=True)
-    metrics = {"eval": results, "n_eval": args.n_eval, "curve": curve, "train_seconds": round(seconds, 1),
-               "steps": args.steps or s.steps, "final_loss": sum(losses[-50:]) / len(losses[-50:]), "profile": args.profile}
     rebuild = checkpoints.command("decoder", profile=args.profile, steps=args.steps, eval_every=args.eval_every)
-    out = checkpoints.save_checkpoint(CHECKPOINT, model.state_dict(), model.config_dict(), args.out or checkpoints.shipped_dir(), metrics, rebuild=rebuild)
-    print(f"saved {out} (trained {seconds / 60:.1f} min)")
+    checkpoints.save_build(CHECKPOINT, model, args, {"eval": results}, losses, seconds, curve, args.steps or s.steps, rebuild)
 
 
 if __name__ == "__main__":

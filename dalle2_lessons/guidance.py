@@ -283,13 +283,10 @@ def main(argv: list[str] | None = None) -> None:
         t0 = time.perf_counter()
         results[f"ddpm1000_s{best:g}"] = evaluate(model, schedule, cond, attrs, best, steps=None).as_dict()
         print(f"DDPM-1000, guidance {best:g}: {results[f'ddpm1000_s{best:g}']} ({time.perf_counter() - t0:.0f} s)", flush=True)
-    metrics = {"eval": results, "best_scale": best, "n_eval": args.n_eval, "curve": curve, "train_seconds": round(seconds, 1),
-               "steps": args.steps or s.steps, "final_loss": sum(losses[-50:]) / len(losses[-50:]), "profile": args.profile}
     rebuild = checkpoints.command("guidance", profile=args.profile, steps=args.steps,
                                   condition=args.condition if args.condition != "clip" else None, eval_every=args.eval_every)
     name = CHECKPOINT if args.condition == "clip" else f"{CHECKPOINT}-attributes"
-    out = checkpoints.save_checkpoint(name, model.state_dict(), model.config_dict(), args.out or checkpoints.shipped_dir(), metrics, rebuild=rebuild)
-    print(f"saved {out} (trained {seconds / 60:.1f} min)")
+    checkpoints.save_build(name, model, args, {"eval": results, "best_scale": best}, losses, seconds, curve, args.steps or s.steps, rebuild)
 
 
 if __name__ == "__main__":

@@ -300,11 +300,8 @@ def main(argv: list[str] | None = None) -> None:
             key = f"{split}_s{scale:g}"
             results[key] = {k: round(v, 4) for k, v in compare(model, clip_model, data, args.n_eval, split, scale, s.sample_steps, s.candidates).items()}
             print(f"{key}: {results[key]}", flush=True)
-    metrics = {"cosine": results, "n_eval": args.n_eval, "curve": curve, "train_seconds": round(seconds, 1),
-               "steps": args.steps or s.steps, "final_loss": sum(losses[-50:]) / len(losses[-50:]), "profile": args.profile}
     rebuild = checkpoints.command("prior", profile=args.profile, steps=args.steps, eval_every=args.eval_every)
-    out = checkpoints.save_checkpoint(CHECKPOINT, model.state_dict(), model.config_dict(), args.out or checkpoints.shipped_dir(), metrics, rebuild=rebuild)
-    print(f"saved {out} (trained {seconds / 60:.1f} min)")
+    checkpoints.save_build(CHECKPOINT, model, args, {"cosine": results}, losses, seconds, curve, args.steps or s.steps, rebuild)
 
 
 if __name__ == "__main__":
