@@ -12,6 +12,7 @@ Modules, in the order the course meets them:
 * :mod:`~dalle2_lessons.checkpoints`  safetensors + JSON checkpoints, shipped and your own
 * :mod:`~dalle2_lessons.exercises`    the exercise checker
 * :mod:`~dalle2_lessons.clip`         CLIP: attention, encoders, contrastive loss, zero-shot, retrieval
+* :mod:`~dalle2_lessons.text_encoders` stop words, bags of words vs transformers, the word-order pair tests
 * :mod:`~dalle2_lessons.diffusion`    noise schedules, q(x_t | x_0), the DDPM and DDIM steps, DDIM inversion
 * :mod:`~dalle2_lessons.unet`         the U-Net of every diffusion lesson (optional condition and context tokens)
 * :mod:`~dalle2_lessons.training`     the shared training loop (AdamW, warm-up, EMA, progress bar)
@@ -35,12 +36,12 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "profiles", "shapes", "tokenizer", "judge", "checkpoints", "exercises", "plotting", "widgets", "notebooks", "course",
-    "clip", "diffusion", "unet", "training", "guidance", "prior", "decoder", "upsampler", "unclip",
+    "clip", "text_encoders", "diffusion", "unet", "training", "guidance", "prior", "decoder", "upsampler", "unclip",
 )  # fmt: skip
 _SHORTCUTS = {"setup_lesson": "profiles", "get_profile": "profiles", "get_device": "profiles", "seed_everything": "profiles"}
 
 if TYPE_CHECKING:  # for editors and type checkers; at run time everything below loads lazily
-    from . import checkpoints, clip, course, decoder, diffusion, exercises, guidance, judge, notebooks, plotting, prior, profiles, shapes, tokenizer, training, unclip, unet, upsampler, widgets  # noqa: F401
+    from . import checkpoints, clip, course, decoder, diffusion, exercises, guidance, judge, notebooks, plotting, prior, profiles, shapes, text_encoders, tokenizer, training, unclip, unet, upsampler, widgets  # noqa: F401
     from .profiles import get_device, get_profile, seed_everything, setup_lesson  # noqa: F401
 
 

@@ -224,6 +224,25 @@ def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor, 
     return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
 
 
+def hard_negative_loss(image_features: torch.Tensor, text_features: torch.Tensor, negative_features: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:
+    """CLIP's loss with one extra, hard negative caption per image (NegCLIP, Yuksekgonul et al., 2023).
+
+    Each image must now pick its caption among the batch's ``B`` captions *and* ``B`` near-misses (e.g.
+    its own caption with the two objects swapped), so words alone no longer suffice. The captions'
+    side of the loss is unchanged: a near-miss has no image of its own.
+
+    Args:
+        image_features, text_features: ``(B, E)``, row ``i`` a matching pair; negative_features:
+            ``(B, E)``, row ``i`` a caption that does *not* describe image ``i``. Normalised here.
+    Returns:
+        scalar.
+    """
+    u, v, w = (F.normalize(f, dim=-1) for f in (image_features, text_features, negative_features))
+    logits = scale * u @ torch.cat([v, w]).T  # (B, 2B): every caption, then every near-miss
+    labels = torch.arange(len(u), device=u.device)
+    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits[:, : len(u)].T, labels)) / 2
+
+
 # ----------------------------------------------------------------------------------------------
 # Training.
 
@@ -250,6 +269,8 @@ def train_clip(
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    negatives: torch.Tensor | None = None,
+    desc: str = "CLIP",
 ) -> list[float]:
     """Train ``model`` in place on matching pairs; returns the loss of every step.
 
@@ -259,6 +280,9 @@ def train_clip(
             so the text encoder must learn that they mean the same thing.
         steps, batch_size, lr, weight_decay: AdamW with linear warm-up then cosine decay to zero.
         warmup: warm-up steps (default: a tenth of ``steps``, at most 100).
+        negatives: optional ``(N, n_templates, L)`` near-miss captions, one per scene and paraphrase;
+            when given, the loss is :func:`hard_negative_loss` (lesson 02).
+        desc: the progress bar's label.
     """
     warmup = warmup or max(1, min(100, steps // 10))
 
@@ -270,11 +294,15 @@ def train_clip(
     schedule = lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))  # noqa: E731
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
     losses: list[float] = []
-    bar = tqdm(range(steps), desc="CLIP", disable=not progress)
+    bar = tqdm(range(steps), desc=desc, disable=not progress)
     for _ in bar:
         idx = torch.randint(len(images), (batch_size,), generator=gen)
         which = torch.randint(tokens.shape[1], (batch_size,), generator=gen)
-        loss = model(images[idx].to(device), tokens[idx, which].to(device))
+        if negatives is None:
+            loss = model(images[idx].to(device), tokens[idx, which].to(device))
+        else:
+            text = model.text(torch.cat([tokens[idx, which], negatives[idx, which]]).to(device))
+            loss = hard_negative_loss(model.image(images[idx].to(device)), *text.chunk(2), model.temperature_scale())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

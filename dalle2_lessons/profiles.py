@@ -54,6 +54,20 @@ class ClipSettings:
 
 
 @dataclass(frozen=True)
+class TextEncoderSettings:
+    """Lesson 02: five text encoders inside the same CLIP, on two-object relation captions."""
+
+    n_train: int  #: relation training scenes
+    steps: int  #: optimiser steps, the same for every encoder
+    batch_size: int
+    lr: float
+    n_eval: int  #: test scenes for the pair tests (each gets a swapped twin)
+    n_retrieval: int  #: test captions and pictures for retrieval recall@1
+    resolution: int = 16
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class ForwardSettings:
     """Lesson 03."""
 
@@ -153,6 +167,7 @@ class Profile:
     description: str
     welcome: WelcomeSettings
     clip: ClipSettings
+    text_encoders: TextEncoderSettings
     forward: ForwardSettings
     ddpm: DDPMSettings
     guidance: GuidanceSettings
@@ -168,6 +183,7 @@ PROFILES: dict[str, Profile] = {
         description="smoke run: seconds per notebook, numbers too small to mean much",
         welcome=WelcomeSettings(n_tour=16, n_stats=2_000, n_judge_eval=256),
         clip=ClipSettings(16, n_train=2_000, steps=120, batch_size=64, lr=2e-3, embed_dim=64, n_eval=256, n_retrieval=128, n_probe=1_000),
+        text_encoders=TextEncoderSettings(n_train=2_000, steps=20, batch_size=64, lr=2e-3, n_eval=128, n_retrieval=64),
         forward=ForwardSettings(n_judge=128, n_levels=8),
         ddpm=DDPMSettings(n_train=2_000, steps=40, batch_size=32, lr=2e-3, n_samples=8, n_ddpm=4),
         guidance=GuidanceSettings(n_train=2_000, steps=40, batch_size=32, lr=2e-3, n_eval=16, n_per_caption=4, n_compare=8, n_ddpm=4),
@@ -181,6 +197,7 @@ PROFILES: dict[str, Profile] = {
         description="2-core laptop: each notebook in at most 10 minutes",
         welcome=WelcomeSettings(n_tour=32, n_stats=20_000, n_judge_eval=2_000),
         clip=ClipSettings(16, n_train=20_000, steps=1_000, batch_size=128, lr=2e-3, embed_dim=64, n_eval=2_000, n_retrieval=256, n_probe=5_000),
+        text_encoders=TextEncoderSettings(n_train=20_000, steps=300, batch_size=128, lr=2e-3, n_eval=1_000, n_retrieval=256),
         forward=ForwardSettings(n_judge=1_000, n_levels=25),
         ddpm=DDPMSettings(n_train=20_000, steps=600, batch_size=128, lr=2e-3, n_samples=128, n_ddpm=32),
         guidance=GuidanceSettings(n_train=20_000, steps=400, batch_size=128, lr=2e-3, n_eval=128, n_per_caption=8, n_compare=64, n_ddpm=16),
@@ -194,6 +211,7 @@ PROFILES: dict[str, Profile] = {
         description="Colab T4-class GPU: each notebook in at most 10 minutes, best results",
         welcome=WelcomeSettings(n_tour=32, n_stats=20_000, n_judge_eval=2_000),
         clip=ClipSettings(16, n_train=20_000, steps=3_000, batch_size=128, lr=2e-3, embed_dim=64, n_eval=2_000, n_retrieval=256, n_probe=5_000),
+        text_encoders=TextEncoderSettings(n_train=20_000, steps=1_500, batch_size=128, lr=2e-3, n_eval=2_000, n_retrieval=256),
         forward=ForwardSettings(n_judge=2_000, n_levels=40),
         ddpm=DDPMSettings(n_train=20_000, steps=6_000, batch_size=128, lr=2e-3, n_samples=512, n_ddpm=256),
         guidance=GuidanceSettings(n_train=20_000, steps=6_000, batch_size=128, lr=2e-3, n_eval=512, n_per_caption=16, n_compare=256, n_ddpm=128),
