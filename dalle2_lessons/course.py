@@ -63,6 +63,9 @@ LESSONS: tuple[Lesson, ...] = (
     Lesson("09", "unclip_pipeline", "The whole system: text → CLIP → prior → decoder → upsampler",
            "the pipeline and its timing, variations, slerp interpolations, text diffs, DDIM inversion, a prompt widget, the final table",
            cpu_minutes=4.0),
+    Lesson("10", "vae", "The family tree I: a conditional VAE",
+           "two encoder heads, the reparameterisation trick, the ELBO term by term, judged samples, the σ_x knob behind the blur",
+           cpu_minutes=5.5),
 )
 
 

@@ -160,6 +160,21 @@ class PipelineSettings:
 
 
 @dataclass(frozen=True)
+class VAESettings:
+    """Lesson 10 (and ``python -m dalle2_lessons.vae``, which builds the course checkpoint)."""
+
+    n_train: int  #: training images (16×16) with their captions
+    steps: int  #: optimiser steps
+    batch_size: int
+    lr: float
+    n_eval: int  #: test / held-out captions judged per table row
+    latent_dim: int = 16
+    pixel_sigma: float = 0.3  #: the decoder's assumed pixel noise: it sets the balance of the ELBO's two terms
+    sharp_sigma: float = 0.1  #: the smaller σ_x of the lesson's second VAE (sharper reconstructions, worse samples)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class Profile:
     """Every size and step count of every lesson, for one kind of machine."""
 
@@ -175,6 +190,7 @@ class Profile:
     decoder: DecoderSettings
     upsampler: UpsamplerSettings
     pipeline: PipelineSettings
+    vae: VAESettings
 
 
 PROFILES: dict[str, Profile] = {
@@ -191,6 +207,7 @@ PROFILES: dict[str, Profile] = {
         decoder=DecoderSettings(n_train=2_000, steps=40, batch_size=32, lr=2e-3, n_eval=16),
         upsampler=UpsamplerSettings(n_train=2_000, steps=40, batch_size=32, lr=2e-3, n_eval=16, sample_steps=10),
         pipeline=PipelineSettings(n_eval=8, decoder_steps=10, upsampler_steps=5),
+        vae=VAESettings(n_train=2_000, steps=40, batch_size=64, lr=2e-3, n_eval=32),
     ),
     "cpu": Profile(
         name="cpu",
@@ -205,6 +222,7 @@ PROFILES: dict[str, Profile] = {
         decoder=DecoderSettings(n_train=20_000, steps=300, batch_size=128, lr=2e-3, n_eval=128),
         upsampler=UpsamplerSettings(n_train=20_000, steps=300, batch_size=128, lr=2e-3, n_eval=128),
         pipeline=PipelineSettings(n_eval=96),
+        vae=VAESettings(n_train=20_000, steps=2_000, batch_size=128, lr=2e-3, n_eval=256),
     ),
     "gpu": Profile(
         name="gpu",
@@ -219,6 +237,7 @@ PROFILES: dict[str, Profile] = {
         decoder=DecoderSettings(n_train=20_000, steps=6_000, batch_size=128, lr=2e-3, n_eval=512),
         upsampler=UpsamplerSettings(n_train=20_000, steps=6_000, batch_size=128, lr=2e-3, n_eval=1_000),
         pipeline=PipelineSettings(n_eval=1_000),
+        vae=VAESettings(n_train=20_000, steps=10_000, batch_size=128, lr=2e-3, n_eval=1_000),
     ),
 }
 

@@ -1,0 +1,210 @@
+"""A conditional VAE: the first "wrong answer" of the family tree (lesson 10).
+
+Popular articles say DALL·E 2 "is a VAE". It is not (it is CLIP + a diffusion prior + diffusion decoders),
+but a text-conditional VAE is a fine generative model to build and measure, and its most famous
+weakness — blurry samples — is exactly what diffusion fixed.
+
+The model (Kingma & Welling 2014; conditional form: Sohn et al. 2015):
+
+* encoder ``q(z | x, c)``: a small CNN reads the image ``x`` and the caption's CLIP text embedding ``c``
+  and returns the **mean and the log-variance** of a Gaussian over the latent ``z`` (two heads);
+* reparameterisation: ``z = μ + σ ⊙ ε`` with ``ε ~ N(0, I)``, so gradients flow through ``μ`` and ``σ``;
+* decoder ``p(x | z, c)``: a Gaussian with mean ``decoder(z, c)`` and a fixed standard deviation
+  ``pixel_sigma`` per pixel;
+* loss: the negative ELBO, per image, summed over pixels and latent dimensions::
+
+      −ELBO = E_q[ −log p(x | z, c) ] + KL( q(z | x, c) ‖ N(0, I) )
+            = Σ_pixels (x − x̂)² / (2 σ_x²)  +  ½ Σ_j (μ_j² + σ_j² − 1 − log σ_j²)   (+ a constant)
+
+The condition is the frozen course CLIP's text embedding of a random paraphrase, as for the GLIDE-like
+model of lesson 05, so every family of lessons 10–13 reads the same captions the same way.
+
+Rebuild the course checkpoint: ``python -m dalle2_lessons.vae --profile cpu``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import checkpoints, judge, profiles, shapes, tokenizer
+from .clip import load_clip
+from .guidance import clip_caption_embeddings, eval_conditions, make_condition_sampler
+from .training import Curve, train
+
+CHECKPOINT = "vae"
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """Everything needed to rebuild a :class:`ConditionalVAE` (stored in its checkpoint's JSON)."""
+
+    cond_dim: int = 64  #: size of the condition (the CLIP text embedding)
+    latent_dim: int = 16  #: size of z
+    width: int = 32  #: channels of the first conv layer (doubled at each downsampling)
+    resolution: int = 16
+    pixel_sigma: float = 0.3  #: the decoder's assumed pixel noise σ_x, in [-1, 1] units
+
+
+def conv_block(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1), nn.GroupNorm(8, c_out), nn.SiLU())
+
+
+class ConditionalVAE(nn.Module):
+    """Images ``(B, 3, R, R)`` in [-1, 1] and conditions ``(B, cond_dim)`` ↔ latents ``(B, latent_dim)``."""
+
+    def __init__(self, config: VAEConfig):
+        super().__init__()
+        self.config = c = config
+        w, g = c.width, c.resolution // 4  # two stride-2 stages: R → R/4
+        self.encoder = nn.Sequential(conv_block(3, w), conv_block(w, 2 * w, 2), conv_block(2 * w, 4 * w, 2), nn.Flatten())
+        self.to_stats = nn.Sequential(nn.Linear(4 * w * g * g + c.cond_dim, 256), nn.SiLU(), nn.Linear(256, 2 * c.latent_dim))
+        self.from_latent = nn.Sequential(nn.Linear(c.latent_dim + c.cond_dim, 256), nn.SiLU(), nn.Linear(256, 4 * w * g * g), nn.SiLU())
+        self.decoder = nn.Sequential(
+            nn.Unflatten(1, (4 * w, g, g)),
+            nn.Upsample(scale_factor=2), conv_block(4 * w, 2 * w),
+            nn.Upsample(scale_factor=2), conv_block(2 * w, w),
+            nn.Conv2d(w, 3, 3, 1, 1),
+        )  # fmt: skip
+
+    def encode(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``q(z | x, c)``: ``(mean, log_variance)``, each ``(B, latent_dim)``."""
+        mean, log_var = self.to_stats(torch.cat([self.encoder(x), c], dim=1)).chunk(2, dim=1)
+        return mean, log_var
+
+    def decode(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """The mean of ``p(x | z, c)``: ``(B, 3, R, R)``, roughly in [-1, 1] (not clamped)."""
+        return self.decoder(self.from_latent(torch.cat([z, c], dim=1)))
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Encode, reparameterise with ``noise`` ``(B, latent_dim)``, decode: ``(reconstruction, mean, log_var)``."""
+        mean, log_var = self.encode(x, c)
+        return self.decode(reparameterise(mean, log_var, noise), c), mean, log_var
+
+    @torch.no_grad()
+    def sample(self, c: torch.Tensor, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
+        """Draw ``z ~ N(0, temperature² I)`` and decode it for each condition: ``(B, 3, R, R)`` clamped to [-1, 1]."""
+        device = next(self.parameters()).device
+        z = torch.randn(len(c), self.config.latent_dim, generator=generator).to(device) * temperature
+        return self.decode(z, c.to(device)).clamp(-1, 1).cpu()
+
+    def config_dict(self) -> dict:
+        return asdict(self.config)
+
+
+def reparameterise(mean: torch.Tensor, log_var: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """``z = μ + σ ⊙ ε`` with ``σ = exp(½ log σ²)``: a sample of ``N(μ, σ²)`` that is differentiable in μ and σ."""
+    return mean + torch.exp(0.5 * log_var) * noise
+
+
+def elbo_terms(x: torch.Tensor, reconstruction: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor, pixel_sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two terms of the negative ELBO, each averaged over the batch (nats per image).
+
+    Args:
+        x, reconstruction: ``(B, 3, R, R)``; mean, log_var: ``(B, latent_dim)``.
+    Returns:
+        ``(reconstruction_term, kl_term)``: ``Σ_pixels (x − x̂)² / (2σ_x²)`` (the Gaussian negative
+        log-likelihood without its constant) and ``½ Σ_j (μ_j² + σ_j² − 1 − log σ_j²)``.
+    """
+    reconstruction_term = ((x - reconstruction) ** 2).flatten(1).sum(1) / (2 * pixel_sigma**2)
+    kl_term = 0.5 * (mean**2 + log_var.exp() - 1 - log_var).sum(1)
+    return reconstruction_term.mean(), kl_term.mean()
+
+
+def gaussian_nll_constant(n_pixels: int, pixel_sigma: float) -> float:
+    """The constant ``n · log(σ_x √(2π))`` that :func:`elbo_terms` leaves out (it does not affect training)."""
+    return n_pixels * math.log(pixel_sigma * math.sqrt(2 * math.pi))
+
+
+def soft_pixels(images: torch.Tensor) -> float:
+    """Fraction of pixels that are neither background nor a saturated colour: edges and blur.
+
+    ``(B, 3, R, R)`` in [-1, 1]. A clean 16-px render has a few percent (its anti-aliased edges); a
+    blurry sample has many more.
+    """
+    peak = images.amax(1)
+    return float(((peak > -0.5) & (peak < 0.5)).float().mean())
+
+
+# ----------------------------------------------------------------------------------------------
+# Training, evaluation, the course checkpoint.
+
+
+def vae_loss(model: ConditionalVAE, x: torch.Tensor, c: torch.Tensor, generator: torch.Generator, beta: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(loss, reconstruction_term, kl_term)`` for one batch; ``beta = 1`` is the ELBO (β-VAE otherwise)."""
+    noise = torch.randn(len(x), model.config.latent_dim, generator=generator).to(x.device)
+    reconstruction, mean, log_var = model(x, c, noise)
+    rec, kl = elbo_terms(x, reconstruction, mean, log_var, model.config.pixel_sigma)
+    return rec + beta * kl, rec, kl
+
+
+@torch.no_grad()
+def evaluate(model: ConditionalVAE, cond: torch.Tensor, attrs: torch.Tensor, seed: int = 0) -> judge.JudgeReport:
+    """One sample per condition, read by the judge."""
+    model.eval()
+    return judge.load_judge("single").score(model.sample(cond, torch.Generator().manual_seed(seed)), attrs)
+
+
+def build(profile_name: str, steps: int | None = None, device: str | torch.device = "cpu", progress: bool = True,
+          eval_every: int | None = None, n_eval: int = 256, pixel_sigma: float | None = None) -> tuple[ConditionalVAE, dict[str, list[float]], float, list[dict]]:
+    """Train the course VAE with a profile's settings (``steps`` and ``pixel_sigma`` override them). Returns
+    ``(ema_model, {"loss", "reconstruction", "kl"} per step, train_seconds, curve)``; the curve judges ``n_eval``
+    test captions every ``eval_every`` steps."""
+    s = profiles.get_profile(profile_name).vae
+    steps = steps or s.steps
+    profiles.seed_everything(s.seed)
+    data = shapes.ShapesDataset("train", n=s.n_train, resolution=16)
+    clip_model = load_clip(profile_name)
+    get_cond = make_condition_sampler("clip", data.attrs, clip_caption_embeddings(clip_model, tokenizer.Tokenizer(), data.attrs))
+    model = ConditionalVAE(VAEConfig(latent_dim=s.latent_dim, pixel_sigma=pixel_sigma or s.pixel_sigma))
+    images = data.images.to(device)
+    terms: dict[str, list[float]] = {"reconstruction": [], "kl": []}
+
+    def loss_fn(m, idx, gen):
+        loss, rec, kl = vae_loss(m, images[idx.to(device)], get_cond(idx, gen).to(device), gen)
+        terms["reconstruction"].append(rec.item())
+        terms["kl"].append(kl.item())
+        return loss
+
+    eval_cond, eval_attrs, _ = eval_conditions("clip", n_eval, clip_model)
+    curve = Curve(steps, eval_every, lambda m: evaluate(m, eval_cond, eval_attrs).as_dict())
+    ema, losses = train(model, loss_fn, data.images, steps, s.batch_size, s.lr, seed=s.seed, device=device,
+                        desc=f"conditional VAE (σ_x = {model.config.pixel_sigma:g})", progress=progress, callback=curve)
+    return ema.module, {"loss": losses, **terms}, curve.train_seconds, curve.points
+
+
+def load_vae(profile: str | None = None, device: str | torch.device = "cpu") -> ConditionalVAE:
+    """Your VAE of ``profile`` (from lesson 10) if present, else the course checkpoint (eval mode)."""
+    ckpt = checkpoints.find_checkpoint(CHECKPOINT, profile)
+    model = ConditionalVAE(VAEConfig(**ckpt.config))
+    return checkpoints.load_into(model, ckpt).to(device).eval()
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = checkpoints.build_parser("Train the course's conditional VAE and save it.",
+                                 "judge the model every N steps (the accuracy-vs-minutes curve)", 512, "test / held-out captions judged at the end")
+    args = p.parse_args(argv)
+    model, terms, seconds, curve = build(args.profile, args.steps, args.device, eval_every=args.eval_every)
+    model.cpu()
+    clip_model = load_clip(args.profile)
+    results = {}
+    for split in ("test", "heldout"):
+        cond, attrs, _ = eval_conditions("clip", args.n_eval, clip_model, split=split)
+        t0 = time.perf_counter()
+        images = model.sample(cond, torch.Generator().manual_seed(0))
+        results[split] = {**judge.load_judge("single").score(images, attrs).as_dict(), "soft_pixels": soft_pixels(images),
+                          "sample_seconds_per_image": (time.perf_counter() - t0) / len(cond)}
+        print(f"{split:8s} {results[split]}", flush=True)
+    s = profiles.get_profile(args.profile).vae
+    rebuild = checkpoints.command("vae", profile=args.profile, steps=args.steps, eval_every=args.eval_every)
+    results["final_terms"] = {k: sum(v[-50:]) / len(v[-50:]) for k, v in terms.items() if k != "loss"}
+    checkpoints.save_build(CHECKPOINT, model, args, {"eval": results}, terms["loss"], seconds, curve, args.steps or s.steps, rebuild)
+
+
+if __name__ == "__main__":
+    main()
