@@ -44,6 +44,7 @@ REBUILD_COMMANDS: dict[str, str] = {
     "decoder": "python -m dalle2_lessons.decoder --profile cpu --steps 1500 --eval-every 250",
     "upsampler": "python -m dalle2_lessons.upsampler --profile cpu --steps 1000 --eval-every 250",
     "vae": "python -m dalle2_lessons.vae --profile cpu --eval-every 500",
+    "gan": "python -m dalle2_lessons.gan --profile cpu --steps 3000 --eval-every 500",
 }
 
 

@@ -66,6 +66,9 @@ LESSONS: tuple[Lesson, ...] = (
     Lesson("10", "vae", "The family tree I: a conditional VAE",
            "two encoder heads, the reparameterisation trick, the ELBO term by term, judged samples, the σ_x knob behind the blur",
            cpu_minutes=5.5),
+    Lesson("11", "gan", "The family tree II: a conditional GAN",
+           "a generator and a real discriminator, non-saturating and hinge losses, both players' curves, spectral norm, mode collapse measured",
+           cpu_minutes=6.9),
 )
 
 

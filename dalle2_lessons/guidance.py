@@ -212,6 +212,27 @@ def eval_conditions(kind: str, n: int, clip_model=None, split: str = "test", see
     return embed_texts(clip_model, tokenizer.Tokenizer().encode_batch(captions)), ds_attrs, captions
 
 
+def judge_caption_samples(sample: Callable[[torch.Tensor, torch.Generator], torch.Tensor], clip_model, n: int,
+                          splits: tuple[str, ...] = ("test", "heldout")) -> dict[str, dict[str, float]]:
+    """Judge one sample per caption of each split, for any caption-conditioned generator (lessons 10–13).
+
+    Args:
+        sample: ``(conditions (B, D), generator) → images (B, 3, R, R)`` in [-1, 1].
+    Returns:
+        ``{split: {attribute accuracies, "all", "soft_pixels", "sample_seconds_per_image"}}``.
+    """
+    results = {}
+    for split in splits:
+        cond, attrs, _ = eval_conditions("clip", n, clip_model, split=split)
+        t0 = time.perf_counter()
+        images = sample(cond, torch.Generator().manual_seed(0))
+        seconds = time.perf_counter() - t0
+        results[split] = {**judge.load_judge("single").score(images, attrs).as_dict(), "soft_pixels": judge.soft_pixels(images),
+                          "sample_seconds_per_image": seconds / len(cond)}
+        print(f"{split:8s} {results[split]}", flush=True)
+    return results
+
+
 def evaluate(
     model: ConditionalUNet, schedule: diffusion.NoiseSchedule, cond: torch.Tensor, attrs: torch.Tensor,
     scale: float, steps: int | None = 50, seed: int = 0, device: str | torch.device = "cpu",

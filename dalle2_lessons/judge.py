@@ -116,6 +116,16 @@ def plausible(images: torch.Tensor, tolerance: float = 0.25) -> torch.Tensor:
     return (background >= 0.6) & (background <= 0.995)
 
 
+def soft_pixels(images: torch.Tensor) -> float:
+    """Fraction of pixels that are neither background nor a saturated colour: edges and blur.
+
+    ``(B, 3, R, R)`` in [-1, 1]. A clean 16-px render has a few percent (its anti-aliased edges); a
+    blurry sample has many more.
+    """
+    peak = images.amax(1)
+    return float(((peak > -0.5) & (peak < 0.5)).float().mean())
+
+
 def to_judge_resolution(images: torch.Tensor) -> torch.Tensor:
     """Resize ``(B, 3, R, R)`` to ``(B, 3, 32, 32)`` (bilinear; anti-aliased when shrinking)."""
     if images.shape[-1] == JUDGE_RESOLUTION:

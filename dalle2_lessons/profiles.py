@@ -175,6 +175,21 @@ class VAESettings:
 
 
 @dataclass(frozen=True)
+class GANSettings:
+    """Lesson 11 (and ``python -m dalle2_lessons.gan``, which builds the course checkpoint)."""
+
+    n_train: int  #: training images (16×16) with their captions
+    steps: int  #: alternating discriminator + generator steps
+    batch_size: int
+    lr: float
+    n_eval: int  #: test / held-out captions judged per table row
+    latent_dim: int = 32
+    loss: str = "hinge"  #: "hinge" or "non-saturating"
+    spectral_norm: bool = True  #: spectral normalisation of the discriminator's layers (the stabiliser)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class Profile:
     """Every size and step count of every lesson, for one kind of machine."""
 
@@ -191,6 +206,7 @@ class Profile:
     upsampler: UpsamplerSettings
     pipeline: PipelineSettings
     vae: VAESettings
+    gan: GANSettings
 
 
 PROFILES: dict[str, Profile] = {
@@ -208,6 +224,7 @@ PROFILES: dict[str, Profile] = {
         upsampler=UpsamplerSettings(n_train=2_000, steps=40, batch_size=32, lr=2e-3, n_eval=16, sample_steps=10),
         pipeline=PipelineSettings(n_eval=8, decoder_steps=10, upsampler_steps=5),
         vae=VAESettings(n_train=2_000, steps=40, batch_size=64, lr=2e-3, n_eval=32),
+        gan=GANSettings(n_train=2_000, steps=40, batch_size=64, lr=2e-4, n_eval=32),
     ),
     "cpu": Profile(
         name="cpu",
@@ -223,6 +240,7 @@ PROFILES: dict[str, Profile] = {
         upsampler=UpsamplerSettings(n_train=20_000, steps=300, batch_size=128, lr=2e-3, n_eval=128),
         pipeline=PipelineSettings(n_eval=96),
         vae=VAESettings(n_train=20_000, steps=2_000, batch_size=128, lr=2e-3, n_eval=256),
+        gan=GANSettings(n_train=20_000, steps=1_500, batch_size=128, lr=2e-4, n_eval=256),
     ),
     "gpu": Profile(
         name="gpu",
@@ -238,6 +256,7 @@ PROFILES: dict[str, Profile] = {
         upsampler=UpsamplerSettings(n_train=20_000, steps=6_000, batch_size=128, lr=2e-3, n_eval=1_000),
         pipeline=PipelineSettings(n_eval=1_000),
         vae=VAESettings(n_train=20_000, steps=10_000, batch_size=128, lr=2e-3, n_eval=1_000),
+        gan=GANSettings(n_train=20_000, steps=15_000, batch_size=128, lr=2e-4, n_eval=1_000),
     ),
 }
 

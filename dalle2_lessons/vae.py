@@ -25,7 +25,6 @@ Rebuild the course checkpoint: ``python -m dalle2_lessons.vae --profile cpu``.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import asdict, dataclass
 
 import torch
@@ -34,7 +33,7 @@ import torch.nn.functional as F
 
 from . import checkpoints, judge, profiles, shapes, tokenizer
 from .clip import load_clip
-from .guidance import clip_caption_embeddings, eval_conditions, make_condition_sampler
+from .guidance import clip_caption_embeddings, eval_conditions, judge_caption_samples, make_condition_sampler
 from .training import Curve, train
 
 CHECKPOINT = "vae"
@@ -121,16 +120,6 @@ def gaussian_nll_constant(n_pixels: int, pixel_sigma: float) -> float:
     return n_pixels * math.log(pixel_sigma * math.sqrt(2 * math.pi))
 
 
-def soft_pixels(images: torch.Tensor) -> float:
-    """Fraction of pixels that are neither background nor a saturated colour: edges and blur.
-
-    ``(B, 3, R, R)`` in [-1, 1]. A clean 16-px render has a few percent (its anti-aliased edges); a
-    blurry sample has many more.
-    """
-    peak = images.amax(1)
-    return float(((peak > -0.5) & (peak < 0.5)).float().mean())
-
-
 # ----------------------------------------------------------------------------------------------
 # Training, evaluation, the course checkpoint.
 
@@ -191,15 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     model, terms, seconds, curve = build(args.profile, args.steps, args.device, eval_every=args.eval_every)
     model.cpu()
-    clip_model = load_clip(args.profile)
-    results = {}
-    for split in ("test", "heldout"):
-        cond, attrs, _ = eval_conditions("clip", args.n_eval, clip_model, split=split)
-        t0 = time.perf_counter()
-        images = model.sample(cond, torch.Generator().manual_seed(0))
-        results[split] = {**judge.load_judge("single").score(images, attrs).as_dict(), "soft_pixels": soft_pixels(images),
-                          "sample_seconds_per_image": (time.perf_counter() - t0) / len(cond)}
-        print(f"{split:8s} {results[split]}", flush=True)
+    results = judge_caption_samples(model.sample, load_clip(args.profile), args.n_eval)
     s = profiles.get_profile(args.profile).vae
     rebuild = checkpoints.command("vae", profile=args.profile, steps=args.steps, eval_every=args.eval_every)
     results["final_terms"] = {k: sum(v[-50:]) / len(v[-50:]) for k, v in terms.items() if k != "loss"}

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from dalle2_lessons import checkpoints, shapes, vae
+from dalle2_lessons import checkpoints, judge, shapes, vae
 
 CONFIG = vae.VAEConfig(cond_dim=8, latent_dim=4, width=8)
 
@@ -74,7 +74,7 @@ def test_a_tiny_vae_learns_to_reconstruct():
 def test_soft_pixels_tells_blur_from_a_clean_render():
     images = shapes.ShapesDataset("test", n=64).images
     blurred = torch.nn.functional.avg_pool2d(images, 3, 1, 1, count_include_pad=False)
-    sharp, soft = vae.soft_pixels(images), vae.soft_pixels(blurred)
+    sharp, soft = judge.soft_pixels(images), judge.soft_pixels(blurred)
     assert sharp < 0.04 and soft > 1.5 * sharp, (sharp, soft)
 
 

@@ -1,0 +1,241 @@
+"""A conditional GAN: the second "wrong answer" of the family tree (lesson 11).
+
+Articles that call DALL·E 2 a GAN often show a discriminator that cannot work (a Keras ``Model(x, x)``
+that maps the image to itself). A real one is a classifier: real (image, caption) pairs versus the
+generator's. The two networks play a game (Goodfellow et al., 2014):
+
+* generator ``G(z, c)``: noise ``z`` and the caption's CLIP text embedding ``c`` → a 16×16 image
+  (DCGAN-style, Radford et al., 2016: transposed convolutions, BatchNorm, ReLU, a final tanh);
+* discriminator ``D(x, c)``: a CNN that scores how real the pair looks, conditioned by *projection*
+  (Miyato & Koyama, 2018): ``D(x, c) = w·φ(x) + (V c)·φ(x)``, so a real picture with the wrong caption
+  scores low too;
+* losses on the logits ``D(x, c)`` (no sigmoid inside the network):
+
+  - **non-saturating** (the original paper's practical choice):
+    ``L_D = softplus(−D(real)) + softplus(D(fake))``, ``L_G = softplus(−D(fake))``;
+  - **hinge** (a common stabiliser, used with spectral normalisation in SN-GAN and BigGAN):
+    ``L_D = relu(1 − D(real)) + relu(1 + D(fake))``, ``L_G = −D(fake)``.
+
+  ``softplus(−s) = −log σ(s)``, so the non-saturating losses are the binary cross-entropies written on
+  logits, which is numerically safe.
+
+The stabiliser the lesson adds is **spectral normalisation** of the discriminator's layers (Miyato et
+al., 2018, ``torch.nn.utils.parametrizations.spectral_norm``) together with the hinge loss.
+
+Rebuild the course checkpoint: ``python -m dalle2_lessons.gan --profile cpu --steps 3000 --eval-every 500``
+(the lesson trains for half as long).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.utils.parametrizations import spectral_norm
+from tqdm.auto import tqdm
+
+from . import checkpoints, judge, profiles, shapes, tokenizer
+from .clip import load_clip
+from .guidance import clip_caption_embeddings, eval_conditions, judge_caption_samples, make_condition_sampler
+from .training import Curve
+
+CHECKPOINT = "gan"
+LOSSES = ("non-saturating", "hinge")
+
+
+@dataclass(frozen=True)
+class GANConfig:
+    """Everything needed to rebuild a :class:`Generator` (stored in the checkpoint's JSON)."""
+
+    cond_dim: int = 64
+    latent_dim: int = 32
+    width: int = 64
+    resolution: int = 16
+
+
+class Generator(nn.Module):
+    """``G(z, c)``: ``(B, latent_dim)`` noise and ``(B, cond_dim)`` conditions → ``(B, 3, R, R)`` in [-1, 1]."""
+
+    def __init__(self, config: GANConfig):
+        super().__init__()
+        self.config = c = config
+        w, g = c.width, c.resolution // 4
+        self.project = nn.Sequential(nn.Linear(c.latent_dim + c.cond_dim, 2 * w * g * g), nn.Unflatten(1, (2 * w, g, g)), nn.BatchNorm2d(2 * w), nn.ReLU())
+        self.net = nn.Sequential(
+            nn.ConvTranspose2d(2 * w, w, 4, 2, 1), nn.BatchNorm2d(w), nn.ReLU(),  # R/4 → R/2
+            nn.ConvTranspose2d(w, w // 2, 4, 2, 1), nn.BatchNorm2d(w // 2), nn.ReLU(),  # R/2 → R
+            nn.Conv2d(w // 2, 3, 3, 1, 1), nn.Tanh(),
+        )  # fmt: skip
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        # a unit-norm CLIP embedding has entries of about 1/√cond_dim; scaled by √cond_dim they are as large
+        # as z's, so the caption is not drowned by the noise at the start of training
+        return self.net(self.project(torch.cat([z, c * self.config.cond_dim**0.5], dim=1)))
+
+    @torch.no_grad()
+    def sample(self, c: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One image per condition ``(B, cond_dim)`` with fresh noise: ``(B, 3, R, R)`` on the CPU (eval mode)."""
+        self.eval()
+        device = next(self.parameters()).device
+        z = torch.randn(len(c), self.config.latent_dim, generator=generator).to(device)
+        return self(z, c.to(device)).cpu()
+
+    def config_dict(self) -> dict:
+        return asdict(self.config)
+
+
+class Discriminator(nn.Module):
+    """``D(x, c)``: ``(B, 3, R, R)`` images and ``(B, cond_dim)`` conditions → ``(B,)`` logits (real > 0)."""
+
+    def __init__(self, config: GANConfig, use_spectral_norm: bool = True):
+        super().__init__()
+        sn = spectral_norm if use_spectral_norm else (lambda m: m)
+        w = config.width
+        self.features = nn.Sequential(
+            sn(nn.Conv2d(3, w // 2, 3, 1, 1)), nn.LeakyReLU(0.2),
+            sn(nn.Conv2d(w // 2, w, 4, 2, 1)), nn.LeakyReLU(0.2),  # R → R/2
+            sn(nn.Conv2d(w, 2 * w, 4, 2, 1)), nn.LeakyReLU(0.2),  # R/2 → R/4
+            nn.Flatten(),
+        )  # fmt: skip
+        n = 2 * w * (config.resolution // 4) ** 2
+        self.to_feature = sn(nn.Linear(n, 4 * w))
+        self.real_score = sn(nn.Linear(4 * w, 1))
+        self.embed_condition = nn.Linear(config.cond_dim, 4 * w, bias=False)  # V, not normalised: it only reads c
+        self.cond_scale = config.cond_dim**0.5
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        h = F.leaky_relu(self.to_feature(self.features(x)), 0.2)  # (B, 4w): φ(x)
+        return self.real_score(h).squeeze(1) + (self.embed_condition(c * self.cond_scale) * h).sum(1)  # w·φ(x) + (Vc)·φ(x)
+
+
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: str = "hinge") -> torch.Tensor:
+    """The discriminator's loss on ``(B,)`` logits of real and generated pairs (a scalar, mean over the batch)."""
+    if kind == "non-saturating":
+        return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+    if kind == "hinge":
+        return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+    raise ValueError(f"kind must be one of {LOSSES}, got {kind!r}")
+
+
+def generator_loss(fake_logits: torch.Tensor, kind: str = "hinge") -> torch.Tensor:
+    """The generator's loss on ``(B,)`` logits of its own pairs (a scalar)."""
+    if kind == "non-saturating":
+        return F.softplus(-fake_logits).mean()
+    if kind == "hinge":
+        return -fake_logits.mean()
+    raise ValueError(f"kind must be one of {LOSSES}, got {kind!r}")
+
+
+def train_gan(
+    gen: Generator, disc: Discriminator, images: torch.Tensor, get_cond, steps: int, batch_size: int = 128,
+    lr: float = 2e-4, loss: str = "hinge", seed: int = 0, device: str | torch.device = "cpu",
+    progress: bool = True, callback=None, desc: str = "GAN",
+) -> dict[str, list[float]]:
+    """Alternate one discriminator step and one generator step, ``steps`` times (Adam, β = (0.5, 0.999)).
+
+    Args:
+        images: ``(N, 3, R, R)`` real images in [-1, 1]; get_cond: ``(indices, generator) → (B, cond_dim)``.
+        callback: ``callback(step, generator)`` after every step (e.g. a :class:`~dalle2_lessons.training.Curve`).
+    Returns:
+        per-step ``{"d_loss", "g_loss", "d_real", "d_fake"}``: the two losses and the discriminator's mean
+        probability that real and generated pairs are real.
+    """
+    g = torch.Generator().manual_seed(seed)
+    gen.to(device).train()
+    disc.to(device).train()
+    opt_g = torch.optim.Adam(gen.parameters(), lr=lr, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(disc.parameters(), lr=lr, betas=(0.5, 0.999))
+    log: dict[str, list[float]] = {"d_loss": [], "g_loss": [], "d_real": [], "d_fake": []}
+    bar = tqdm(range(steps), desc=desc, disable=not progress)
+    for step in bar:
+        idx = torch.randint(len(images), (batch_size,), generator=g)
+        real, c = images[idx].to(device), get_cond(idx, g).to(device)
+        z = torch.randn(batch_size, gen.config.latent_dim, generator=g).to(device)
+        fake = gen(z, c)
+        # the discriminator learns on a detached fake: its step must not move the generator
+        real_logits, fake_logits = disc(real, c), disc(fake.detach(), c)
+        d_loss = discriminator_loss(real_logits, fake_logits, loss)
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_d.step()
+        g_loss = generator_loss(disc(fake, c), loss)
+        opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        opt_g.step()
+        log["d_loss"].append(d_loss.item())
+        log["g_loss"].append(g_loss.item())
+        log["d_real"].append(torch.sigmoid(real_logits).mean().item())
+        log["d_fake"].append(torch.sigmoid(fake_logits).mean().item())
+        if (step + 1) % 25 == 0:
+            bar.set_postfix(d=f"{sum(log['d_loss'][-25:]) / 25:.3f}", g=f"{sum(log['g_loss'][-25:]) / 25:.3f}")
+        if callback is not None:
+            callback(step + 1, gen)
+    return log
+
+
+class _Wrapped:
+    """Lets :class:`~dalle2_lessons.training.Curve` (written for EMA models) measure a plain module."""
+
+    def __init__(self, module: nn.Module):
+        self.module = module
+
+
+@torch.no_grad()
+def evaluate(gen: Generator, cond: torch.Tensor, attrs: torch.Tensor, seed: int = 0) -> judge.JudgeReport:
+    """One sample per condition, read by the judge."""
+    return judge.load_judge("single").score(gen.sample(cond, torch.Generator().manual_seed(seed)), attrs)
+
+
+def build(profile_name: str, steps: int | None = None, device: str | torch.device = "cpu", progress: bool = True,
+          eval_every: int | None = None, n_eval: int = 256, loss: str | None = None, use_spectral_norm: bool | None = None,
+          lr: float | None = None) -> tuple[Generator, dict[str, list[float]], float, list[dict]]:
+    """Train a conditional GAN with a profile's settings (the keyword arguments override them).
+
+    Returns ``(generator, per-step log, train_seconds, curve)``; the curve judges ``n_eval`` test captions
+    every ``eval_every`` steps (judging time is not counted as training time).
+    """
+    s = profiles.get_profile(profile_name).gan
+    steps = steps or s.steps
+    profiles.seed_everything(s.seed)
+    data = shapes.ShapesDataset("train", n=s.n_train, resolution=16)
+    clip_model = load_clip(profile_name)
+    get_cond = make_condition_sampler("clip", data.attrs, clip_caption_embeddings(clip_model, tokenizer.Tokenizer(), data.attrs))
+    config = GANConfig(latent_dim=s.latent_dim)
+    gen = Generator(config)
+    disc = Discriminator(config, s.spectral_norm if use_spectral_norm is None else use_spectral_norm)
+    eval_cond, eval_attrs, _ = eval_conditions("clip", n_eval, clip_model)
+
+    def measure(m: Generator) -> dict[str, float]:
+        report = evaluate(m, eval_cond, eval_attrs).as_dict()
+        m.train()
+        return report
+
+    curve = Curve(steps, eval_every, measure)
+    log = train_gan(gen, disc, data.images, get_cond, steps, s.batch_size, lr or s.lr, loss or s.loss, s.seed, device,
+                    progress, callback=lambda step, m: curve(step, _Wrapped(m)), desc=f"GAN ({loss or s.loss})")
+    return gen.eval(), log, curve.train_seconds, curve.points
+
+
+def load_gan(profile: str | None = None, device: str | torch.device = "cpu") -> Generator:
+    """Your generator of ``profile`` (from lesson 11) if present, else the course checkpoint (eval mode)."""
+    ckpt = checkpoints.find_checkpoint(CHECKPOINT, profile)
+    model = Generator(GANConfig(**ckpt.config))
+    return checkpoints.load_into(model, ckpt).to(device).eval()
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = checkpoints.build_parser("Train the course's conditional GAN (hinge loss, spectral norm) and save its generator.",
+                                 "judge the generator every N steps (the accuracy-vs-minutes curve)", 512, "test / held-out captions judged at the end")
+    args = p.parse_args(argv)
+    gen, log, seconds, curve = build(args.profile, args.steps, args.device, eval_every=args.eval_every)
+    gen.cpu()
+    results = judge_caption_samples(gen.sample, load_clip(args.profile), args.n_eval)
+    s = profiles.get_profile(args.profile).gan
+    rebuild = checkpoints.command("gan", profile=args.profile, steps=args.steps, eval_every=args.eval_every)
+    checkpoints.save_build(CHECKPOINT, gen, args, {"eval": results}, log["g_loss"], seconds, curve, args.steps or s.steps, rebuild)
+
+
+if __name__ == "__main__":
+    main()
