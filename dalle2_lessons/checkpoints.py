@@ -23,6 +23,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -207,3 +208,11 @@ def load_into(model: torch.nn.Module, ckpt: Checkpoint) -> torch.nn.Module:
             f"{_rebuild_hint(ckpt.name, ckpt.meta)}"
         ) from e
     return model
+
+
+def load_model(name: str, make: Callable[[dict[str, Any]], torch.nn.Module], profile: str | None = None,
+               device: str | torch.device = "cpu") -> torch.nn.Module:
+    """Your checkpoint ``name`` of ``profile`` if present, else the shipped one, loaded into ``make(config)``
+    and returned in eval mode on ``device``: what every lesson's ``load_*`` function does."""
+    ckpt = find_checkpoint(name, profile)
+    return load_into(make(ckpt.config), ckpt).to(device).eval()

@@ -626,9 +626,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def load_clip(profile: str | None = None, device: str | torch.device = "cpu") -> CLIP:
     """Your CLIP of ``profile`` if you trained one in lesson 01, else the course checkpoint (eval mode)."""
-    ckpt = checkpoints.find_checkpoint("clip", profile)
-    model = CLIP(CLIPConfig(**ckpt.config))
-    return checkpoints.load_into(model, ckpt).to(device).eval()
+    return checkpoints.load_model("clip", lambda config: CLIP(CLIPConfig(**config)), profile, device)
 
 
 if __name__ == "__main__":

@@ -212,9 +212,7 @@ def build(profile_name: str, steps: int | None = None, device: str | torch.devic
 
 def load_decoder(profile: str | None = None, device: str | torch.device = "cpu") -> Decoder:
     """Your decoder of ``profile`` (from lesson 07) if present, else the course checkpoint (eval mode)."""
-    ckpt = checkpoints.find_checkpoint(CHECKPOINT, profile)
-    model = Decoder(DecoderConfig.from_dict(ckpt.config))
-    return checkpoints.load_into(model, ckpt).to(device).eval()
+    return checkpoints.load_model(CHECKPOINT, lambda config: Decoder(DecoderConfig.from_dict(config)), profile, device)
 
 
 def main(argv: list[str] | None = None) -> None:

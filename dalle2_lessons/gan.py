@@ -220,9 +220,7 @@ def build(profile_name: str, steps: int | None = None, device: str | torch.devic
 
 def load_gan(profile: str | None = None, device: str | torch.device = "cpu") -> Generator:
     """Your generator of ``profile`` (from lesson 11) if present, else the course checkpoint (eval mode)."""
-    ckpt = checkpoints.find_checkpoint(CHECKPOINT, profile)
-    model = Generator(GANConfig(**ckpt.config))
-    return checkpoints.load_into(model, ckpt).to(device).eval()
+    return checkpoints.load_model(CHECKPOINT, lambda config: Generator(GANConfig(**config)), profile, device)
 
 
 def main(argv: list[str] | None = None) -> None:

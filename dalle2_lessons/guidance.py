@@ -279,9 +279,7 @@ def build(
 
 def load_text_diffusion(profile: str | None = None, device: str | torch.device = "cpu") -> ConditionalUNet:
     """Your text-conditional U-Net of ``profile`` (from lesson 05) if present, else the course checkpoint."""
-    ckpt = checkpoints.find_checkpoint(CHECKPOINT, profile)
-    model = ConditionalUNet(ConditionalConfig.from_dict(ckpt.config))
-    return checkpoints.load_into(model, ckpt).to(device).eval()
+    return checkpoints.load_model(CHECKPOINT, lambda config: ConditionalUNet(ConditionalConfig.from_dict(config)), profile, device)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -281,8 +281,7 @@ def build(profile_name: str, steps: int | None = None, device: str | torch.devic
 
 def load_prior(profile: str | None = None, device: str | torch.device = "cpu") -> DiffusionPrior:
     """Your prior of ``profile`` (from lesson 06) if present, else the course checkpoint (eval mode)."""
-    ckpt = checkpoints.find_checkpoint(CHECKPOINT, profile)
-    return checkpoints.load_into(DiffusionPrior(PriorConfig(**ckpt.config)), ckpt).to(device).eval()
+    return checkpoints.load_model(CHECKPOINT, lambda config: DiffusionPrior(PriorConfig(**config)), profile, device)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -156,9 +156,8 @@ def build(profile_name: str, steps: int | None = None, device: str | torch.devic
 
 def load_upsampler(profile: str | None = None, device: str | torch.device = "cpu") -> UNet:
     """Your upsampler of ``profile`` (from lesson 08) if present, else the course checkpoint (eval mode)."""
-    ckpt = checkpoints.find_checkpoint(CHECKPOINT, profile)
-    config = UNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in ckpt.config.items()})
-    return checkpoints.load_into(UNet(config), ckpt).to(device).eval()
+    return checkpoints.load_model(  # JSON stores tuples as lists
+        CHECKPOINT, lambda config: UNet(UNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})), profile, device)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -169,9 +169,7 @@ def build(profile_name: str, steps: int | None = None, device: str | torch.devic
 
 def load_vae(profile: str | None = None, device: str | torch.device = "cpu") -> ConditionalVAE:
     """Your VAE of ``profile`` (from lesson 10) if present, else the course checkpoint (eval mode)."""
-    ckpt = checkpoints.find_checkpoint(CHECKPOINT, profile)
-    model = ConditionalVAE(VAEConfig(**ckpt.config))
-    return checkpoints.load_into(model, ckpt).to(device).eval()
+    return checkpoints.load_model(CHECKPOINT, lambda config: ConditionalVAE(VAEConfig(**config)), profile, device)
 
 
 def main(argv: list[str] | None = None) -> None:
