@@ -46,6 +46,7 @@ REBUILD_COMMANDS: dict[str, str] = {
     "upsampler": "python -m dalle2_lessons.upsampler --profile cpu --steps 1000 --eval-every 250",
     "vae": "python -m dalle2_lessons.vae --profile cpu --eval-every 500",
     "gan": "python -m dalle2_lessons.gan --profile cpu --steps 3000 --eval-every 500",
+    "dalle1": "python -m dalle2_lessons.dalle1 --profile cpu --tokenizer-steps 1500 --steps 2000 --eval-every 500",
 }
 
 
@@ -196,6 +197,16 @@ def find_checkpoint(name: str, profile: str | None = None, prefer_own: bool = Tr
     ckpt = load_checkpoint(name)
     print(f"loaded the course checkpoint {name!r} from {ckpt.path}")
     return ckpt
+
+
+def recorded_metrics(name: str, profile: str | None = None) -> dict[str, Any]:
+    """The metrics recorded with the checkpoint :func:`find_checkpoint` would load: reads its JSON only,
+    quietly (an empty dict if the file is missing or unreadable)."""
+    own = profile is not None and (runs_dir(profile) / f"{name}.safetensors").is_file()
+    try:
+        return json.loads(((runs_dir(profile) if own else shipped_dir()) / f"{name}.json").read_text()).get("metrics", {})
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return {}
 
 
 def load_into(model: torch.nn.Module, ckpt: Checkpoint) -> torch.nn.Module:

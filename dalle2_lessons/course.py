@@ -69,6 +69,12 @@ LESSONS: tuple[Lesson, ...] = (
     Lesson("11", "gan", "The family tree II: a conditional GAN",
            "a generator and a real discriminator, non-saturating and hinge losses, both players' curves, spectral norm, mode collapse measured",
            cpu_minutes=6.9),
+    Lesson("12", "dalle1", "The family tree III: DALL·E 1 — image tokens, a transformer, CLIP reranking",
+           "vector quantisation, the straight-through estimator, codebook collapse and its fixes, a transformer over caption and image tokens, top-k, a key/value cache, CLIP reranking",
+           cpu_minutes=7.1),
+    Lesson("13", "family_comparison", "The family tree IV: every family, measured on the same captions",
+           "VAE, GAN, DALL·E 1, text-to-pixels diffusion and unCLIP on the same captions: accuracy, held-out pairs, sharpness, diversity, minutes, seconds, the Pareto front",
+           cpu_minutes=5.0),
 )
 
 

@@ -194,7 +194,8 @@ def clip_caption_embeddings(clip_model, tok: tokenizer.Tokenizer, attrs: torch.T
 
 
 def make_condition_sampler(kind: str, attrs: torch.Tensor, caption_embeddings: torch.Tensor | None = None) -> Callable:
-    """``(indices, generator) → conditions`` for training: a random paraphrase's CLIP embedding, or the attributes."""
+    """``(indices, generator) → conditions`` for training: the attributes (``kind="attributes"``), or a random
+    paraphrase's row of ``caption_embeddings`` ``(N, n_templates, ...)`` — CLIP embeddings, or tokens (lesson 12)."""
     if kind == "attributes":
         return lambda idx, gen: attrs[idx]
     assert caption_embeddings is not None
@@ -203,27 +204,34 @@ def make_condition_sampler(kind: str, attrs: torch.Tensor, caption_embeddings: t
 
 
 def eval_conditions(kind: str, n: int, clip_model=None, split: str = "test", seed: int = 1) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """``n`` captions of ``split`` to generate from: ``(conditions, attrs, captions)``."""
+    """``n`` captions of ``split`` to generate from: ``(conditions, attrs, captions)``.
+
+    ``kind``: ``"clip"`` (the captions' CLIP text embeddings), ``"tokens"`` (the tokenised captions) or
+    ``"attributes"`` (the class indices themselves).
+    """
     scenes = shapes.sample_scenes(n, split, "single", seed=seed)
     ds_attrs = torch.as_tensor(scenes.attrs)
     captions = scenes.captions
     if kind == "attributes":
         return ds_attrs, ds_attrs, captions
+    if kind == "tokens":
+        return tokenizer.Tokenizer().encode_batch(captions), ds_attrs, captions
     return embed_texts(clip_model, tokenizer.Tokenizer().encode_batch(captions)), ds_attrs, captions
 
 
 def judge_caption_samples(sample: Callable[[torch.Tensor, torch.Generator], torch.Tensor], clip_model, n: int,
-                          splits: tuple[str, ...] = ("test", "heldout")) -> dict[str, dict[str, float]]:
+                          splits: tuple[str, ...] = ("test", "heldout"), condition: str = "clip") -> dict[str, dict[str, float]]:
     """Judge one sample per caption of each split, for any caption-conditioned generator (lessons 10–13).
 
     Args:
-        sample: ``(conditions (B, D), generator) → images (B, 3, R, R)`` in [-1, 1].
+        sample: ``(conditions, generator) → images (B, 3, R, R)`` in [-1, 1]; the conditions are CLIP text
+            embeddings ``(B, D)`` or, with ``condition="tokens"``, tokenised captions ``(B, L)``.
     Returns:
         ``{split: {attribute accuracies, "all", "soft_pixels", "sample_seconds_per_image"}}``.
     """
     results = {}
     for split in splits:
-        cond, attrs, _ = eval_conditions("clip", n, clip_model, split=split)
+        cond, attrs, _ = eval_conditions(condition, n, clip_model, split=split)
         t0 = time.perf_counter()
         images = sample(cond, torch.Generator().manual_seed(0))
         seconds = time.perf_counter() - t0

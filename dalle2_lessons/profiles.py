@@ -190,6 +190,37 @@ class GANSettings:
 
 
 @dataclass(frozen=True)
+class DALLE1Settings:
+    """Lesson 12 (and ``python -m dalle2_lessons.dalle1``, which builds the course checkpoint)."""
+
+    n_train: int  #: training images (16×16) with their captions
+    tokenizer_steps: int  #: optimiser steps of the VQ-VAE
+    steps: int  #: optimiser steps of the transformer
+    batch_size: int  #: the transformer's (its sequences are 80 tokens long)
+    lr: float
+    n_eval: int  #: test / held-out captions judged per table row
+    tokenizer_batch_size: int = 128
+    codebook_size: int = 128  #: image-token vocabulary
+    width: int = 128  #: transformer width
+    layers: int = 4  #: transformer blocks
+    top_k: int = 32  #: sampling keeps the k most likely image tokens
+    candidates: int = 8  #: samples per caption that CLIP reranks
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class FamilySettings:
+    """Lesson 13: every family measured on the same captions."""
+
+    n_eval: int  #: test captions and as many held-out captions, one sample each
+    groups: int  #: test captions with several samples each (sharpness, diversity)
+    per_caption: int  #: samples per caption of those groups
+    diffusion_steps: int = 50  #: DDIM steps of the diffusion decoders
+    prior_steps: int = 64  #: DDIM steps of unCLIP's prior
+    candidates: int = 8  #: DALL·E 1 samples per caption that CLIP reranks
+
+
+@dataclass(frozen=True)
 class Profile:
     """Every size and step count of every lesson, for one kind of machine."""
 
@@ -207,6 +238,8 @@ class Profile:
     pipeline: PipelineSettings
     vae: VAESettings
     gan: GANSettings
+    dalle1: DALLE1Settings
+    families: FamilySettings
 
 
 PROFILES: dict[str, Profile] = {
@@ -225,6 +258,8 @@ PROFILES: dict[str, Profile] = {
         pipeline=PipelineSettings(n_eval=8, decoder_steps=10, upsampler_steps=5),
         vae=VAESettings(n_train=2_000, steps=40, batch_size=64, lr=2e-3, n_eval=32),
         gan=GANSettings(n_train=2_000, steps=40, batch_size=64, lr=2e-4, n_eval=32),
+        dalle1=DALLE1Settings(n_train=2_000, tokenizer_steps=40, steps=30, batch_size=32, lr=2e-3, n_eval=16, tokenizer_batch_size=32, candidates=4),
+        families=FamilySettings(n_eval=8, groups=2, per_caption=2, diffusion_steps=5, prior_steps=5, candidates=2),
     ),
     "cpu": Profile(
         name="cpu",
@@ -241,6 +276,8 @@ PROFILES: dict[str, Profile] = {
         pipeline=PipelineSettings(n_eval=96),
         vae=VAESettings(n_train=20_000, steps=2_000, batch_size=128, lr=2e-3, n_eval=256),
         gan=GANSettings(n_train=20_000, steps=1_500, batch_size=128, lr=2e-4, n_eval=256),
+        dalle1=DALLE1Settings(n_train=20_000, tokenizer_steps=1_000, steps=800, batch_size=64, lr=2e-3, n_eval=256),
+        families=FamilySettings(n_eval=256, groups=16, per_caption=8),
     ),
     "gpu": Profile(
         name="gpu",
@@ -257,6 +294,8 @@ PROFILES: dict[str, Profile] = {
         pipeline=PipelineSettings(n_eval=1_000),
         vae=VAESettings(n_train=20_000, steps=10_000, batch_size=128, lr=2e-3, n_eval=1_000),
         gan=GANSettings(n_train=20_000, steps=15_000, batch_size=128, lr=2e-4, n_eval=1_000),
+        dalle1=DALLE1Settings(n_train=20_000, tokenizer_steps=3_000, steps=6_000, batch_size=128, lr=2e-3, n_eval=1_000),
+        families=FamilySettings(n_eval=1_000, groups=64, per_caption=16),
     ),
 }
 

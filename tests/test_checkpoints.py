@@ -80,6 +80,19 @@ def test_own_checkpoint_is_preferred_and_announced(tmp_path, monkeypatch, capsys
     assert find_checkpoint("toy", "cpu", prefer_own=False).config == {"who": "course"}
 
 
+def test_recorded_metrics_follow_the_same_choice_quietly(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DALLE2_LESSONS_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("DALLE2_LESSONS_RUNS", str(tmp_path / "runs"))
+    assert checkpoints.recorded_metrics("toy") == {}  # nothing there yet
+    save_checkpoint("toy", _model().state_dict(), {}, checkpoints.shipped_dir(), metrics={"train_seconds": 60})
+    save_checkpoint("toy", _model().state_dict(), {}, checkpoints.runs_dir("cpu"), metrics={"profile": "cpu"})
+    capsys.readouterr()
+    assert checkpoints.recorded_metrics("toy") == {"train_seconds": 60}
+    assert checkpoints.recorded_metrics("toy", "cpu") == {"profile": "cpu"}
+    assert checkpoints.recorded_metrics("toy", "ci") == {"train_seconds": 60}
+    assert capsys.readouterr().out == ""
+
+
 def test_shipped_checkpoints_load_and_have_no_pickles():
     shipped = sorted(checkpoints.shipped_dir().glob("*.json"))
     assert shipped, "the course ships at least the judges"
