@@ -26,6 +26,8 @@ Modules, in the order the course meets them:
 * :mod:`~dalle2_lessons.gan`          the family tree: a conditional GAN (two losses, spectral norm)
 * :mod:`~dalle2_lessons.dalle1`       the family tree: DALL·E 1 (VQ-VAE tokens, a transformer, CLIP reranking)
 * :mod:`~dalle2_lessons.families`     the family tree: every family measured on the same captions
+* :mod:`~dalle2_lessons.own_data`     your own data: torchvision datasets and a folder of pictures, with captions
+* :mod:`~dalle2_lessons.own_unclip`   the four stages trained on your data, and CLIP scores instead of the judge
 * :mod:`~dalle2_lessons.widgets`      ipywidgets for the lessons' sliders
 * :mod:`~dalle2_lessons.plotting`     image grids, loss curves, the unCLIP map
 * :mod:`~dalle2_lessons.notebooks`    generates ``notebooks/`` from ``solutions/``
@@ -41,12 +43,12 @@ __version__ = "0.1.0"
 _SUBMODULES = (
     "profiles", "shapes", "tokenizer", "judge", "checkpoints", "exercises", "plotting", "widgets", "notebooks", "course",
     "clip", "text_encoders", "diffusion", "unet", "training", "guidance", "prior", "decoder", "upsampler", "unclip", "vae", "gan",
-    "dalle1", "families",
+    "dalle1", "families", "own_data", "own_unclip",
 )  # fmt: skip
 _SHORTCUTS = {"setup_lesson": "profiles", "get_profile": "profiles", "get_device": "profiles", "seed_everything": "profiles"}
 
 if TYPE_CHECKING:  # for editors and type checkers; at run time everything below loads lazily
-    from . import checkpoints, clip, course, dalle1, decoder, diffusion, exercises, families, gan, guidance, judge, notebooks, plotting, prior, profiles, shapes, text_encoders, tokenizer, training, unclip, unet, upsampler, vae, widgets  # noqa: F401
+    from . import checkpoints, clip, course, dalle1, decoder, diffusion, exercises, families, gan, guidance, judge, notebooks, own_data, own_unclip, plotting, prior, profiles, shapes, text_encoders, tokenizer, training, unclip, unet, upsampler, vae, widgets  # noqa: F401
     from .profiles import get_device, get_profile, seed_everything, setup_lesson  # noqa: F401
 
 

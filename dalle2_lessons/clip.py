@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -271,6 +272,7 @@ def train_clip(
     progress: bool = True,
     negatives: torch.Tensor | None = None,
     desc: str = "CLIP",
+    callback: Callable[[int, nn.Module], None] | None = None,
 ) -> list[float]:
     """Train ``model`` in place on matching pairs; returns the loss of every step.
 
@@ -283,6 +285,7 @@ def train_clip(
         negatives: optional ``(N, n_templates, L)`` near-miss captions, one per scene and paraphrase;
             when given, the loss is :func:`hard_negative_loss` (lesson 02).
         desc: the progress bar's label.
+        callback: called as ``callback(step, model)`` after every step (``step`` counts from 1), e.g. to measure it.
     """
     warmup = warmup or max(1, min(100, steps // 10))
 
@@ -310,6 +313,8 @@ def train_clip(
         losses.append(loss.item())
         if len(losses) % 25 == 0:
             bar.set_postfix(loss=f"{sum(losses[-25:]) / 25:.3f}", T=f"{1 / model.temperature_scale().item():.3f}")
+        if callback is not None:
+            callback(len(losses), model)
     return losses
 
 

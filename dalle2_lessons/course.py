@@ -58,8 +58,8 @@ LESSONS: tuple[Lesson, ...] = (
            "context tokens in the U-Net's attention, two condition dropouts, reconstructions judged per attribute, the prior's samples drawn",
            cpu_minutes=6.3),
     Lesson("08", "upsampler", "The upsampler: more pixels, by diffusion",
-           "a blurred low-resolution condition, random crops, a fully convolutional 16→32 upsampler judged against bicubic",
-           cpu_minutes=4.5),
+           "a blurred low-resolution condition, random crops, a fully convolutional 16→32 upsampler, keeping the input's low frequencies, judged against bicubic",
+           cpu_minutes=6.3),
     Lesson("09", "unclip_pipeline", "The whole system: text → CLIP → prior → decoder → upsampler",
            "the pipeline and its timing, variations, slerp interpolations, text diffs, DDIM inversion, a prompt widget, the final table",
            cpu_minutes=4.0),
@@ -75,6 +75,9 @@ LESSONS: tuple[Lesson, ...] = (
     Lesson("13", "family_comparison", "The family tree IV: every family, measured on the same captions",
            "VAE, GAN, DALL·E 1, text-to-pixels diffusion and unCLIP on the same captions: accuracy, held-out pairs, sharpness, diversity, minutes, seconds, the Pareto front",
            cpu_minutes=5.0),
+    Lesson("14", "your_own_data", "Bring your own data: the whole pipeline on real pictures",
+           "captioned datasets from MNIST, Fashion-MNIST, CIFAR-10 or a folder, offline stand-ins, the four stages retrained, CLIP scores with a referee instead of the judge",
+           cpu_minutes=7.5),
 )
 
 

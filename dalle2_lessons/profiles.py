@@ -221,6 +221,30 @@ class FamilySettings:
 
 
 @dataclass(frozen=True)
+class OwnDataSettings:
+    """Lesson 14: the four stages trained on a torchvision dataset (or your folder)."""
+
+    n_train: int  #: training images taken from the dataset (stand-in files are written with this many)
+    n_test: int  #: test images for zero-shot accuracy and the real-image scores
+    clip_steps: int
+    prior_steps: int
+    decoder_steps: int
+    upsampler_steps: int
+    batch_size: int  #: CLIP's batch (contrastive learning wants many negatives)
+    n_per_class: int  #: samples per class in the grid and the scores
+    diffusion_batch_size: int = 128  #: the prior's, decoder's and upsampler's (on a CPU, more small steps beat fewer big ones)
+    dataset: str = "fashion_mnist"
+    clip_resolution: int = 16  #: CLIP reads the 32×32 pictures downsampled to this (32 on a GPU: CIFAR-10 needs the pixels)
+    clip_lr: float = 2e-3
+    embed_dim: int = 64
+    prior_sample_steps: int = 64
+    decoder_sample_steps: int = 50
+    upsampler_sample_steps: int = 25
+    seed: int = 0
+    referee_seed: int = 1  #: the second CLIP, which scores the samples without having shaped them
+
+
+@dataclass(frozen=True)
 class Profile:
     """Every size and step count of every lesson, for one kind of machine."""
 
@@ -240,6 +264,7 @@ class Profile:
     gan: GANSettings
     dalle1: DALLE1Settings
     families: FamilySettings
+    own_data: OwnDataSettings
 
 
 PROFILES: dict[str, Profile] = {
@@ -260,6 +285,9 @@ PROFILES: dict[str, Profile] = {
         gan=GANSettings(n_train=2_000, steps=40, batch_size=64, lr=2e-4, n_eval=32),
         dalle1=DALLE1Settings(n_train=2_000, tokenizer_steps=40, steps=30, batch_size=32, lr=2e-3, n_eval=16, tokenizer_batch_size=32, candidates=4),
         families=FamilySettings(n_eval=8, groups=2, per_caption=2, diffusion_steps=5, prior_steps=5, candidates=2),
+        own_data=OwnDataSettings(n_train=500, n_test=100, clip_steps=40, prior_steps=30, decoder_steps=30, upsampler_steps=20,
+                                 batch_size=32, n_per_class=2, prior_sample_steps=8, decoder_sample_steps=8, upsampler_sample_steps=5,
+                                 diffusion_batch_size=32),
     ),
     "cpu": Profile(
         name="cpu",
@@ -278,6 +306,8 @@ PROFILES: dict[str, Profile] = {
         gan=GANSettings(n_train=20_000, steps=1_500, batch_size=128, lr=2e-4, n_eval=256),
         dalle1=DALLE1Settings(n_train=20_000, tokenizer_steps=1_000, steps=800, batch_size=64, lr=2e-3, n_eval=256),
         families=FamilySettings(n_eval=256, groups=16, per_caption=8),
+        own_data=OwnDataSettings(n_train=10_000, n_test=1_000, clip_steps=400, prior_steps=400, decoder_steps=600,
+                                 upsampler_steps=300, batch_size=128, n_per_class=8, diffusion_batch_size=64),
     ),
     "gpu": Profile(
         name="gpu",
@@ -296,6 +326,8 @@ PROFILES: dict[str, Profile] = {
         gan=GANSettings(n_train=20_000, steps=15_000, batch_size=128, lr=2e-4, n_eval=1_000),
         dalle1=DALLE1Settings(n_train=20_000, tokenizer_steps=3_000, steps=6_000, batch_size=128, lr=2e-3, n_eval=1_000),
         families=FamilySettings(n_eval=1_000, groups=64, per_caption=16),
+        own_data=OwnDataSettings(n_train=50_000, n_test=5_000, clip_steps=2_000, prior_steps=2_000, decoder_steps=4_000,
+                                 upsampler_steps=2_000, batch_size=128, n_per_class=16, clip_resolution=32),
     ),
 }
 

@@ -67,13 +67,27 @@ class Tokenizer:
     Args:
         vocab: the tokens, index = id. Default :data:`VOCAB`.
         context_length: ids per row, including ``<start>`` and ``<end>``.
+        source: what the vocabulary was made from, for error messages.
     """
 
-    def __init__(self, vocab: tuple[str, ...] = VOCAB, context_length: int = CONTEXT_LENGTH):
+    def __init__(self, vocab: tuple[str, ...] = VOCAB, context_length: int = CONTEXT_LENGTH, source: str = "Shapes captions"):
         self.vocab = tuple(vocab)
         self.context_length = context_length
+        self.source = source
         self.ids = {w: i for i, w in enumerate(self.vocab)}
         self.pad_id, self.start_id, self.end_id = (self.ids[t] for t in SPECIAL_TOKENS)
+
+    @classmethod
+    def from_texts(cls, texts: list[str], spare: int = 2, source: str = "your captions") -> Tokenizer:
+        """A tokenizer for another dataset (lesson 14): every word of ``texts`` in first-seen order, and a context
+        long enough for the longest text plus ``<start>``, ``<end>`` and ``spare`` words."""
+        words: dict[str, None] = {}
+        longest = 0
+        for text in texts:
+            split = _split(text)
+            longest = max(longest, len(split))
+            words.update(dict.fromkeys(w for w in split if w not in SPECIAL_TOKENS))
+        return cls((PAD, START, *words, END), longest + 2 + spare, source)
 
     @property
     def vocab_size(self) -> int:
@@ -89,16 +103,14 @@ class Tokenizer:
             raise PromptError(f"A prompt must be a string, got {type(text).__name__}: {text!r}.")
         words = [ALIASES.get(w, w) for w in _split(text)]
         if not words:
-            raise PromptError(
-                "The prompt is empty. Describe an image with the course's words, "
-                "e.g. 'a small red circle in the top left'."
-            )
+            example = "'a small red circle in the top left'" if self.vocab == VOCAB else f"the words of the {self.source}"
+            raise PromptError(f"The prompt is empty. Describe an image with the course's words, e.g. {example}.")
         unknown = sorted({w for w in words if w not in self.ids or w in SPECIAL_TOKENS})
         if unknown:
             known = " ".join(w for w in self.vocab if w not in SPECIAL_TOKENS)
             raise PromptError(
                 f"The prompt {text!r} contains {len(unknown)} word(s) the model has never seen: "
-                f"{', '.join(repr(w) for w in unknown)}. It only knows the words of the Shapes captions "
+                f"{', '.join(repr(w) for w in unknown)}. It only knows the words of the {self.source} "
                 f"({self.vocab_size - len(SPECIAL_TOKENS)} words): {known}."
             )
         limit = self.context_length - 2

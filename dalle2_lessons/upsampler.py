@@ -11,7 +11,10 @@ the noise. Three details from the paper, all reproduced here:
 * **corrupting the conditioning image** in training (Gaussian blur for the first upsampler), so the
   upsampler is robust to the slightly soft images the decoder produces instead of clean downsamples.
 
-Here: 16→32, 16×16 crops of 32×32 renders, a blur of random width on the 16×16 conditioning image.
+Here: 16→32, 16×16 crops of 32×32 renders, a blur of random width on the 16×16 conditioning image. One addition the
+paper does not need at 64→256 but a 16→32 upsampler does: at sampling time every predicted clean image is made to agree
+with the input's low frequencies (:func:`keep_low_frequencies`, after ILVR), so that an invented edge cannot turn a
+small circle into a square.
 """
 
 from __future__ import annotations
@@ -90,19 +93,49 @@ def upsampler_loss(
     return diffusion.diffusion_loss(lambda x_t, t: model(torch.cat([x_t, cond], dim=1), t), target, schedule, generator)
 
 
+def keep_low_frequencies(x0: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
+    """Make a predicted 32×32 image ``x0`` ``(B, 3, 32, 32)`` agree with its 16×16 input ``low`` ``(B, 3, 16, 16)``:
+    replace what survives downsampling (its low frequencies) with the input's and keep the network's detail,
+    ``x0 + up(low − down(x0))``, clamped to [-1, 1].
+
+    This is ILVR's idea (Choi et al. 2021), applied to x̂0 at every DDIM step: the network invents edges, and near a
+    small shape an invented edge can turn a circle into a square; the low-resolution pixels say which it was.
+    unCLIP's upsamplers do not do this (at 64→256 they have pixels to spare); at 16→32 it matters (lesson 08 measures it).
+    """
+    return (x0 + upsample(low - downsample(x0, low.shape[-1]), x0.shape[-1])).clamp(-1, 1)
+
+
+def consistent_ddim_step(low: torch.Tensor):
+    """A :func:`~dalle2_lessons.diffusion.ddim_step` that passes x̂0 through :func:`keep_low_frequencies` first."""
+
+    def step(eps, t, t_prev, x_t, schedule, eta=0.0, noise=None, clip_x0=True):
+        x0 = keep_low_frequencies(diffusion.predict_x0(x_t, t, eps, schedule).clamp(-1, 1), low)
+        return diffusion.ddim_step(diffusion.predict_eps(x_t, t, x0, schedule), t, t_prev, x_t, schedule, eta, noise)
+
+    return step
+
+
 @torch.no_grad()
 def sample(
-    model: UNet, low: torch.Tensor, steps: int = 25, eta: float = 0.0, schedule: diffusion.NoiseSchedule | None = None,
-    generator: torch.Generator | None = None, progress: bool = False, batch_size: int = 128,
+    model: UNet, low: torch.Tensor, steps: int = 25, eta: float = 1.0, schedule: diffusion.NoiseSchedule | None = None,
+    generator: torch.Generator | None = None, progress: bool = False, batch_size: int = 128, consistent: bool = True,
 ) -> torch.Tensor:
-    """16×16 images ``(B, 3, 16, 16)`` in [-1, 1] → 32×32 images ``(B, 3, 32, 32)`` (DDIM, whole images)."""
+    """16×16 images ``(B, 3, 16, 16)`` in [-1, 1] → 32×32 images ``(B, 3, 32, 32)`` (DDIM, whole images).
+
+    ``consistent``: keep every step's x̂0 faithful to the input's low frequencies (:func:`keep_low_frequencies`).
+    ``eta = 1`` (fresh noise at every step) because it measured better than the deterministic ``eta = 0`` here: on
+    256 clean test downsamples the course upsampler got the shape right 100.0% vs 99.6% with the correction, 97.7% vs
+    95.3% without it (lesson 08)."""
     device = next(model.parameters()).device
     schedule = schedule or diffusion.cosine_schedule()
     out = []
     for chunk in low.split(batch_size):
-        cond = upsample(chunk.to(device))
+        chunk = chunk.to(device)
+        cond = upsample(chunk)
         fn = lambda x, t, cond=cond: model(torch.cat([x, cond], dim=1), t)  # noqa: E731
-        out.append(diffusion.sample_ddim(fn, (len(cond), 3, HIGH, HIGH), schedule, steps, eta, generator, device, progress=progress).cpu())
+        step = consistent_ddim_step(chunk) if consistent else diffusion.ddim_step
+        out.append(diffusion.sample_ddim(fn, (len(cond), 3, HIGH, HIGH), schedule, steps, eta, generator, device,
+                                         progress=progress, step=step).cpu())
     return torch.cat(out)
 
 
@@ -117,10 +150,11 @@ class Comparison:
 
 
 def compare(model: UNet, n: int, split: str = "test", steps: int = 25, seed: int = 0, low: torch.Tensor | None = None,
-            attrs: torch.Tensor | None = None) -> Comparison:
+            attrs: torch.Tensor | None = None, eta: float = 1.0) -> Comparison:
     """Judge bicubic vs diffusion upsampling at 32×32. By default the 16×16 inputs are clean downsampled
     renders of ``n`` fresh ``split`` scenes (and the true 32×32 render is judged too); pass ``low`` and
-    ``attrs`` to upsample other images, e.g. the decoder's samples."""
+    ``attrs`` to upsample other images, e.g. the decoder's samples. Two diffusion rows: ``diffusion`` keeps the
+    input's low frequencies (:func:`keep_low_frequencies`), ``diffusion, free`` does not."""
     reports = {}
     jd = judge.load_judge("single")
     if low is None:
@@ -128,14 +162,17 @@ def compare(model: UNet, n: int, split: str = "test", steps: int = 25, seed: int
         low, attrs = downsample(ds.images), ds.attrs
         reports["true 32×32"] = jd.score(ds.images, attrs)
     reports["bicubic"] = jd.score(upsample(low), attrs)
-    reports["diffusion"] = jd.score(sample(model, low, steps, generator=torch.Generator().manual_seed(seed)), attrs)
+    for name, consistent in (("diffusion", True), ("diffusion, free", False)):
+        out = sample(model, low, steps, eta, generator=torch.Generator().manual_seed(seed), consistent=consistent)
+        reports[name] = jd.score(out, attrs)
     return Comparison(reports)
 
 
 def build(profile_name: str, steps: int | None = None, device: str | torch.device = "cpu", progress: bool = True,
           eval_every: int | None = None, n_eval: int = 128) -> tuple[UNet, list[float], float, list[dict]]:
     """Train the upsampler with a profile's settings (``steps`` overrides). Returns ``(ema_model, losses,
-    train_seconds, curve)``; the curve judges clean test downsamples upsampled by the EMA model."""
+    train_seconds, curve)``; the curve judges clean test downsamples upsampled by the EMA model with the plain
+    deterministic sampler (``eta = 0``, no :func:`keep_low_frequencies`): what the network itself has learnt."""
     s = profiles.get_profile(profile_name).upsampler
     steps = steps or s.steps
     profiles.seed_everything(s.seed)
@@ -147,7 +184,7 @@ def build(profile_name: str, steps: int | None = None, device: str | torch.devic
     def loss_fn(m, idx, gen):
         return upsampler_loss(m, images[idx.to(device)], schedule, s.max_sigma, s.crop, gen)
 
-    curve = Curve(steps, eval_every, lambda m: compare(m, n_eval, steps=s.sample_steps).reports["diffusion"].as_dict())
+    curve = Curve(steps, eval_every, lambda m: compare(m, n_eval, steps=s.sample_steps, eta=0.0).reports["diffusion, free"].as_dict())
     ema, losses = train(model, loss_fn, data.images, steps, s.batch_size, s.lr, seed=s.seed, device=device,
                         desc="upsampler 16→32", progress=progress, callback=curve)
     seconds, curve = curve.train_seconds, curve.points

@@ -1,0 +1,112 @@
+"""``python -m benchmarks [--tiny] [--only SECTION ...] [--out DIR]``: run the benchmarks and write ``DIR/RESULTS.md``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from . import libraries, machine, quality, runtime, speed
+
+HERE = Path(__file__).resolve().parent
+
+#: Sizes of a full run and of the tiny run the test suite makes (seconds; its numbers mean nothing).
+FULL = {"matmul_n": 2048, "batch": 128, "steps": 20, "sampling_images": 16, "notebook_profiles": ("ci", "cpu"), "notebooks": None,
+        "unet_budget_s": 600, "unet": {}, "clip_budget_s": 180, "clip": {}}
+TINY = {"matmul_n": 256, "batch": 4, "steps": 2, "sampling_images": 2, "notebook_profiles": ("ci",), "notebooks": ["00_welcome.ipynb"],
+        "samplers": {"DDPM-1000": (20, 1.0), "DDIM-50": (4, 0.0), "DDIM-25": (2, 0.0)}, "prior_steps": 2,
+        "unet_budget_s": 1, "unet": {"n_train": 64, "n_eval": 4, "batch": 8, "sample_steps": 2},
+        "clip_budget_s": 1, "clip": {"profile": "ci", "n_eval": 32}}
+SECTIONS = ("throughput", "sampling", "quality", "libraries", "runtime")
+
+
+def table(rows: list[dict], floats: str = "{:.3g}") -> str:
+    """A Markdown table of dicts with the same keys."""
+    if not rows:
+        return "(no rows)\n"
+    keys = list(rows[0])
+    fmt = lambda v: (floats.format(v) if not math.isnan(v) else "–") if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(fmt(r[k]) for k in keys) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def run(sections: tuple[str, ...], sizes: dict, out: Path) -> dict:
+    torch.manual_seed(0)
+    results: dict = {"machine": machine.facts()}
+    rate = machine.matmul_gflops(sizes["matmul_n"])
+    results["matmul_gflops"] = rate
+    print(f"float32 matmul ({sizes['matmul_n']}²): {rate:.1f} GFLOP/s", flush=True)
+    if "throughput" in sections:
+        results["throughput"] = speed.training_throughput(sizes["batch"], sizes["steps"], matmul_rate=rate)
+    if "sampling" in sections:
+        results["sampling"] = speed.sampling_seconds(sizes["sampling_images"], sizes.get("samplers"), sizes.get("prior_steps", 64))
+    if "quality" in sections:
+        results["quality"], results["quality_seconds"] = quality.run(sizes is TINY)
+        out.mkdir(parents=True, exist_ok=True)
+        quality.plot(results["quality"], out / "quality_per_minute.png")
+    if "libraries" in sections:
+        results["unet_vs_diffusers"] = libraries.unet_vs_diffusers(sizes["unet_budget_s"], **sizes["unet"])
+        results["clip_vs_transformers"] = libraries.clip_vs_transformers(sizes["clip_budget_s"], **sizes["clip"])
+    if "runtime" in sections:
+        results["runtime"] = runtime.notebook_minutes(sizes["notebook_profiles"], names=sizes["notebooks"])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    (out / "RESULTS.md").write_text(report(results, sizes))
+    return results
+
+
+def report(results: dict, sizes: dict) -> str:
+    tiny = sizes is TINY
+    parts = ["# Benchmark results\n",
+             "Written by `python -m benchmarks" + (" --tiny" if tiny else "") + "`; every number below comes from that run."
+             + (" **Tiny mode: toy sizes, the numbers mean nothing.**" if tiny else "") + "\n",
+             "## Machine\n", table([{"fact": k, "value": v} for k, v in results["machine"].items()]),
+             f"\nfloat32 matmul, {sizes['matmul_n']}×{sizes['matmul_n']}, best of 10: **{results['matmul_gflops']:.1f} GFLOP/s** "
+             "(2n³ FLOPs per product).\n"]
+    if "throughput" in results:
+        parts += ["\n## Training throughput of unCLIP's U-Nets\n",
+                  "Full training steps (forward, backward, AdamW) on random inputs of the real shapes. FLOPs: matrix products "
+                  "and convolutions counted by `torch.utils.flop_counter.FlopCounterMode` over one step (2 per multiply-add); "
+                  "norms, activations and the optimiser are not counted.\n\n", table(results["throughput"])]
+    if "sampling" in results:
+        parts += ["\n## Sampling: seconds per image, text to 32×32\n",
+                  "The course checkpoints end to end: prior (64 DDIM steps, two candidates), decoder (guidance 3) and upsampler, "
+                  "both with the sampler named. DDPM-1000 is DDIM with all 1000 steps and η = 1.\n\n", table(results["sampling"])]
+    if "quality" in results:
+        parts += ["\n## Quality per training minute\n", (quality.__doc__ or "").split("\n\n", 1)[1], "\n![quality per minute](quality_per_minute.png)\n"]
+        for name, points in results["quality"].items():
+            parts += [f"\n**{name}**\n\n", table(points)]
+    if "unet_vs_diffusers" in results:
+        rows = results["unet_vs_diffusers"]
+        parts += ["\n## Against libraries\n", (libraries.__doc__ or "").split("\n\n", 1)[1].split("\n\nEqual budgets")[0], "\n\n",
+                  f"**U-Net**, {sizes['unet_budget_s']} s of training each:\n\n", table(rows),
+                  "\nours / diffusers: " + ", ".join(f"{k} {v:.2f}×" for k, v in libraries.ratios(rows, ("train images / s", "judge: all correct", "sampling s / image")).items()) + "\n"]
+    if "clip_vs_transformers" in results:
+        rows = results["clip_vs_transformers"]
+        parts += [f"\n**CLIP**, {sizes['clip_budget_s']} s of training each:\n\n", table(rows),
+                  "\nours / transformers: " + ", ".join(f"{k} {v:.2f}×" for k, v in libraries.ratios(rows, ("train images / s", "zero-shot (mean of 4)", "t2i@1")).items()) + "\n"]
+    if "runtime" in results:
+        parts += ["\n## Course run time\n", "Every lesson in `solutions/`, executed top to bottom in a fresh kernel.\n\n",
+                  table(results["runtime"], "{:.2f}")]
+    return "".join(parts)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--tiny", action="store_true", help="toy sizes: checks that every section runs (seconds)")
+    p.add_argument("--only", nargs="+", choices=SECTIONS, default=SECTIONS,
+                   help="sections to run (default: all; the machine's facts and matmul rate are always measured)")
+    p.add_argument("--out", type=Path, default=HERE, help="folder for RESULTS.md, results.json and figures")
+    args = p.parse_args(argv)
+    t0 = time.perf_counter()
+    run(tuple(args.only), TINY if args.tiny else FULL, args.out)
+    print(f"wrote {args.out / 'RESULTS.md'} in {(time.perf_counter() - t0) / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()

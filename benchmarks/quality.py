@@ -1,0 +1,79 @@
+"""Quality per CPU-minute: accuracy against *training* minutes (measuring time excluded), for CLIP, the
+text-conditional diffusion model, and unCLIP's prior and decoder, each trained from scratch here with the course's
+own builders in the ``cpu`` profile's sizes.
+
+* CLIP: zero-shot accuracy on test images (mean over the four attributes) and text→image recall@1;
+* text → pixels diffusion (lesson 05): the judge's all-attributes accuracy on test captions (DDIM-50, guidance 3);
+* unCLIP prior (lesson 06): mean cosine of its samples to the true CLIP image embedding (the judge needs pixels);
+* unCLIP decoder (lesson 07): the judge's all-attributes accuracy on reconstructions of test images' embeddings.
+"""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+
+import torch
+
+from dalle2_lessons import clip, decoder, guidance, prior, profiles, shapes, tokenizer
+from dalle2_lessons.training import Curve
+
+
+def clip_curve(steps: int | None = None, every: int = 100, n_eval: int = 500, profile: str = "cpu") -> list[dict]:
+    """CLIP trained with ``profile``'s settings, measured every ``every`` steps."""
+    s = profiles.get_profile(profile).clip
+    steps = steps or s.steps
+    profiles.seed_everything(s.seed)
+    tok = tokenizer.Tokenizer()
+    train = shapes.ShapesDataset("train", n=s.n_train, resolution=s.resolution)
+    model = clip.CLIP(clip.CLIPConfig(tok.vocab_size, tok.context_length, s.resolution, s.embed_dim))
+
+    def measure(m) -> dict[str, float]:
+        r = clip.evaluate_clip(m.eval(), tok, s.resolution, n=n_eval, n_retrieval=min(256, n_eval), splits=("test",))["test"]
+        return {"zero-shot": sum(r[a] for a in shapes.TIERS["single"]) / 4, "t2i@1": r["t2i@1"]}
+
+    curve = Curve(steps, every, measure)
+    clip.train_clip(model, train.images, clip.caption_tokens(tok, "single", train.attrs), steps, s.batch_size, s.lr, seed=s.seed,
+                    progress=False, callback=lambda step, m: curve(step, SimpleNamespace(module=m)))
+    return curve.points
+
+
+def diffusion_curves(steps: dict[str, int | None], every: dict[str, int], n_eval: int, profile: str = "cpu") -> dict[str, list[dict]]:
+    """The course builders with their measuring callbacks: ``{"text → pixels": ..., "prior": ..., "decoder": ...}``.
+    The prior and decoder read the course CLIP checkpoint, as in lessons 06–07."""
+    curves = {}
+    *_, curves["text → pixels diffusion"] = guidance.build(profile, "clip", steps["text"], progress=False, eval_every=every["text"], n_eval=n_eval)
+    curves["unCLIP prior"] = prior.build(profile, steps["prior"], progress=False, eval_every=every["prior"], n_eval=n_eval)[3]
+    curves["unCLIP decoder"] = decoder.build(profile, steps["decoder"], progress=False, eval_every=every["decoder"], n_eval=n_eval)[3]
+    return curves
+
+
+def plot(curves: dict[str, list[dict]], path) -> None:
+    """One panel per model: its measure(s) against training minutes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.3), squeeze=False)
+    for ax, (name, points) in zip(axes[0], curves.items()):
+        keys = [k for k in points[0] if k not in ("step", "train_minutes")] if points else []
+        keys = [k for k in keys if k in ("zero-shot", "t2i@1", "all", "prior", "no_prior")] or keys[:2]
+        for k in keys:
+            ax.plot([p["train_minutes"] for p in points], [p[k] for p in points], marker="o", label=k)
+        ax.set(title=name, xlabel="training minutes", ylim=(0, 1.02))
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run(tiny: bool) -> tuple[dict[str, list[dict]], float]:
+    t0 = time.perf_counter()
+    if tiny:
+        curves = {"CLIP": clip_curve(steps=4, every=2, n_eval=32, profile="ci")}
+        curves |= diffusion_curves({"text": 2, "prior": 2, "decoder": 2}, {"text": 1, "prior": 1, "decoder": 1}, 4, profile="ci")
+    else:
+        curves = {"CLIP": clip_curve()}
+        curves |= diffusion_curves({"text": 1500, "prior": None, "decoder": 1500}, {"text": 250, "prior": 100, "decoder": 250}, 128)
+    return curves, time.perf_counter() - t0

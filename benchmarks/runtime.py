@@ -1,0 +1,44 @@
+"""Course run time: the wall time of every lesson notebook, executed top to bottom in a fresh kernel per profile
+(what ``jupyter nbconvert --execute`` does), on this machine."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def notebook_minutes(profiles: tuple[str, ...] = ("ci", "cpu"), folder: str = "solutions", names: list[str] | None = None,
+                     timeout: int = 1800) -> list[dict]:
+    """Minutes per notebook and profile (``solutions/`` by default: the complete lessons). A failing notebook is
+    recorded with its error instead of a time."""
+    from dalle2_lessons import course
+
+    names = names or [lesson.filename for lesson in course.LESSONS]
+    rows = []
+    saved = os.environ.get("DALLE2_LESSONS_PROFILE")
+    try:
+        for profile in profiles:
+            os.environ["DALLE2_LESSONS_PROFILE"] = profile  # the kernel inherits it
+            for name in names:
+                path = ROOT / folder / name
+                nb = nbformat.read(path, as_version=4)
+                t0 = time.perf_counter()
+                error = ""
+                try:
+                    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+                except Exception as e:  # noqa: BLE001 — a benchmark reports failures, it does not stop at them
+                    error = f"{type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}"
+                rows.append({"notebook": name, "profile": profile, "minutes": (time.perf_counter() - t0) / 60, "error": error})
+                print(f"  {profile:4s} {name:32s} {rows[-1]['minutes']:6.2f} min {error}", flush=True)
+    finally:
+        if saved is None:
+            os.environ.pop("DALLE2_LESSONS_PROFILE", None)
+        else:
+            os.environ["DALLE2_LESSONS_PROFILE"] = saved
+    return rows
