@@ -16,7 +16,7 @@ HERE = Path(__file__).resolve().parent
 
 #: Sizes of a full run and of the tiny run the test suite makes (seconds; its numbers mean nothing).
 FULL = {"matmul_n": 2048, "batch": 128, "steps": 20, "sampling_images": 16, "notebook_profiles": ("ci", "cpu"), "notebooks": None,
-        "unet_budget_s": 600, "unet": {}, "clip_budget_s": 180, "clip": {}}
+        "unet_budget_s": 300, "unet": {}, "clip_budget_s": 180, "clip": {}}
 TINY = {"matmul_n": 256, "batch": 4, "steps": 2, "sampling_images": 2, "notebook_profiles": ("ci",), "notebooks": ["00_welcome.ipynb"],
         "samplers": {"DDPM-1000": (20, 1.0), "DDIM-50": (4, 0.0), "DDIM-25": (2, 0.0)}, "prior_steps": 2,
         "unet_budget_s": 1, "unet": {"n_train": 64, "n_eval": 4, "batch": 8, "sample_steps": 2},
@@ -35,7 +35,7 @@ def table(rows: list[dict], floats: str = "{:.3g}") -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(sections: tuple[str, ...], sizes: dict, out: Path) -> dict:
+def run(sections: tuple[str, ...], sizes: dict, out: Path, command: str = "python -m benchmarks") -> dict:
     torch.manual_seed(0)
     results: dict = {"machine": machine.facts()}
     rate = machine.matmul_gflops(sizes["matmul_n"])
@@ -56,34 +56,34 @@ def run(sections: tuple[str, ...], sizes: dict, out: Path) -> dict:
         results["runtime"] = runtime.notebook_minutes(sizes["notebook_profiles"], names=sizes["notebooks"])
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=1))
-    (out / "RESULTS.md").write_text(report(results, sizes))
+    (out / "RESULTS.md").write_text(report(results, sizes, command))
     return results
 
 
-def report(results: dict, sizes: dict) -> str:
+def report(results: dict, sizes: dict, command: str) -> str:
     tiny = sizes is TINY
-    parts = ["# Benchmark results\n",
-             "Written by `python -m benchmarks" + (" --tiny" if tiny else "") + "`; every number below comes from that run."
-             + (" **Tiny mode: toy sizes, the numbers mean nothing.**" if tiny else "") + "\n",
-             "## Machine\n", table([{"fact": k, "value": v} for k, v in results["machine"].items()]),
+    parts = ["# Benchmark results\n\n",
+             f"Written by `{command}`; every number below comes from that run."
+             + (" **Tiny mode: toy sizes, the numbers mean nothing.**" if tiny else "") + "\n\n",
+             "## Machine\n\n", table([{"fact": k, "value": v} for k, v in results["machine"].items()]),
              f"\nfloat32 matmul, {sizes['matmul_n']}×{sizes['matmul_n']}, best of 10: **{results['matmul_gflops']:.1f} GFLOP/s** "
              "(2n³ FLOPs per product).\n"]
     if "throughput" in results:
-        parts += ["\n## Training throughput of unCLIP's U-Nets\n",
+        parts += ["\n## Training throughput of unCLIP's U-Nets\n\n",
                   "Full training steps (forward, backward, AdamW) on random inputs of the real shapes. FLOPs: matrix products "
                   "and convolutions counted by `torch.utils.flop_counter.FlopCounterMode` over one step (2 per multiply-add); "
                   "norms, activations and the optimiser are not counted.\n\n", table(results["throughput"])]
     if "sampling" in results:
-        parts += ["\n## Sampling: seconds per image, text to 32×32\n",
+        parts += ["\n## Sampling: seconds per image, text to 32×32\n\n",
                   "The course checkpoints end to end: prior (64 DDIM steps, two candidates), decoder (guidance 3) and upsampler, "
                   "both with the sampler named. DDPM-1000 is DDIM with all 1000 steps and η = 1.\n\n", table(results["sampling"])]
     if "quality" in results:
-        parts += ["\n## Quality per training minute\n", (quality.__doc__ or "").split("\n\n", 1)[1], "\n![quality per minute](quality_per_minute.png)\n"]
+        parts += ["\n## Quality per training minute\n\n", (quality.__doc__ or "").split("\n\n", 1)[1], "\n![quality per minute](quality_per_minute.png)\n"]
         for name, points in results["quality"].items():
             parts += [f"\n**{name}**\n\n", table(points)]
     if "unet_vs_diffusers" in results:
         rows = results["unet_vs_diffusers"]
-        parts += ["\n## Against libraries\n", (libraries.__doc__ or "").split("\n\n", 1)[1].split("\n\nEqual budgets")[0], "\n\n",
+        parts += ["\n## Against libraries\n\n", (libraries.__doc__ or "").split("\n\n", 1)[1].split("\n\nEqual budgets")[0], "\n\n",
                   f"**U-Net**, {sizes['unet_budget_s']} s of training each:\n\n", table(rows),
                   "\nours / diffusers: " + ", ".join(f"{k} {v:.2f}×" for k, v in libraries.ratios(rows, ("train images / s", "judge: all correct", "sampling s / image")).items()) + "\n"]
     if "clip_vs_transformers" in results:
@@ -91,7 +91,7 @@ def report(results: dict, sizes: dict) -> str:
         parts += [f"\n**CLIP**, {sizes['clip_budget_s']} s of training each:\n\n", table(rows),
                   "\nours / transformers: " + ", ".join(f"{k} {v:.2f}×" for k, v in libraries.ratios(rows, ("train images / s", "zero-shot (mean of 4)", "t2i@1")).items()) + "\n"]
     if "runtime" in results:
-        parts += ["\n## Course run time\n", "Every lesson in `solutions/`, executed top to bottom in a fresh kernel.\n\n",
+        parts += ["\n## Course run time\n\n", "Every lesson in `solutions/`, executed top to bottom in a fresh kernel.\n\n",
                   table(results["runtime"], "{:.2f}")]
     return "".join(parts)
 
@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=HERE, help="folder for RESULTS.md, results.json and figures")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
-    run(tuple(args.only), TINY if args.tiny else FULL, args.out)
+    command = "python -m benchmarks" + (" --tiny" if args.tiny else "") + ("" if args.only == SECTIONS else " --only " + " ".join(args.only))
+    run(tuple(args.only), TINY if args.tiny else FULL, args.out, command)
     print(f"wrote {args.out / 'RESULTS.md'} in {(time.perf_counter() - t0) / 60:.1f} min")
 
 

@@ -27,7 +27,13 @@ from dalle2_lessons.decoder import Decoder, decoder_config, decoder_loss
 
 class DiffusersDecoder(nn.Module):
     """``diffusers.UNet2DModel`` conditioned on a CLIP image embedding the library's way: projected to the time
-    embedding's width and added to it (``class_embed_type="identity"``). ``(x_t, t, z) → ε``."""
+    embedding's width and added to it (``class_embed_type="identity"``), with ADM's scale-and-shift of each block's
+    normalised features (``resnet_time_scale_shift="scale_shift"``, as our decoder does). ``(x_t, t, z) → ε``.
+
+    A first run with the library's default additive conditioning learnt the embedding far more slowly than our decoder
+    (after 421 steps in 300 s: 1.6% of reconstructions all correct against our 65.6%), so the comparison now gives
+    both networks the same conditioning mechanism; what remains different is our context tokens in attention and our
+    learned position embedding."""
 
     def __init__(self, embed_dim: int = 64, channels: tuple[int, ...] = (48, 96, 96)):
         super().__init__()
@@ -36,7 +42,7 @@ class DiffusersDecoder(nn.Module):
         self.unet = UNet2DModel(
             sample_size=16, in_channels=3, out_channels=3, block_out_channels=channels, layers_per_block=1,
             down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
-            class_embed_type="identity", norm_num_groups=8, attention_head_dim=32,
+            class_embed_type="identity", norm_num_groups=8, attention_head_dim=32, resnet_time_scale_shift="scale_shift",
         )  # fmt: skip
         self.project = nn.Linear(embed_dim, 4 * channels[0])
         self.embed_dim = embed_dim
