@@ -123,7 +123,7 @@ def unet_vs_diffusers(budget_s: float, n_train: int = 20_000, n_eval: int = 256,
         torch.manual_seed(0)
         model = make()
         t0 = time.perf_counter()
-        ema, losses = training.train(model, loss_fn, data.images, steps, batch, 2e-3, seed=0, progress=False)
+        ema, _ = training.train(model, loss_fn, data.images, steps, batch, 2e-3, seed=0, progress=False)
         seconds = time.perf_counter() - t0
         t0 = time.perf_counter()
         recon = sample_fn(ema.module.eval(), z_test)

@@ -13,8 +13,6 @@ from __future__ import annotations
 import time
 from types import SimpleNamespace
 
-import torch
-
 from dalle2_lessons import clip, decoder, guidance, prior, profiles, shapes, tokenizer
 from dalle2_lessons.training import Curve
 

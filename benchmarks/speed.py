@@ -11,6 +11,7 @@ machine's best matmul rate the network reaches.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -21,7 +22,7 @@ from dalle2_lessons.unclip import UnCLIP
 from dalle2_lessons.unet import UNet
 
 
-def _networks(batch: int) -> dict[str, tuple[torch.nn.Module, callable]]:
+def _networks(batch: int) -> dict[str, tuple[torch.nn.Module, Callable[[torch.nn.Module], torch.Tensor]]]:
     """The two U-Nets of unCLIP with a loss on random inputs of the right shapes (speed does not depend on values)."""
     schedule = diffusion.cosine_schedule()
     gen = torch.Generator().manual_seed(0)
@@ -42,7 +43,7 @@ def training_throughput(batch: int = 128, steps: int = 20, warmup: int = 3, matm
     for name, (model, loss_fn) in _networks(batch).items():
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
-        def step():
+        def step(model=model, loss_fn=loss_fn, opt=opt):
             loss = loss_fn(model)
             opt.zero_grad(set_to_none=True)
             loss.backward()
