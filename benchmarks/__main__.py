@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import subprocess
 import time
 from pathlib import Path
 
@@ -35,39 +36,80 @@ def table(rows: list[dict], floats: str = "{:.3g}") -> str:
     return "\n".join(lines) + "\n"
 
 
+def commit() -> str:
+    """The checked-out commit (``+`` if the working tree differs from it), or ``?`` outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=HERE, capture_output=True, text=True).stdout.strip()
+        return head + ("+" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+
+
+def previous(out: Path, facts: dict, tiny: bool) -> dict:
+    """Sections an earlier run on the same machine, in the same mode, left in ``out/results.json``: a full run takes
+    longer than a sitting, so sections can be run apart (``--only``) and still land in one RESULTS.md, each stamped
+    with its own run."""
+    path = out / "results.json"
+    if not path.exists():
+        return {}
+    old = json.loads(path.read_text())
+    same = lambda f: {k: v for k, v in f.items() if k != "date"}  # noqa: E731
+    if same(old.get("machine", {})) != same(facts) or old.get("tiny") != tiny:
+        print(f"{path}: written on another machine, setup or mode; its sections are dropped", flush=True)
+        return {}
+    return old
+
+
 def run(sections: tuple[str, ...], sizes: dict, out: Path, command: str = "python -m benchmarks") -> dict:
     torch.manual_seed(0)
-    results: dict = {"machine": machine.facts()}
+    facts, tiny = machine.facts(), sizes is TINY
+    results = previous(out, facts, tiny)
+    results |= {"machine": facts, "tiny": tiny}
+    results.setdefault("runs", {})
     rate = machine.matmul_gflops(sizes["matmul_n"])
     results["matmul_gflops"] = rate
     print(f"float32 matmul ({sizes['matmul_n']}²): {rate:.1f} GFLOP/s", flush=True)
-    if "throughput" in sections:
-        results["throughput"] = speed.training_throughput(sizes["batch"], sizes["steps"], matmul_rate=rate)
-    if "sampling" in sections:
-        results["sampling"] = speed.sampling_seconds(sizes["sampling_images"], sizes.get("samplers"), sizes.get("prior_steps", 64))
-    if "quality" in sections:
-        results["quality"], results["quality_seconds"] = quality.run(sizes is TINY)
-        out.mkdir(parents=True, exist_ok=True)
-        quality.plot(results["quality"], out / "quality_per_minute.png")
-    if "libraries" in sections:
-        results["unet_vs_diffusers"] = libraries.unet_vs_diffusers(sizes["unet_budget_s"], **sizes["unet"])
-        results["clip_vs_transformers"] = libraries.clip_vs_transformers(sizes["clip_budget_s"], **sizes["clip"])
-    if "runtime" in sections:
-        results["runtime"] = runtime.notebook_minutes(sizes["notebook_profiles"], names=sizes["notebooks"])
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=1))
-    (out / "RESULTS.md").write_text(report(results, sizes, command))
+    for section in SECTIONS:
+        if section not in sections:
+            continue
+        t0, date, code = time.perf_counter(), machine.facts()["date"], commit()  # the code as the section starts
+        if section == "throughput":
+            results["throughput"] = speed.training_throughput(sizes["batch"], sizes["steps"], matmul_rate=rate)
+        elif section == "sampling":
+            results["sampling"] = speed.sampling_seconds(sizes["sampling_images"], sizes.get("samplers"), sizes.get("prior_steps", 64))
+        elif section == "quality":
+            results["quality"], results["quality_seconds"] = quality.run(sizes is TINY)
+            out.mkdir(parents=True, exist_ok=True)
+            quality.plot(results["quality"], out / "quality_per_minute.png")
+        elif section == "libraries":
+            results["unet_vs_diffusers"] = libraries.unet_vs_diffusers(sizes["unet_budget_s"], **sizes["unet"])
+            results["clip_vs_transformers"] = libraries.clip_vs_transformers(sizes["clip_budget_s"], **sizes["clip"])
+        elif section == "runtime":
+            results["runtime"] = runtime.notebook_minutes(sizes["notebook_profiles"], names=sizes["notebooks"])
+        results["runs"][section] = {"command": command, "date": date, "commit": code,
+                                    "matmul GFLOP/s": round(rate, 1), "minutes": round((time.perf_counter() - t0) / 60, 1)}
+        write(results, sizes, out)  # after every section: a long run that stops keeps what it measured
+    write(results, sizes, out)
     return results
 
 
-def report(results: dict, sizes: dict, command: str) -> str:
+def write(results: dict, sizes: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    (out / "RESULTS.md").write_text(report(results, sizes))
+
+
+def report(results: dict, sizes: dict) -> str:
     tiny = sizes is TINY
+    runs = [{"section": k, **results["runs"][k]} for k in SECTIONS if k in results["runs"]]
     parts = ["# Benchmark results\n\n",
-             f"Written by `{command}`; every number below comes from that run."
+             "Written by `python -m benchmarks` (sections can be run apart with `--only`); every number below comes from the "
+             "run of its section listed here, on this machine. Do not edit by hand: run it again."
              + (" **Tiny mode: toy sizes, the numbers mean nothing.**" if tiny else "") + "\n\n",
              "## Machine\n\n", table([{"fact": k, "value": v} for k, v in results["machine"].items()]),
              f"\nfloat32 matmul, {sizes['matmul_n']}×{sizes['matmul_n']}, best of 10: **{results['matmul_gflops']:.1f} GFLOP/s** "
-             "(2n³ FLOPs per product).\n"]
+             "in the latest run (2n³ FLOPs per product; each run's own rate below).\n\n", "## Runs\n\n", table(runs, "{:.1f}")]
     if "throughput" in results:
         parts += ["\n## Training throughput of unCLIP's U-Nets\n\n",
                   "Full training steps (forward, backward, AdamW) on random inputs of the real shapes. FLOPs: matrix products "
@@ -101,10 +143,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tiny", action="store_true", help="toy sizes: checks that every section runs (seconds)")
     p.add_argument("--only", nargs="+", choices=SECTIONS, default=SECTIONS,
                    help="sections to run (default: all; the machine's facts and matmul rate are always measured)")
-    p.add_argument("--out", type=Path, default=HERE, help="folder for RESULTS.md, results.json and figures")
+    p.add_argument("--out", type=Path, default=None,
+                   help="folder for RESULTS.md, results.json and figures (default: benchmarks/, or benchmarks/tiny/ with --tiny)")
     args = p.parse_args(argv)
+    args.out = args.out or (HERE / "tiny" if args.tiny else HERE)
     t0 = time.perf_counter()
-    command = "python -m benchmarks" + (" --tiny" if args.tiny else "") + ("" if args.only == SECTIONS else " --only " + " ".join(args.only))
+    command = "python -m benchmarks" + (" --tiny" if args.tiny else "") + ("" if tuple(args.only) == SECTIONS else " --only " + " ".join(args.only))
     run(tuple(args.only), TINY if args.tiny else FULL, args.out, command)
     print(f"wrote {args.out / 'RESULTS.md'} in {(time.perf_counter() - t0) / 60:.1f} min")
 

@@ -67,7 +67,8 @@ def training_throughput(batch: int = 128, steps: int = 20, warmup: int = 3, matm
 
 @torch.no_grad()
 def sampling_seconds(n_images: int = 16, samplers: dict[str, tuple[int, float]] | None = None, prior_steps: int = 64) -> list[dict]:
-    """Seconds per image of the course pipeline (course checkpoints) for ``n_images`` test captions, per stage.
+    """Seconds per image of the course pipeline (``UnCLIP.generate`` with the course checkpoints) for ``n_images`` test
+    captions, per stage.
 
     ``samplers`` maps a name to ``(steps, eta)`` used by both the decoder and the upsampler: DDPM-1000 is DDIM with
     all 1000 steps and η = 1, which is exactly DDPM's ancestral sampler. The prior keeps its 64 DDIM steps
@@ -80,18 +81,8 @@ def sampling_seconds(n_images: int = 16, samplers: dict[str, tuple[int, float]] 
     prompts = shapes.sample_scenes(n_images, "test", "single", seed=0).captions
     rows = []
     for name, (steps, eta) in samplers.items():
-        gen = torch.Generator().manual_seed(0)
-        t = {}
-        t0 = time.perf_counter()
-        text, tokens, mask = system.encode_text(prompts)
-        z = system.image_embeddings(text, tokens, mask, steps=prior_steps, generator=gen)
-        t["prior"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        low = system.decode(z, steps=steps, eta=eta, generator=gen)
-        t["decoder"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        upsampler.sample(system.upsampler, low, steps, eta, system.schedule, gen)
-        t["upsampler"] = time.perf_counter() - t0
-        total = sum(t.values())
-        rows.append({"sampler": name, "images": n_images, **{f"{k} s": v for k, v in t.items()}, "s / image": total / n_images})
+        out = system.generate(prompts, prior_steps=prior_steps, decoder_steps=steps, upsampler_steps=steps,
+                              decoder_eta=eta, upsampler_eta=eta, progress=False)
+        rows.append({"sampler": name, "images": n_images, **{f"{k} s": v for k, v in out.seconds.items()},
+                     "s / image": sum(out.seconds.values()) / n_images})
     return rows

@@ -595,15 +595,24 @@ def evaluate_clip(model: nn.Module, tokenizer, resolution: int, n: int = 2000, n
     return results
 
 
-def build_clip(profile_name: str, device: str | torch.device = "cpu", progress: bool = True) -> tuple[CLIP, list[float], float]:
-    """Train the course CLIP with a profile's settings. Returns ``(model, losses, seconds)``."""
+def build_clip(
+    profile_name: str,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    steps: int | None = None,
+    callback: Callable[[int, nn.Module], None] | None = None,
+) -> tuple[CLIP, list[float], float]:
+    """Train the course CLIP with a profile's settings (``steps`` overrides the profile's; ``callback`` as in
+    :func:`train_clip`, e.g. to measure it as it learns). Returns ``(model, losses, seconds)``; the seconds include
+    whatever the callback spent."""
     s = profiles.get_profile(profile_name).clip
     profiles.seed_everything(s.seed)
     tok = tokenizer.Tokenizer()
     train = shapes.ShapesDataset("train", n=s.n_train, resolution=s.resolution)
     model = CLIP(CLIPConfig(tok.vocab_size, tok.context_length, s.resolution, s.embed_dim))
     t0 = time.perf_counter()
-    losses = train_clip(model, train.images, caption_tokens(tok, "single", train.attrs), s.steps, s.batch_size, s.lr, seed=s.seed, device=device, progress=progress)
+    losses = train_clip(model, train.images, caption_tokens(tok, "single", train.attrs), steps or s.steps, s.batch_size, s.lr,
+                        seed=s.seed, device=device, progress=progress, callback=callback)
     return model, losses, time.perf_counter() - t0
 
 

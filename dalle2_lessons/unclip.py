@@ -94,17 +94,19 @@ class UnCLIP:
         """Stage 3: image embeddings ``(B, D)`` → ``(B, 3, 16, 16)`` (caption tokens optional)."""
         return decoder_lib.sample(self.decoder, z, tokens, mask, self.schedule, scale, steps, eta, generator, x_T)
 
-    def upsample(self, low: torch.Tensor, steps: int = 25, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Stage 4: ``(B, 3, 16, 16)`` → ``(B, 3, 32, 32)``."""
-        return upsampler_lib.sample(self.upsampler, low, steps, schedule=self.schedule, generator=generator)
+    def upsample(self, low: torch.Tensor, steps: int = 25, generator: torch.Generator | None = None, eta: float = 1.0) -> torch.Tensor:
+        """Stage 4: ``(B, 3, 16, 16)`` → ``(B, 3, 32, 32)`` (η = 1 by default: it measured better here, lesson 08)."""
+        return upsampler_lib.sample(self.upsampler, low, steps, eta, schedule=self.schedule, generator=generator)
 
     @torch.no_grad()
     def generate(
         self, prompts: str | list[str], n: int = 1, seed: int = 0, prior_scale: float = 1.0, decoder_scale: float = 3.0,
         prior_steps: int = 64, decoder_steps: int = 50, upsampler_steps: int = 25, candidates: int = 2,
-        use_prior: bool = True, caption: bool = False, progress: bool = True,
+        use_prior: bool = True, caption: bool = False, progress: bool = True, decoder_eta: float = 0.0, upsampler_eta: float = 1.0,
     ) -> Generation:
         """``n`` images per prompt: text → prior → decoder → upsampler, with a progress bar over the stages.
+
+        ``decoder_eta`` / ``upsampler_eta``: DDIM's η for those stages (η = 1 with all 1000 steps is DDPM's sampler).
 
         ``caption=True`` also gives the decoder the caption's tokens (GLIDE's pathway, which unCLIP kept);
         by default the decoder sees only the image embedding, so every word reaches the picture through CLIP.
@@ -126,10 +128,11 @@ class UnCLIP:
         z = self.image_embeddings(text, tokens, mask, prior_scale, prior_steps, candidates, gen, use_prior)
         stage("prior", t0)
         t0 = time.perf_counter()
-        low = self.decode(z, decoder_scale, decoder_steps, gen, tokens=tokens if caption else None, mask=mask if caption else None)
+        low = self.decode(z, decoder_scale, decoder_steps, gen, tokens=tokens if caption else None, mask=mask if caption else None,
+                          eta=decoder_eta)
         stage("decoder", t0)
         t0 = time.perf_counter()
-        images = self.upsample(low, upsampler_steps, gen)
+        images = self.upsample(low, upsampler_steps, gen, upsampler_eta)
         stage("upsampler", t0)
         bar.close()
         return Generation([p for p in prompts for _ in range(n)], z, low, images, seconds)

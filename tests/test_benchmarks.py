@@ -30,3 +30,14 @@ def test_tiny_benchmark_writes_every_section(tmp_path):
     assert [r["model"].split(":")[0] for r in results["unet_vs_diffusers"]] == ["ours", "diffusers UNet2DModel + DDPM/DDIMScheduler"]
     assert all(0 <= r["judge: all correct"] <= 1 and r["steps"] >= 1 for r in results["unet_vs_diffusers"])
     assert all(0 <= r["zero-shot (mean of 4)"] <= 1 for r in results["clip_vs_transformers"])
+    assert set(results["runs"]) == {"throughput", "sampling", "quality", "libraries", "runtime"}
+    assert "## Runs" in text and "--tiny" in text
+
+    # Sections run apart land in the same file: a second run of one section keeps the others and restamps its own.
+    before = results["runs"]
+    subprocess.run([sys.executable, "-m", "benchmarks", "--tiny", "--only", "sampling", "--out", str(tmp_path)], cwd=ROOT, env=env,
+                   check=True, timeout=300)
+    again = json.loads((tmp_path / "results.json").read_text())
+    assert again["runtime"] == results["runtime"] and again["quality"] == results["quality"]
+    assert again["runs"]["sampling"]["command"] == "python -m benchmarks --tiny --only sampling"
+    assert again["runs"]["runtime"] == before["runtime"]
