@@ -17,10 +17,11 @@ HERE = Path(__file__).resolve().parent
 
 #: Sizes of a full run and of the tiny run the test suite makes (seconds; its numbers mean nothing).
 FULL = {"matmul_n": 2048, "batch": 128, "steps": 20, "sampling_images": 16, "notebook_profiles": ("ci", "cpu"), "notebooks": None,
-        "unet_budget_s": 300, "unet": {}, "clip_budget_s": 180, "clip": {}}
+        "decoder_budget_s": 300, "decoder": {}, "prior_budget_s": 180, "prior": {}, "clip_budget_s": 180, "clip": {}}
 TINY = {"matmul_n": 256, "batch": 4, "steps": 2, "sampling_images": 2, "notebook_profiles": ("ci",), "notebooks": ["00_welcome.ipynb"],
         "samplers": {"DDPM-1000": (20, 1.0), "DDIM-50": (4, 0.0), "DDIM-25": (2, 0.0)}, "prior_steps": 2,
-        "unet_budget_s": 1, "unet": {"n_train": 64, "n_eval": 4, "batch": 8, "sample_steps": 2},
+        "decoder_budget_s": 1, "decoder": {"n_train": 64, "n_eval": 4, "batch": 8, "sample_steps": 2},
+        "prior_budget_s": 1, "prior": {"profile": "ci", "n_train": 64, "n_eval": 4, "sample_steps": 2, "decoder_steps": 2},
         "clip_budget_s": 1, "clip": {"profile": "ci", "n_eval": 32}}
 SECTIONS = ("throughput", "sampling", "quality", "libraries", "runtime")
 
@@ -80,10 +81,9 @@ def run(sections: tuple[str, ...], sizes: dict, out: Path, command: str = "pytho
             results["sampling"] = speed.sampling_seconds(sizes["sampling_images"], sizes.get("samplers"), sizes.get("prior_steps", 64))
         elif section == "quality":
             results["quality"], results["quality_seconds"] = quality.run(sizes is TINY)
-            out.mkdir(parents=True, exist_ok=True)
-            quality.plot(results["quality"], out / "quality_per_minute.png")
         elif section == "libraries":
-            results["unet_vs_diffusers"] = libraries.unet_vs_diffusers(sizes["unet_budget_s"], **sizes["unet"])
+            results["decoder_vs_libraries"] = libraries.decoder_vs_libraries(sizes["decoder_budget_s"], **sizes["decoder"])
+            results["prior_vs_dalle2_pytorch"] = libraries.prior_vs_dalle2_pytorch(sizes["prior_budget_s"], **sizes["prior"])
             results["clip_vs_transformers"] = libraries.clip_vs_transformers(sizes["clip_budget_s"], **sizes["clip"])
         elif section == "runtime":
             results["runtime"] = runtime.notebook_minutes(sizes["notebook_profiles"], names=sizes["notebooks"])
@@ -95,7 +95,10 @@ def run(sections: tuple[str, ...], sizes: dict, out: Path, command: str = "pytho
 
 
 def write(results: dict, sizes: dict, out: Path) -> None:
+    """results.json, and RESULTS.md and the figure drawn from it (every run redraws them from all stored sections)."""
     out.mkdir(parents=True, exist_ok=True)
+    if "quality" in results:
+        quality.plot(results["quality"], out / "quality_per_minute.png")
     (out / "results.json").write_text(json.dumps(results, indent=1))
     (out / "RESULTS.md").write_text(report(results, sizes))
 
@@ -110,6 +113,8 @@ def report(results: dict, sizes: dict) -> str:
              "## Machine\n\n", table([{"fact": k, "value": v} for k, v in results["machine"].items()]),
              f"\nfloat32 matmul, {sizes['matmul_n']}×{sizes['matmul_n']}, best of 10: **{results['matmul_gflops']:.1f} GFLOP/s** "
              "in the latest run (2n³ FLOPs per product; each run's own rate below).\n\n", "## Runs\n\n", table(runs, "{:.1f}")]
+    if not_yet := [k for k in SECTIONS if k not in results["runs"]]:
+        parts += ["\n**Not measured yet:** " + ", ".join(f"{k} (`python -m benchmarks --only {k}`)" for k in not_yet) + ".\n"]
     if "throughput" in results:
         parts += ["\n## Training throughput of unCLIP's U-Nets\n\n",
                   "Full training steps (forward, backward, AdamW) on random inputs of the real shapes. FLOPs: matrix products "
@@ -123,15 +128,20 @@ def report(results: dict, sizes: dict) -> str:
         parts += ["\n## Quality per training minute\n\n", (quality.__doc__ or "").split("\n\n", 1)[1], "\n![quality per minute](quality_per_minute.png)\n"]
         for name, points in results["quality"].items():
             parts += [f"\n**{name}**\n\n", table(points)]
-    if "unet_vs_diffusers" in results:
-        rows = results["unet_vs_diffusers"]
+    if "decoder_vs_libraries" in results:
+        rows = results["decoder_vs_libraries"]
         parts += ["\n## Against libraries\n\n", (libraries.__doc__ or "").split("\n\n", 1)[1].split("\n\nEqual budgets")[0], "\n\n",
-                  f"**U-Net**, {sizes['unet_budget_s']} s of training each:\n\n", table(rows),
-                  "\nours / diffusers: " + ", ".join(f"{k} {v:.2f}×" for k, v in libraries.ratios(rows, ("train images / s", "judge: all correct", "sampling s / image")).items()) + "\n"]
+                  "Ratios are ours ÷ theirs, from the same run: above 1 is better for rates and accuracies, below 1 for seconds.\n\n",
+                  f"**Decoder**, {sizes['decoder_budget_s']} s of training each:\n\n", table(rows), "\n",
+                  table(libraries.ratios(rows, ("train images / s", "judge: all correct", "sampling s / image")), "{:.2f}×")]
+    if "prior_vs_dalle2_pytorch" in results:
+        rows = results["prior_vs_dalle2_pytorch"]
+        parts += [f"\n**Prior**, {sizes['prior_budget_s']} s of training each:\n\n", table(rows), "\n",
+                  table(libraries.ratios(rows, ("train pairs / s", "cosine to true image embedding", "judge: all correct (course decoder)")), "{:.2f}×")]
     if "clip_vs_transformers" in results:
         rows = results["clip_vs_transformers"]
-        parts += [f"\n**CLIP**, {sizes['clip_budget_s']} s of training each:\n\n", table(rows),
-                  "\nours / transformers: " + ", ".join(f"{k} {v:.2f}×" for k, v in libraries.ratios(rows, ("train images / s", "zero-shot (mean of 4)", "t2i@1")).items()) + "\n"]
+        parts += [f"\n**CLIP**, {sizes['clip_budget_s']} s of training each:\n\n", table(rows), "\n",
+                  table(libraries.ratios(rows, ("train images / s", "zero-shot (mean of 4)", "t2i@1")), "{:.2f}×")]
     if "runtime" in results:
         parts += ["\n## Course run time\n\n", "Every lesson in `solutions/`, executed top to bottom in a fresh kernel.\n\n",
                   table(results["runtime"], "{:.2f}")]

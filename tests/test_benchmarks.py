@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,8 +30,17 @@ def test_tiny_benchmark_writes_every_section(tmp_path):
     assert set(results["quality"]) == {"CLIP", "text → pixels diffusion", "unCLIP prior", "unCLIP decoder"}
     assert all(len(points) >= 1 and "train_minutes" in points[0] for points in results["quality"].values())
     assert (tmp_path / "quality_per_minute.png").stat().st_size > 1000
-    assert [r["model"].split(":")[0] for r in results["unet_vs_diffusers"]] == ["ours", "diffusers UNet2DModel + DDPM/DDIMScheduler"]
-    assert all(0 <= r["judge: all correct"] <= 1 and r["steps"] >= 1 for r in results["unet_vs_diffusers"])
+    decoders, priors = results["decoder_vs_libraries"], results["prior_vs_dalle2_pytorch"]
+    assert [r["model"].split(":")[0] for r in decoders] == ["ours", "diffusers UNet2DModel + DDPM/DDIMScheduler", "dalle2-pytorch Decoder + Unet"]
+    assert [r["model"].split(":")[0] for r in priors] == ["ours", "dalle2-pytorch DiffusionPrior", "reference"]
+    ran = [r for r in decoders + priors if "not installed" not in r["model"]]
+    assert len(ran) == 5 - 2 * (importlib.util.find_spec("dalle2_pytorch") is None)
+    for r in ran:
+        judged = r.get("judge: all correct", r.get("judge: all correct (course decoder)"))
+        assert 0 <= judged <= 1 and (r["steps"] >= 1 or r["model"].startswith("reference")), r
+    assert all(-1 <= r["cosine to true image embedding"] <= 1 for r in priors if r in ran)
+    for r in decoders + priors:  # a library that is missing says how to get it
+        assert r in ran or "pip install" in r["model"]
     assert all(0 <= r["zero-shot (mean of 4)"] <= 1 for r in results["clip_vs_transformers"])
     assert set(results["runs"]) == {"throughput", "sampling", "quality", "libraries", "runtime"}
     assert "## Runs" in text and "--tiny" in text
@@ -41,3 +53,32 @@ def test_tiny_benchmark_writes_every_section(tmp_path):
     assert again["runtime"] == results["runtime"] and again["quality"] == results["quality"]
     assert again["runs"]["sampling"]["command"] == "python -m benchmarks --tiny --only sampling"
     assert again["runs"]["runtime"] == before["runtime"]
+
+
+def test_ratios_are_ours_over_each_library_that_ran():
+    from benchmarks.libraries import ratios
+
+    nan = float("nan")
+    rows = [{"model": "ours: x", "rate": 6.0, "s": 1.0}, {"model": "lib A", "rate": 3.0, "s": 4.0},
+            {"model": "lib B: not installed: pip install b", "rate": nan, "s": nan}, {"model": "reference: y", "rate": 1.0, "s": 1.0}]
+    assert ratios(rows, ("rate", "s")) == [{"ours ÷": "lib A", "rate": 2.0, "s": 0.25}]
+
+
+def test_dalle2_pytorch_prior_leaves_its_inputs_alone_and_samples_unit_vectors():
+    pytest.importorskip("dalle2_pytorch")
+    import torch
+
+    from benchmarks.libraries import Dalle2PytorchPrior
+
+    torch.manual_seed(0)
+    prior = Dalle2PytorchPrior(embed_dim=8, token_width=16, context_length=4, depth=1)
+    z, text = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1), torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)
+    tokens, mask = torch.randn(3, 4, 16), torch.tensor([[1, 1, 0, 0], [1, 1, 1, 0], [1, 1, 1, 1]], dtype=torch.bool)
+    before = z.clone()
+    loss = prior.loss(z, text, tokens, mask)
+    assert torch.equal(z, before), "the library scales image embeddings in place; the wrapper must hand it a copy"
+    loss.backward()
+    assert prior.token_proj.weight.grad is not None and prior.token_proj.weight.grad.abs().sum() > 0
+    assert torch.equal(prior.encodings(tokens, mask)[0, 2:], torch.zeros(2, 8)), "padding must stay zero: the library finds it so"
+    sample = prior.eval().sample(text, tokens, mask, steps=3, candidates=2)
+    assert sample.shape == (3, 8) and torch.allclose(sample.norm(dim=-1), torch.ones(3), atol=1e-5)
