@@ -62,7 +62,21 @@ def previous(out: Path, facts: dict, tiny: bool) -> dict:
     return old
 
 
-def run(sections: tuple[str, ...], sizes: dict, out: Path, command: str = "python -m benchmarks") -> dict:
+def merge_runtime(old: list[dict], new: list[dict]) -> list[dict]:
+    """Notebook times keyed by (profile, notebook): a run of some notebooks replaces only their rows, so the course's
+    hour and a half of ``cpu`` notebooks can be measured in parts. Ordered by profile, then lesson."""
+    from dalle2_lessons import course
+
+    lesson = {entry.filename: i for i, entry in enumerate(course.LESSONS)}
+    profile = {"ci": 0, "cpu": 1, "gpu": 2}
+    rows = {(r["profile"], r["notebook"]): r for r in old + new}
+    return sorted(rows.values(), key=lambda r: (profile.get(r["profile"], 3), lesson.get(r["notebook"], len(lesson)), r["notebook"]))
+
+
+def run(sections: tuple[str, ...], sizes: dict, out: Path, command: str = "python -m benchmarks",
+        notebooks: list[str] | None = None, profiles: tuple[str, ...] | None = None) -> dict:
+    """Run ``sections`` at ``sizes`` (FULL or TINY) into ``out``; ``notebooks`` (file names) and ``profiles`` narrow the
+    runtime section."""
     torch.manual_seed(0)
     facts, tiny = machine.facts(), sizes is TINY
     results = previous(out, facts, tiny)
@@ -86,7 +100,8 @@ def run(sections: tuple[str, ...], sizes: dict, out: Path, command: str = "pytho
             results["prior_vs_dalle2_pytorch"] = libraries.prior_vs_dalle2_pytorch(sizes["prior_budget_s"], **sizes["prior"])
             results["clip_vs_transformers"] = libraries.clip_vs_transformers(sizes["clip_budget_s"], **sizes["clip"])
         elif section == "runtime":
-            results["runtime"] = runtime.notebook_minutes(sizes["notebook_profiles"], names=sizes["notebooks"])
+            rows = runtime.notebook_minutes(profiles or sizes["notebook_profiles"], names=notebooks or sizes["notebooks"])
+            results["runtime"] = merge_runtime(results.get("runtime", []), [r | {"commit": code} for r in rows])
         results["runs"][section] = {"command": command, "date": date, "commit": code,
                                     "matmul GFLOP/s": round(rate, 1), "minutes": round((time.perf_counter() - t0) / 60, 1)}
         write(results, sizes, out)  # after every section: a long run that stops keeps what it measured
@@ -144,7 +159,7 @@ def report(results: dict, sizes: dict) -> str:
                   table(libraries.ratios(rows, ("train images / s", "zero-shot (mean of 4)", "t2i@1")), "{:.2f}×")]
     if "runtime" in results:
         parts += ["\n## Course run time\n\n", "Every lesson in `solutions/`, executed top to bottom in a fresh kernel.\n\n",
-                  table(results["runtime"], "{:.2f}")]
+                  table(results["runtime"], "{:.2f}"), "\n" + runtime.summary(results["runtime"]) + "\n"]
     return "".join(parts)
 
 
@@ -155,11 +170,21 @@ def main(argv: list[str] | None = None) -> None:
                    help="sections to run (default: all; the machine's facts and matmul rate are always measured)")
     p.add_argument("--out", type=Path, default=None,
                    help="folder for RESULTS.md, results.json and figures (default: benchmarks/, or benchmarks/tiny/ with --tiny)")
+    p.add_argument("--notebooks", nargs="+", metavar="NN", help="runtime: only the lessons whose file names start so (e.g. 00 07)")
+    p.add_argument("--profiles", nargs="+", choices=("ci", "cpu", "gpu"), help="runtime: only these profiles (default: ci cpu)")
     args = p.parse_args(argv)
     args.out = args.out or (HERE / "tiny" if args.tiny else HERE)
+    notebooks = None
+    if args.notebooks:
+        from dalle2_lessons import course
+
+        notebooks = [e.filename for e in course.LESSONS if any(e.filename.startswith(n) for n in args.notebooks)]
+        if not notebooks:
+            p.error(f"no lesson's file name starts with {' or '.join(args.notebooks)}")
     t0 = time.perf_counter()
     command = "python -m benchmarks" + (" --tiny" if args.tiny else "") + ("" if tuple(args.only) == SECTIONS else " --only " + " ".join(args.only))
-    run(tuple(args.only), TINY if args.tiny else FULL, args.out, command)
+    command += (" --notebooks " + " ".join(args.notebooks) if args.notebooks else "") + (" --profiles " + " ".join(args.profiles) if args.profiles else "")
+    run(tuple(args.only), TINY if args.tiny else FULL, args.out, command, notebooks, tuple(args.profiles) if args.profiles else None)
     print(f"wrote {args.out / 'RESULTS.md'} in {(time.perf_counter() - t0) / 60:.1f} min")
 
 

@@ -42,3 +42,20 @@ def notebook_minutes(profiles: tuple[str, ...] = ("ci", "cpu"), folder: str = "s
         else:
             os.environ["DALLE2_LESSONS_PROFILE"] = saved
     return rows
+
+
+def summary(rows: list[dict], limit: float = 10.0) -> str:
+    """Per profile: notebooks measured, total minutes, the longest, and any over the course's ``limit`` per notebook."""
+    lines = []
+    for profile in dict.fromkeys(r["profile"] for r in rows):
+        ok = [r for r in rows if r["profile"] == profile and not r["error"]]
+        failed = sum(r["profile"] == profile and bool(r["error"]) for r in rows)
+        if not ok:
+            lines.append(f"* `{profile}`: every notebook failed.")
+            continue
+        longest = max(ok, key=lambda r: r["minutes"])
+        over = [r["notebook"] for r in ok if r["minutes"] > limit]
+        lines.append(f"* `{profile}`: {len(ok)} notebook{'s' * (len(ok) != 1)} in {sum(r['minutes'] for r in ok):.1f} min, the longest {longest['notebook']} "
+                     f"({longest['minutes']:.1f} min); " + (f"over {limit:g} min: {', '.join(over)}" if over else f"none over {limit:g} min")
+                     + (f"; {failed} failed" if failed else "") + ".")
+    return "\n".join(lines) + "\n"

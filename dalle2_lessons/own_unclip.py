@@ -63,10 +63,12 @@ def caption_bank(clip_model: CLIP, data: CaptionedImages, tok: Tokenizer) -> Cap
 
 
 def train_prior_stage(clip_model: CLIP, data: CaptionedImages, bank: CaptionBank, s: profiles.OwnDataSettings,
-                      device: str | torch.device = "cpu", progress: bool = True) -> tuple[DiffusionPrior, list[float]]:
-    """Lesson 06 on this data: caption → CLIP image embedding. Returns ``(ema_prior, losses)``."""
+                      device: str | torch.device = "cpu", progress: bool = True,
+                      z_images: torch.Tensor | None = None) -> tuple[DiffusionPrior, list[float]]:
+    """Lesson 06 on this data: caption → CLIP image embedding. ``z_images`` ``(N, D)``: the images' CLIP embeddings if
+    already computed (else they are). Returns ``(ema_prior, losses)``."""
     profiles.seed_everything(s.seed)
-    z_images = embed(clip_model, data.images)
+    z_images = embed(clip_model, data.images) if z_images is None else z_images
     model = DiffusionPrior(PriorConfig(embed_dim=z_images.shape[-1], token_width=bank.features.shape[-1],
                                        context_length=bank.features.shape[1]))
     schedule = diffusion.cosine_schedule()
@@ -81,10 +83,12 @@ def train_prior_stage(clip_model: CLIP, data: CaptionedImages, bank: CaptionBank
 
 
 def train_decoder_stage(clip_model: CLIP, data: CaptionedImages, bank: CaptionBank, s: profiles.OwnDataSettings,
-                        device: str | torch.device = "cpu", progress: bool = True) -> tuple[Decoder, list[float]]:
-    """Lesson 07 on this data: CLIP image embedding (+ caption) → a 16×16 picture. Returns ``(ema_decoder, losses)``."""
+                        device: str | torch.device = "cpu", progress: bool = True,
+                        z_images: torch.Tensor | None = None) -> tuple[Decoder, list[float]]:
+    """Lesson 07 on this data: CLIP image embedding (+ caption) → a 16×16 picture. ``z_images`` as in
+    :func:`train_prior_stage`. Returns ``(ema_decoder, losses)``."""
     profiles.seed_everything(s.seed)
-    z_images = embed(clip_model, data.images)
+    z_images = embed(clip_model, data.images) if z_images is None else z_images
     low = upsampler_lib.downsample(data.images, LOW).to(device)
     model = Decoder(decoder_config(z_images.shape[-1]))  # lesson 07's decoder: lesson 05's U-Net at 16×16
     schedule = diffusion.cosine_schedule()
@@ -120,8 +124,9 @@ def train_all(data: CaptionedImages, s: profiles.OwnDataSettings, device: str | 
     tok = data.tokenizer()
     clip_model, clip_losses = train_clip_stage(data, tok, s, s.seed, device, progress)
     bank = caption_bank(clip_model, data, tok)
-    prior, prior_losses = train_prior_stage(clip_model, data, bank, s, device, progress)
-    dec, decoder_losses = train_decoder_stage(clip_model, data, bank, s, device, progress)
+    z_images = embed(clip_model, data.images)  # once, for both stages
+    prior, prior_losses = train_prior_stage(clip_model, data, bank, s, device, progress, z_images)
+    dec, decoder_losses = train_decoder_stage(clip_model, data, bank, s, device, progress, z_images)
     up, upsampler_losses = train_upsampler_stage(data, s, device, progress)
     losses = {"CLIP": clip_losses, "prior": prior_losses, "decoder": decoder_losses, "upsampler": upsampler_losses}
     return UnCLIP(clip_model, prior, dec, up, tok), losses

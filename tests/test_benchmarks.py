@@ -34,7 +34,7 @@ def test_tiny_benchmark_writes_every_section(tmp_path):
     assert [r["model"].split(":")[0] for r in decoders] == ["ours", "diffusers UNet2DModel + DDPM/DDIMScheduler", "dalle2-pytorch Decoder + Unet"]
     assert [r["model"].split(":")[0] for r in priors] == ["ours", "dalle2-pytorch DiffusionPrior", "reference"]
     ran = [r for r in decoders + priors if "not installed" not in r["model"]]
-    assert len(ran) == 5 - 2 * (importlib.util.find_spec("dalle2_pytorch") is None)
+    assert len(ran) == 6 - 2 * (importlib.util.find_spec("dalle2_pytorch") is None)
     for r in ran:
         judged = r.get("judge: all correct", r.get("judge: all correct (course decoder)"))
         assert 0 <= judged <= 1 and (r["steps"] >= 1 or r["model"].startswith("reference")), r
@@ -45,15 +45,18 @@ def test_tiny_benchmark_writes_every_section(tmp_path):
     assert set(results["runs"]) == {"throughput", "sampling", "quality", "libraries", "runtime"}
     assert "## Runs" in text and "--tiny" in text
 
-    # Sections run apart land in the same file: a second run of one section keeps the others and restamps its own.
+    # Sections run apart land in the same file: a second run keeps the other sections and restamps its own; notebook
+    # times merge by (profile, notebook).
     before = results["runs"]
-    subprocess.run([sys.executable, "-m", "benchmarks", "--tiny", "--only", "sampling", "--out", str(tmp_path)], cwd=ROOT, env=env,
-                   check=True, timeout=300)
+    subprocess.run([sys.executable, "-m", "benchmarks", "--tiny", "--only", "runtime", "--notebooks", "03", "--out", str(tmp_path)],
+                   cwd=ROOT, env=env, check=True, timeout=300)
     again = json.loads((tmp_path / "results.json").read_text())
-    assert again["runtime"] == results["runtime"] and again["quality"] == results["quality"]
-    assert again["runs"]["sampling"]["command"] == "python -m benchmarks --tiny --only sampling"
-    assert again["runs"]["runtime"] == before["runtime"]
-
+    assert again["sampling"] == results["sampling"] and again["quality"] == results["quality"]
+    assert again["runs"]["runtime"]["command"] == "python -m benchmarks --tiny --only runtime --notebooks 03"
+    assert again["runs"]["sampling"] == before["sampling"]
+    assert [r["notebook"] for r in again["runtime"]] == ["00_welcome.ipynb", "03_forward_diffusion.ipynb"]
+    assert again["runtime"][0] == results["runtime"][0] and again["runtime"][1]["error"] == ""
+    assert "`ci`: 2 notebooks in" in (tmp_path / "RESULTS.md").read_text()
 
 def test_ratios_are_ours_over_each_library_that_ran():
     from benchmarks.libraries import ratios
