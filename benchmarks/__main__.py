@@ -94,7 +94,7 @@ def run(sections: tuple[str, ...], sizes: dict, out: Path, command: str = "pytho
         elif section == "sampling":
             results["sampling"] = speed.sampling_seconds(sizes["sampling_images"], sizes.get("samplers"), sizes.get("prior_steps", 64))
         elif section == "quality":
-            results["quality"], results["quality_seconds"] = quality.run(sizes is TINY)
+            results["quality"], results["quality_seconds"] = quality.run(tiny)
         elif section == "libraries":
             results["decoder_vs_libraries"] = libraries.decoder_vs_libraries(sizes["decoder_budget_s"], **sizes["decoder"])
             results["prior_vs_dalle2_pytorch"] = libraries.prior_vs_dalle2_pytorch(sizes["prior_budget_s"], **sizes["prior"])

@@ -32,6 +32,8 @@ from dalle2_lessons import clip, diffusion, judge, profiles, shapes, tokenizer, 
 from dalle2_lessons import decoder as decoder_lib
 from dalle2_lessons import prior as prior_lib
 
+from .speed import parameters
+
 #: How to get each optional library (``pip install -e ".[benchmarks]"`` installs them all).
 INSTALL = {"diffusers": "pip install diffusers", "dalle2_pytorch": "pip install dalle2-pytorch"}
 
@@ -97,11 +99,6 @@ def race(make: Callable[[], nn.Module], loss_fn, data: torch.Tensor, budget_s: f
     t0 = time.perf_counter()
     ema, _ = training.train(model, loss_fn, data, steps, batch, lr, weight_decay=weight_decay, seed=seed, progress=False)
     return ema.module.eval(), steps, time.perf_counter() - t0
-
-
-def parameters(model: nn.Module) -> float:
-    """Millions of parameters."""
-    return sum(p.numel() for p in model.parameters()) / 1e6
 
 
 class Dalle2PytorchDecoder(nn.Module):
@@ -315,7 +312,7 @@ def clip_vs_transformers(budget_s: float, profile: str = "cpu", n_eval: int = 10
         clip.train_clip(model, train.images, tokens, steps, s.batch_size, s.lr, seed=s.seed, progress=False)
         seconds = time.perf_counter() - t0
         r = clip.evaluate_clip(model.eval(), tok, s.resolution, n=n_eval, n_retrieval=min(256, n_eval), splits=("test",))["test"]
-        rows.append({"model": name, "parameters (M)": sum(p.numel() for p in model.parameters()) / 1e6, "steps": steps,
+        rows.append({"model": name, "parameters (M)": parameters(model), "steps": steps,
                      "train s": seconds, "train images / s": steps * s.batch_size / seconds,
                      "zero-shot (mean of 4)": sum(r[a] for a in shapes.TIERS["single"]) / 4, "t2i@1": r["t2i@1"]})
     return rows

@@ -37,6 +37,11 @@ def _networks(batch: int) -> dict[str, tuple[torch.nn.Module, Callable[[torch.nn
     }
 
 
+def parameters(model: torch.nn.Module) -> float:
+    """Millions of parameters."""
+    return sum(p.numel() for p in model.parameters()) / 1e6
+
+
 def training_throughput(batch: int = 128, steps: int = 20, warmup: int = 3, matmul_rate: float | None = None) -> list[dict]:
     """Images per second and achieved GFLOP/s of full training steps (AdamW) of each U-Net, on the CPU."""
     rows = []
@@ -59,7 +64,7 @@ def training_throughput(batch: int = 128, steps: int = 20, warmup: int = 3, matm
             step()
         seconds = (time.perf_counter() - t0) / steps
         gflops = flops / seconds / 1e9
-        rows.append({"network": name, "parameters (M)": sum(p.numel() for p in model.parameters()) / 1e6, "batch": batch,
+        rows.append({"network": name, "parameters (M)": parameters(model), "batch": batch,
                      "s / step": seconds, "images / s": batch / seconds, "GFLOP / step": flops / 1e9, "achieved GFLOP/s": gflops,
                      "of matmul rate": gflops / matmul_rate if matmul_rate else float("nan")})
     return rows
