@@ -37,11 +37,18 @@ def table(rows: list[dict], floats: str = "{:.3g}") -> str:
     return "\n".join(lines) + "\n"
 
 
+#: What a run writes into benchmarks/: results it changes do not make the code it ran "differ from its commit".
+OUTPUTS = ("results.json", "RESULTS.md", "*.png")
+
+
 def commit() -> str:
-    """The checked-out commit (``+`` if the working tree differs from it), or ``?`` outside git."""
+    """The checked-out commit (``+`` if tracked files other than the benchmark's own results differ from it), or ``?``
+    outside git."""
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=HERE, capture_output=True, text=True).stdout.strip()
+        spec = [":(top)", *(f":(top,exclude){HERE.name}/{name}" for name in OUTPUTS)]
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *spec], cwd=HERE,
+                               capture_output=True, text=True).stdout.strip()
         return head + ("+" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "?"
