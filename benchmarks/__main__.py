@@ -106,6 +106,7 @@ def run(sections: tuple[str, ...], sizes: dict, out: Path, command: str = "pytho
             results["decoder_vs_libraries"] = libraries.decoder_vs_libraries(sizes["decoder_budget_s"], **sizes["decoder"])
             results["prior_vs_dalle2_pytorch"] = libraries.prior_vs_dalle2_pytorch(sizes["prior_budget_s"], **sizes["prior"])
             results["clip_vs_transformers"] = libraries.clip_vs_transformers(sizes["clip_budget_s"], **sizes["clip"])
+            results["budgets_s"] = {k: sizes[f"{k}_budget_s"] for k in ("decoder", "prior", "clip")}
         elif section == "runtime":
             rows = runtime.notebook_minutes(profiles or sizes["notebook_profiles"], names=notebooks or sizes["notebooks"])
             results["runtime"] = merge_runtime(results.get("runtime", []), [r | {"commit": code} for r in rows])
@@ -127,6 +128,7 @@ def write(results: dict, sizes: dict, out: Path) -> None:
 
 def report(results: dict, sizes: dict) -> str:
     tiny = sizes is TINY
+    budget = results.get("budgets_s") or {k: sizes[f"{k}_budget_s"] for k in ("decoder", "prior", "clip")}  # the stored run's
     runs = [{"section": k, **results["runs"][k]} for k in SECTIONS if k in results["runs"]]
     parts = ["# Benchmark results\n\n",
              "Written by `python -m benchmarks` (sections can be run apart with `--only`); every number below comes from the "
@@ -154,15 +156,15 @@ def report(results: dict, sizes: dict) -> str:
         rows = results["decoder_vs_libraries"]
         parts += ["\n## Against libraries\n\n", (libraries.__doc__ or "").split("\n\n", 1)[1].split("\n\nEqual budgets")[0], "\n\n",
                   "Ratios are ours ÷ theirs, from the same run: above 1 is better for rates and accuracies, below 1 for seconds.\n\n",
-                  f"**Decoder**, {sizes['decoder_budget_s']} s of training each:\n\n", table(rows), "\n",
+                  f"**Decoder**, {budget['decoder']} s of training each:\n\n", table(rows), "\n",
                   table(libraries.ratios(rows, ("train images / s", "judge: all correct", "sampling s / image")), "{:.2f}×")]
     if "prior_vs_dalle2_pytorch" in results:
         rows = results["prior_vs_dalle2_pytorch"]
-        parts += [f"\n**Prior**, {sizes['prior_budget_s']} s of training each:\n\n", table(rows), "\n",
+        parts += [f"\n**Prior**, {budget['prior']} s of training each:\n\n", table(rows), "\n",
                   table(libraries.ratios(rows, ("train pairs / s", "cosine to true image embedding", "judge: all correct (course decoder)")), "{:.2f}×")]
     if "clip_vs_transformers" in results:
         rows = results["clip_vs_transformers"]
-        parts += [f"\n**CLIP**, {sizes['clip_budget_s']} s of training each:\n\n", table(rows), "\n",
+        parts += [f"\n**CLIP**, {budget['clip']} s of training each:\n\n", table(rows), "\n",
                   table(libraries.ratios(rows, ("train images / s", "zero-shot (mean of 4)", "t2i@1")), "{:.2f}×")]
     if "runtime" in results:
         parts += ["\n## Course run time\n\n", "Every lesson in `solutions/`, executed top to bottom in a fresh kernel.\n\n",

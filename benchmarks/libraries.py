@@ -78,27 +78,39 @@ def _steps_in_budget(step: Callable[[], None], budget_s: float, probe: int = 3) 
     return max(1, int(budget_s / ((time.perf_counter() - t0) / probe)))
 
 
-def race(make: Callable[[], nn.Module], loss_fn, data: torch.Tensor, budget_s: float, batch: int, lr: float,
-         weight_decay: float = 0.0, seed: int = 0) -> tuple[nn.Module, int, float]:
-    """Train a fresh ``make()`` with the course's loop (AdamW, warm-up + cosine, EMA) for as many steps as fit in
-    ``budget_s`` seconds, timed on a probe copy first. Returns ``(EMA model in eval mode, steps, train seconds)``."""
+def race(make: Callable[[], nn.Module], probe_step: Callable[[nn.Module, torch.optim.Optimizer], None],
+         train: Callable[[nn.Module, int], nn.Module], budget_s: float, seed: int = 0) -> tuple[nn.Module, int, float]:
+    """Equal budgets: time ``probe_step(model, optimiser)`` (one full training step) on a probe copy of ``make()``, then
+    ``train(fresh model, steps)`` for as many steps as fit in ``budget_s`` seconds. Returns ``(trained model, steps,
+    train seconds)``."""
     torch.manual_seed(seed)
     probe = make()
     opt = torch.optim.AdamW(probe.parameters(), lr=1e-4)
-    idx = torch.arange(batch)
-
-    def one_step() -> None:
-        loss = loss_fn(probe, idx, torch.Generator().manual_seed(0))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    steps = _steps_in_budget(one_step, budget_s)
+    steps = _steps_in_budget(lambda: probe_step(probe, opt), budget_s)
     torch.manual_seed(seed)
     model = make()
     t0 = time.perf_counter()
-    ema, _ = training.train(model, loss_fn, data, steps, batch, lr, weight_decay=weight_decay, seed=seed, progress=False)
-    return ema.module.eval(), steps, time.perf_counter() - t0
+    trained = train(model, steps)
+    return trained, steps, time.perf_counter() - t0
+
+
+def _step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+
+
+def course_race(make: Callable[[], nn.Module], loss_fn, data: torch.Tensor, budget_s: float, batch: int, lr: float,
+                weight_decay: float = 0.0, seed: int = 0) -> tuple[nn.Module, int, float]:
+    """``race`` with the course's loop (``training.train``: AdamW, warm-up + cosine sized to the steps, EMA) on
+    ``loss_fn(model, indices, generator)``. Returns the EMA model in eval mode."""
+    idx = torch.arange(batch)
+
+    def train(model: nn.Module, steps: int) -> nn.Module:
+        ema, _ = training.train(model, loss_fn, data, steps, batch, lr, weight_decay=weight_decay, seed=seed, progress=False)
+        return ema.module.eval()
+
+    return race(make, lambda m, opt: _step(opt, loss_fn(m, idx, torch.Generator().manual_seed(0))), train, budget_s, seed)
 
 
 class Dalle2PytorchDecoder(nn.Module):
@@ -211,7 +223,7 @@ def decoder_vs_libraries(budget_s: float, n_train: int = 20_000, n_eval: int = 2
         if why_not:
             rows.append(_not_run(name, why_not, ("parameters (M)", "steps", "train s", "train images / s", "judge: all correct", "judge: shape", "sampling s / image")))
             continue
-        model, steps, seconds = race(make, loss_fn, data.images, budget_s, batch, 2e-3)
+        model, steps, seconds = course_race(make, loss_fn, data.images, budget_s, batch, 2e-3)
         torch.manual_seed(0)  # the libraries draw their sampling noise from the global generator
         t0 = time.perf_counter()
         recon = sample_fn(model, z_test)
@@ -266,7 +278,7 @@ def prior_vs_dalle2_pytorch(budget_s: float, profile: str = "cpu", n_train: int 
         if why_not:
             rows.append(_not_run(name, why_not, keys))
             continue
-        model, steps, seconds = race(make, loss_fn, data.image_emb, budget_s, s.batch_size, s.lr, weight_decay=1e-2, seed=s.seed)
+        model, steps, seconds = course_race(make, loss_fn, data.image_emb, budget_s, s.batch_size, s.lr, weight_decay=1e-2, seed=s.seed)
         torch.manual_seed(0)
         t0 = time.perf_counter()
         z = sample_fn(model)
@@ -291,27 +303,17 @@ def clip_vs_transformers(budget_s: float, profile: str = "cpu", n_eval: int = 10
     train = shapes.ShapesDataset("train", n=s.n_train, resolution=s.resolution)
     tokens = clip.caption_tokens(tok, "single", train.attrs)
     config = clip.CLIPConfig(tok.vocab_size, tok.context_length, s.resolution, s.embed_dim)
+    probe_batch = train.images[: s.batch_size], tokens[: s.batch_size, 0]
+
+    def fit(model: nn.Module, steps: int) -> nn.Module:
+        clip.train_clip(model, train.images, tokens, steps, s.batch_size, s.lr, seed=s.seed, progress=False)
+        return model.eval()
+
     rows = []
     for name, make in (("ours: CLIP (lesson 01)", lambda: clip.CLIP(config)),
                        ("transformers.CLIPModel (ViT)", lambda: clip.HFCLIPAdapter(config, tok.pad_id, tok.start_id, tok.end_id))):
-        torch.manual_seed(s.seed)
-        probe = make()
-        opt = torch.optim.AdamW(probe.parameters(), lr=1e-4)
-        batch_images, batch_tokens = train.images[: s.batch_size], tokens[: s.batch_size, 0]
-
-        def one_step(m=probe, opt=opt, x=batch_images, t=batch_tokens):
-            loss = m(x, t)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-
-        steps = _steps_in_budget(one_step, budget_s)
-        torch.manual_seed(s.seed)
-        model = make()
-        t0 = time.perf_counter()
-        clip.train_clip(model, train.images, tokens, steps, s.batch_size, s.lr, seed=s.seed, progress=False)
-        seconds = time.perf_counter() - t0
-        r = clip.evaluate_clip(model.eval(), tok, s.resolution, n=n_eval, n_retrieval=min(256, n_eval), splits=("test",))["test"]
+        model, steps, seconds = race(make, lambda m, opt: _step(opt, m(*probe_batch)), fit, budget_s, s.seed)
+        r = clip.evaluate_clip(model, tok, s.resolution, n=n_eval, n_retrieval=min(256, n_eval), splits=("test",))["test"]
         rows.append({"model": name, "parameters (M)": parameters(model), "steps": steps,
                      "train s": seconds, "train images / s": steps * s.batch_size / seconds,
                      "zero-shot (mean of 4)": sum(r[a] for a in shapes.TIERS["single"]) / 4, "t2i@1": r["t2i@1"]})

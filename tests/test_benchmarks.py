@@ -43,6 +43,7 @@ def test_tiny_benchmark_writes_every_section(tmp_path):
         assert r in ran or "pip install" in r["model"]
     assert all(0 <= r["zero-shot (mean of 4)"] <= 1 for r in results["clip_vs_transformers"])
     assert set(results["runs"]) == {"throughput", "sampling", "quality", "libraries", "runtime"}
+    assert results["budgets_s"] == {"decoder": 1, "prior": 1, "clip": 1} and "**Prior**, 1 s of training each" in text
     assert "## Runs" in text and "--tiny" in text
 
     # Sections run apart land in the same file: a second run keeps the other sections and restamps its own; notebook
@@ -57,6 +58,29 @@ def test_tiny_benchmark_writes_every_section(tmp_path):
     assert [r["notebook"] for r in again["runtime"]] == ["00_welcome.ipynb", "03_forward_diffusion.ipynb"]
     assert again["runtime"][0] == results["runtime"][0] and again["runtime"][1]["error"] == ""
     assert "`ci`: 2 notebooks in" in (tmp_path / "RESULTS.md").read_text()
+
+
+def test_race_gives_each_contender_the_steps_that_fit_its_budget():
+    import time
+
+    import torch
+
+    from benchmarks.libraries import race
+
+    made, trained = [], []
+
+    def make():
+        made.append(torch.nn.Linear(2, 2))
+        return made[-1]
+
+    def train(model, steps):
+        trained.append((model, steps))
+        return model
+
+    model, steps, _ = race(make, lambda m, opt: time.sleep(0.02), train, budget_s=0.2)
+    assert len(made) == 2 and trained == [(made[1], steps)] and model is made[1], "train a fresh model, not the probe"
+    assert 4 <= steps <= 10, steps  # 0.2 s of 0.02 s steps (sleep can only overshoot)
+
 
 def test_ratios_are_ours_over_each_library_that_ran():
     from benchmarks.libraries import ratios
