@@ -254,7 +254,7 @@ def prior_vs_dalle2_pytorch(budget_s: float, profile: str = "cpu", n_train: int 
     scenes = shapes.sample_scenes(n_eval, "test", "single", seed=1)
     z_true = clip.embed_images(clip_model, shapes.render(scenes, clip_model.config.resolution))
     text, tokens, mask = clip.encode_captions(clip_model, tokenizer.Tokenizer().encode_batch(scenes.captions))
-    course_decoder = decoder_lib.load_decoder()
+    course_decoder = decoder_lib.load_decoder(clip=clip_model)
     jd = judge.load_judge("single")
 
     def measure(z: torch.Tensor) -> dict[str, float]:

@@ -13,6 +13,12 @@ Where checkpoints live:
 * **yours**: ``runs/<profile>/`` (ignored by git): what you train in a lesson. Later lessons in the
   same profile load yours when it exists and the shipped one otherwise, and say which.
 
+Lineage: a prior or decoder trained on one CLIP's embeddings means nothing when fed another's (two CLIPs
+trained from different seeds put the same caption in unrelated directions). So a checkpoint records the
+sha256 of each checkpoint it was trained on (``"parents": {"clip": "<sha256>"}``, see :data:`PARENTS`), and
+loading a stage for a given CLIP only ever picks one trained on that CLIP: yours if it fits, else the
+course's if it fits, else a :class:`CheckpointError` naming what to retrain.
+
 Both folders can be moved with ``DALLE2_LESSONS_DATA`` and ``DALLE2_LESSONS_RUNS``.
 """
 
@@ -23,7 +29,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,11 +49,18 @@ REBUILD_COMMANDS: dict[str, str] = {
     "text-diffusion-attributes": "python -m dalle2_lessons.guidance --profile cpu --steps 1500 --condition attributes",
     "prior": "python -m dalle2_lessons.prior --profile cpu --eval-every 250",
     "decoder": "python -m dalle2_lessons.decoder --profile cpu --steps 1500 --eval-every 250",
-    "upsampler": "python -m dalle2_lessons.upsampler --profile cpu --steps 1000 --eval-every 250",
+    "upsampler": "python -m dalle2_lessons.upsampler --profile cpu --steps 2500 --eval-every 500",
     "vae": "python -m dalle2_lessons.vae --profile cpu --eval-every 500",
     "gan": "python -m dalle2_lessons.gan --profile cpu --steps 3000 --eval-every 500",
     "dalle1": "python -m dalle2_lessons.dalle1 --profile cpu --tokenizer-steps 1500 --steps 2000 --eval-every 500",
 }
+
+
+#: The checkpoints whose outputs each stage reads. The prior, decoder, CLIP-conditioned text diffusion, VAE and
+#: GAN read CLIP embeddings; the upsampler reads pixels (it is trained on downsampled real renders, so it fits any
+#: decoder) and DALL·E 1 reads caption tokens (it uses a CLIP only to rerank, which any CLIP can do).
+PARENTS: dict[str, tuple[str, ...]] = {"prior": ("clip",), "decoder": ("clip",), "text-diffusion": ("clip",),
+                                       "vae": ("clip",), "gan": ("clip",)}
 
 
 def command(module: str, **flags: object) -> str:
@@ -69,16 +82,24 @@ def build_parser(description: str, eval_help: str, n_eval: int, n_eval_help: str
     p.add_argument("--n-eval", type=int, default=n_eval, help=n_eval_help)
     p.add_argument("--out", default=None, help="folder (default: data/checkpoints, the shipped course checkpoint)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--clip", default="course", choices=("course", "yours"),
+                   help="the CLIP whose embeddings the stage learns from: the course's, or yours in runs/<profile>/ "
+                        "(stages that read none ignore it)")
     return p
 
 
 def save_build(name: str, model: torch.nn.Module, args: argparse.Namespace, results: dict[str, Any], losses: list[float],
-               seconds: float, curve: list[dict], steps: int, rebuild: str) -> Path:
+               seconds: float, curve: list[dict], steps: int, rebuild: str,
+               parents: Mapping[str, torch.nn.Module | str] | None = None) -> Path:
     """Save a checkpoint builder's model (parsed by :func:`build_parser`) with the metrics every course checkpoint
-    records next to its own ``results``: the curve, training seconds and steps, the final loss, the profile."""
+    records next to its own ``results``: the curve, training seconds and steps, the final loss, the profile; and
+    the ``parents`` it was trained on (see :func:`save_checkpoint`)."""
     metrics = {**results, "n_eval": args.n_eval, "curve": curve, "train_seconds": round(seconds, 1), "steps": steps,
                "final_loss": sum(losses[-50:]) / len(losses[-50:]), "profile": args.profile}
-    out = save_checkpoint(name, model.state_dict(), model.config_dict(), args.out or shipped_dir(), metrics, rebuild=rebuild)
+    if getattr(args, "clip", "course") != "course":
+        rebuild += f" --clip {args.clip}"
+    out = save_checkpoint(name, model.state_dict(), model.config_dict(), args.out or shipped_dir(), metrics, rebuild=rebuild,
+                          parents=parents)
     print(f"saved {out} (trained {seconds / 60:.1f} min)")
     return out
 
@@ -108,6 +129,40 @@ class Checkpoint:
     meta: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
 
+    @property
+    def origin(self) -> Origin:
+        return Origin(self.name, self.path, self.meta.get("sha256") or _sha256(self.path), dict(self.meta.get("parents") or {}))
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Which file a loaded model came from: :func:`load_model` sets it as ``model.origin``, so a stage saved after
+    training on this model can name it as a parent, and a stage loaded for it can be checked against it."""
+
+    name: str
+    path: Path | None
+    sha256: str  #: of the ``.safetensors`` file: the checkpoint's identity
+    parents: dict[str, str]  #: name → sha256 of each checkpoint this one was trained on
+
+
+def origin(model: torch.nn.Module) -> Origin:
+    """``model.origin``, or a :class:`CheckpointError` saying that a model never saved has no identity to pair with."""
+    found = getattr(model, "origin", None)
+    if not isinstance(found, Origin):
+        raise CheckpointError(
+            f"This {type(model).__name__} was not loaded from a checkpoint, so nothing can tell which stages were trained "
+            f"on it. Save it with checkpoints.save_checkpoint and load it back (e.g. clip.load_clip) before training on it.")
+    return found
+
+
+def _parent_shas(parents: Mapping[str, torch.nn.Module | str] | None) -> dict[str, str]:
+    """``{"clip": clip_model}`` or ``{"clip": "<sha256>"}`` → ``{"clip": "<sha256>"}``."""
+    return {k: v if isinstance(v, str) else origin(v).sha256 for k, v in (parents or {}).items()}
+
+
+def _short(sha: str | None) -> str:
+    return f"{sha[:8]}…" if sha else "none recorded"
+
 
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
@@ -129,6 +184,7 @@ def save_checkpoint(
     directory: str | Path,
     metrics: dict[str, Any] | None = None,
     rebuild: str | None = None,
+    parents: Mapping[str, torch.nn.Module | str] | None = None,
 ) -> Path:
     """Write ``<directory>/<name>.safetensors`` and ``<name>.json``; return the weights' path.
 
@@ -137,7 +193,14 @@ def save_checkpoint(
         config: JSON-serialisable constructor arguments, so ``Model(**config)`` rebuilds the model.
         metrics: measured numbers worth keeping beside the weights (accuracy, training seconds, ...).
         rebuild: the command that reproduces this file; defaults to :data:`REBUILD_COMMANDS`.
+        parents: the checkpoints whose outputs the model was trained on, as loaded models (``{"clip": clip_model}``)
+            or sha256 strings; required for the stages in :data:`PARENTS`, so they are only ever paired with them.
     """
+    shas = _parent_shas(parents)
+    missing = set(PARENTS.get(name, ())) - set(shas)
+    if missing:
+        raise CheckpointError(f"Checkpoint {name!r} must record what it was trained on: pass parents={{{', '.join(repr(m) + ': ...' for m in sorted(missing))}}} "
+                              f"(the loaded model, e.g. the CLIP whose embeddings it learnt from).")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     weights = directory / f"{name}.safetensors"
@@ -148,11 +211,31 @@ def save_checkpoint(
         "metrics": metrics or {},
         "rebuild": rebuild or REBUILD_COMMANDS.get(name),
         "sha256": _sha256(weights),
+        "parents": shas,
         "torch": torch.__version__.split("+")[0],
         "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
     (directory / f"{name}.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return weights
+
+
+def read_meta(name: str, directory: str | Path) -> dict[str, Any]:
+    """The JSON beside ``<directory>/<name>.safetensors`` (config, metrics, sha256, parents), without the weights.
+
+    Raises:
+        CheckpointError: either file missing, or the JSON unreadable or without a config.
+    """
+    directory = Path(directory)
+    weights, config_path = directory / f"{name}.safetensors", directory / f"{name}.json"
+    for path in (weights, config_path):
+        if not path.is_file():
+            raise CheckpointError(f"Checkpoint {name!r} is missing: {path} does not exist. {_rebuild_hint(name)}")
+    try:
+        meta = json.loads(config_path.read_text())
+        meta["config"]  # noqa: B018 (must exist)
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise CheckpointError(f"Checkpoint {name!r} has a corrupt config {config_path} ({e}). {_rebuild_hint(name)}") from e
+    return meta
 
 
 def load_checkpoint(name: str, directory: str | Path | None = None) -> Checkpoint:
@@ -164,14 +247,8 @@ def load_checkpoint(name: str, directory: str | Path | None = None) -> Checkpoin
     """
     directory = Path(directory) if directory is not None else shipped_dir()
     weights, config_path = directory / f"{name}.safetensors", directory / f"{name}.json"
-    for path in (weights, config_path):
-        if not path.is_file():
-            raise CheckpointError(f"Checkpoint {name!r} is missing: {path} does not exist. {_rebuild_hint(name)}")
-    try:
-        meta = json.loads(config_path.read_text())
-        config = meta["config"]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise CheckpointError(f"Checkpoint {name!r} has a corrupt config {config_path} ({e}). {_rebuild_hint(name)}") from e
+    meta = read_meta(name, directory)
+    config = meta["config"]
     expected = meta.get("sha256")
     if expected and _sha256(weights) != expected:
         raise CheckpointError(
@@ -185,28 +262,81 @@ def load_checkpoint(name: str, directory: str | Path | None = None) -> Checkpoin
     return Checkpoint(name, state_dict, config, meta.get("metrics", {}), meta, weights)
 
 
-def find_checkpoint(name: str, profile: str | None = None, prefer_own: bool = True) -> Checkpoint:
-    """Your checkpoint of ``profile`` if you saved one (and ``prefer_own``), else the shipped one.
+def _mismatch(meta: dict[str, Any], required: dict[str, str]) -> str | None:
+    """Why a checkpoint's recorded parents do not fit ``required`` (name → sha256), or None if they do."""
+    recorded = meta.get("parents") or {}
+    wrong = [f"{k} {_short(recorded.get(k))} (not {_short(sha)})" for k, sha in required.items() if recorded.get(k) != sha]
+    return f"was trained on {', '.join(wrong)}" if wrong else None
 
-    Prints which one it loaded, so a lesson never silently depends on a file you cannot see.
+
+def _choose(name: str, profile: str | None, prefer_own: bool, required: dict[str, str]) -> tuple[Path | None, list[str]]:
+    """The folder :func:`find_checkpoint` loads ``name`` from (None if no candidate fits ``required``), and why each
+    candidate before it was passed over."""
+    candidates = [("your", runs_dir(profile))] if prefer_own and profile is not None else []
+    candidates.append(("the course", shipped_dir()))
+    skipped = []
+    for who, directory in candidates:
+        if not (directory / f"{name}.safetensors").is_file() and who == "your":
+            continue
+        reason = _mismatch(read_meta(name, directory), required) if required else None
+        if reason is None:
+            return directory, skipped
+        skipped.append(f"{who} {name!r} ({directory / name}.json) {reason}")
+    return None, skipped
+
+
+def find_checkpoint(name: str, profile: str | None = None, prefer_own: bool = True,
+                    parents: Mapping[str, torch.nn.Module | str] | None = None) -> Checkpoint:
+    """Your checkpoint of ``profile`` if you saved one (and ``prefer_own``), else the shipped one; with ``parents``
+    (``{"clip": clip_model}``), only one that was trained on exactly those.
+
+    Prints which one it loaded and what it passed over, so a lesson never silently depends on a file you cannot
+    see, nor silently feeds a stage the embeddings of a CLIP it never saw.
+
+    Raises:
+        CheckpointError: no candidate was trained on ``parents``; the message names what to retrain.
     """
-    if prefer_own and profile is not None and (runs_dir(profile) / f"{name}.safetensors").is_file():
-        ckpt = load_checkpoint(name, runs_dir(profile))
-        print(f"loaded your checkpoint {name!r} from {ckpt.path}")
-        return ckpt
-    ckpt = load_checkpoint(name)
-    print(f"loaded the course checkpoint {name!r} from {ckpt.path}")
+    required = _parent_shas(parents)
+    directory, skipped = _choose(name, profile, prefer_own, required)
+    for reason in skipped:
+        print(f"skipped {reason}")
+    if directory is None:
+        given = ", ".join(f"{k} {_short(v)}" for k, v in required.items())
+        module = {"text-diffusion": "guidance"}.get(name, name)
+        raise CheckpointError(
+            f"No {name!r} checkpoint was trained on the {given} you passed: " + "; ".join(skipped) + f". A {name} fed "
+            f"embeddings from another model than the one it learnt from draws nonsense. Either use the course CLIP "
+            f"(clip.load_clip() with no profile), or train a {name} on yours:  "
+            f"{command(module, profile=profile or 'cpu', clip='yours', out=runs_dir(profile or 'cpu'))}")
+    ckpt = load_checkpoint(name, directory)
+    who = "your" if directory != shipped_dir() else "the course"
+    fits = f", trained on this {' and '.join(required)}" if required else ""
+    print(f"loaded {who} checkpoint {name!r} from {ckpt.path}{fits}")
     return ckpt
 
 
-def recorded_metrics(name: str, profile: str | None = None) -> dict[str, Any]:
+def recorded_metrics(name: str, profile: str | None = None,
+                     parents: Mapping[str, torch.nn.Module | str] | None = None) -> dict[str, Any]:
     """The metrics recorded with the checkpoint :func:`find_checkpoint` would load: reads its JSON only,
-    quietly (an empty dict if the file is missing or unreadable)."""
-    own = profile is not None and (runs_dir(profile) / f"{name}.safetensors").is_file()
+    quietly (an empty dict if the file is missing, unreadable or none fits ``parents``)."""
     try:
-        return json.loads(((runs_dir(profile) if own else shipped_dir()) / f"{name}.json").read_text()).get("metrics", {})
-    except (OSError, json.JSONDecodeError, AttributeError):
+        directory, _ = _choose(name, profile, True, _parent_shas(parents))
+        return read_meta(name, directory).get("metrics", {}) if directory is not None else {}
+    except (CheckpointError, AttributeError):
         return {}
+
+
+def metrics_of(model: torch.nn.Module) -> dict[str, Any]:
+    """The metrics recorded with the checkpoint ``model`` was loaded from (``{}`` for a model never saved)."""
+    found = getattr(model, "origin", None)
+    return read_meta(found.name, found.path.parent).get("metrics", {}) if isinstance(found, Origin) and found.path else {}
+
+
+def stages_without(parent: str, profile: str, stages: Iterable[str]) -> list[str]:
+    """The ``stages`` that have no checkpoint (yours of ``profile``, or the course's) trained on your ``parent`` of
+    ``profile``: what you would have to train before your ``parent`` can feed them."""
+    sha = read_meta(parent, runs_dir(profile))["sha256"]
+    return [s for s in stages if _choose(s, profile, True, {parent: sha})[0] is None]
 
 
 def load_into(model: torch.nn.Module, ckpt: Checkpoint) -> torch.nn.Module:
@@ -222,8 +352,13 @@ def load_into(model: torch.nn.Module, ckpt: Checkpoint) -> torch.nn.Module:
 
 
 def load_model(name: str, make: Callable[[dict[str, Any]], torch.nn.Module], profile: str | None = None,
-               device: str | torch.device = "cpu") -> torch.nn.Module:
-    """Your checkpoint ``name`` of ``profile`` if present, else the shipped one, loaded into ``make(config)``
-    and returned in eval mode on ``device``: what every lesson's ``load_*`` function does."""
-    ckpt = find_checkpoint(name, profile)
-    return load_into(make(ckpt.config), ckpt).to(device).eval()
+               device: str | torch.device = "cpu", parents: Mapping[str, torch.nn.Module | str] | None = None,
+               prefer_own: bool = True) -> torch.nn.Module:
+    """The checkpoint :func:`find_checkpoint` chooses, loaded into ``make(config)`` and returned in eval mode on
+    ``device`` with its :class:`Origin` as ``model.origin``: what every lesson's ``load_*`` function does."""
+    if set(PARENTS.get(name, ())) - set(parents or {}):
+        raise TypeError(f"loading {name!r} needs the model it reads from: parents={{'clip': clip_model}}")
+    ckpt = find_checkpoint(name, profile, prefer_own, parents)
+    model = load_into(make(ckpt.config), ckpt).to(device).eval()
+    model.origin = ckpt.origin
+    return model

@@ -22,7 +22,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -638,8 +638,26 @@ def main(argv: list[str] | None = None) -> None:
     print(f"saved {out} (trained {seconds / 60:.1f} min)")
 
 
-def load_clip(profile: str | None = None, device: str | torch.device = "cpu") -> CLIP:
-    """Your CLIP of ``profile`` if you trained one in lesson 01, else the course checkpoint (eval mode)."""
+def builder_clip(args) -> CLIP:
+    """The CLIP a checkpoint builder trains on: the course's, or with ``--clip yours`` yours of ``--profile``."""
+    return load_clip(args.profile if args.clip == "yours" else None)
+
+
+def load_clip(profile: str | None = None, device: str | torch.device = "cpu", for_stages: Sequence[str] = ()) -> CLIP:
+    """Your CLIP of ``profile`` if you trained one in lesson 01, else the course checkpoint (eval mode).
+
+    ``for_stages`` names the stages a lesson will feed this CLIP's embeddings to (``("prior", "decoder")``): your
+    CLIP is then used only if each of them has a checkpoint trained on it, and otherwise the course CLIP, with a
+    message saying why. The course stages were trained on the course CLIP; fed another CLIP's embeddings they draw
+    nonsense, however good that CLIP is.
+    """
+    if profile is not None and for_stages and (checkpoints.runs_dir(profile) / "clip.safetensors").is_file():
+        missing = checkpoints.stages_without("clip", profile, for_stages)
+        if missing:
+            print(f"Your CLIP ({checkpoints.runs_dir(profile) / 'clip.safetensors'}) is not used here: no "
+                  f"{' or '.join(missing)} was trained on its embeddings yet. This lesson uses the course CLIP and the "
+                  f"stages built on it (to use yours, train them on it with --clip yours; see checkpoints.PARENTS).")
+            profile = None
     return checkpoints.load_model("clip", lambda config: CLIP(CLIPConfig(**config)), profile, device)
 
 

@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import checkpoints, judge, profiles, shapes, tokenizer
-from .clip import Block, caption_tokens, load_clip
+from .clip import Block, builder_clip, caption_tokens
 from .guidance import judge_caption_samples, make_condition_sampler
 from .training import Curve, train
 from .vae import conv_block
@@ -414,7 +414,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tokenizer-steps", type=int, default=None, help="tokenizer steps (default: the profile's)")
     args = p.parse_args(argv)
     model, logs, seconds, curve = build(args.profile, args.tokenizer_steps, args.steps, args.device, eval_every=args.eval_every)
-    clip_model = load_clip(args.profile)
+    clip_model = builder_clip(args)  # reads no embedding; reranks with this CLIP
     results = judge_caption_samples(model.sample, clip_model, args.n_eval, condition="tokens")
     s = profiles.get_profile(args.profile).dalle1
     reranked = judge_caption_samples(lambda text, g: model.sample_reranked(text, clip_model, s.candidates, g), clip_model,

@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 
 from . import checkpoints, diffusion, judge, profiles, shapes, tokenizer
-from .clip import CaptionBank, caption_tokens, embed_images, encode_captions, load_clip
+from .clip import CLIP, CaptionBank, builder_clip, caption_tokens, embed_images, encode_captions, load_clip
 from .training import Curve, train
 from .unet import UNet, UNetConfig
 
@@ -183,15 +183,17 @@ def evaluate(decoder: Decoder, clip_model, n: int, split: str = "test", scale: f
 
 
 def build(profile_name: str, steps: int | None = None, device: str | torch.device = "cpu", progress: bool = True,
-          eval_every: int | None = None, n_eval: int = 128, eval_scale: float = 3.0) -> tuple[Decoder, list[float], float, list[dict]]:
-    """Train the decoder with a profile's settings (``steps`` overrides). With ``eval_every``, the EMA
+          eval_every: int | None = None, n_eval: int = 128, eval_scale: float = 3.0,
+          clip_model: CLIP | None = None) -> tuple[Decoder, list[float], float, list[dict]]:
+    """Train the decoder with a profile's settings (``steps`` overrides) on ``clip_model``'s image embeddings
+    (default: the course CLIP). With ``eval_every``, the EMA
     model's reconstructions of ``n_eval`` test images are judged every so many steps (sampling time is not
     training time). Returns ``(ema_decoder, losses, train_seconds, curve)``."""
     s = profiles.get_profile(profile_name).decoder
     steps = steps or s.steps
     profiles.seed_everything(s.seed)
     data = shapes.ShapesDataset("train", n=s.n_train, resolution=16)
-    clip_model = load_clip(profile_name)
+    clip_model = clip_model or load_clip()
     z_images = embed_images(clip_model, data.images)
     bank = CaptionBank.build(clip_model, caption_tokens(tokenizer.Tokenizer(), "single", data.attrs))
     model = Decoder(decoder_config(z_images.shape[-1]))
@@ -210,9 +212,10 @@ def build(profile_name: str, steps: int | None = None, device: str | torch.devic
     return ema.module, losses, seconds, curve
 
 
-def load_decoder(profile: str | None = None, device: str | torch.device = "cpu") -> Decoder:
-    """Your decoder of ``profile`` (from lesson 07) if present, else the course checkpoint (eval mode)."""
-    return checkpoints.load_model(CHECKPOINT, lambda config: Decoder(DecoderConfig.from_dict(config)), profile, device)
+def load_decoder(profile: str | None = None, device: str | torch.device = "cpu", *, clip: CLIP) -> Decoder:
+    """The decoder trained on ``clip``'s embeddings: yours of ``profile`` (from lesson 07) if it is, else the course
+    checkpoint if it is (eval mode); a :class:`~dalle2_lessons.checkpoints.CheckpointError` if neither."""
+    return checkpoints.load_model(CHECKPOINT, lambda config: Decoder(DecoderConfig.from_dict(config)), profile, device, {"clip": clip})
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -220,10 +223,10 @@ def main(argv: list[str] | None = None) -> None:
         "Train the course's unCLIP decoder (CLIP image embedding → 16×16 image) and save it.",
         "judge reconstructions every N steps (the accuracy-vs-minutes curve)", 256, "images for the final reconstruction table")
     args = p.parse_args(argv)
-    model, losses, seconds, curve = build(args.profile, args.steps, args.device, eval_every=args.eval_every)
+    clip_model = builder_clip(args)
+    model, losses, seconds, curve = build(args.profile, args.steps, args.device, eval_every=args.eval_every, clip_model=clip_model)
     model.cpu()
     s = profiles.get_profile(args.profile).decoder
-    clip_model = load_clip(args.profile)
     results = {}
     for split, scale, caption in [("test", 1.0, False), ("test", 2.0, False), ("test", 3.0, False), ("test", 5.0, False),
                                   ("test", 3.0, True), ("heldout", 3.0, False)]:
@@ -231,7 +234,8 @@ def main(argv: list[str] | None = None) -> None:
         results[key] = evaluate(model, clip_model, args.n_eval, split, scale, caption=caption).as_dict()
         print(f"reconstruction {key}: {results[key]}", flush=True)
     rebuild = checkpoints.command("decoder", profile=args.profile, steps=args.steps, eval_every=args.eval_every)
-    checkpoints.save_build(CHECKPOINT, model, args, {"eval": results}, losses, seconds, curve, args.steps or s.steps, rebuild)
+    checkpoints.save_build(CHECKPOINT, model, args, {"eval": results}, losses, seconds, curve, args.steps or s.steps, rebuild,
+                           parents={"clip": clip_model})
 
 
 if __name__ == "__main__":

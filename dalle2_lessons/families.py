@@ -6,20 +6,21 @@ the same way — the judge's accuracy on test captions and on held-out colour–
 pixels), diversity (spread across samples of one caption), training minutes (recorded in the checkpoints
 when they were built) and sampling seconds per image (measured now).
 
-Every family reads captions through the same frozen course CLIP, except DALL·E 1, which reads the caption's
-tokens itself (as it did) and uses CLIP only to rerank.
+Every family reads captions through the same frozen CLIP (the course's, unless every stage was trained on
+yours), except DALL·E 1, which reads the caption's tokens itself (as it did) and uses CLIP only to rerank.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
+import torch.nn as nn
 
 from . import checkpoints, dalle1, gan, guidance, judge, shapes, unclip, vae
-from .clip import embed_texts
+from .clip import embed_texts, load_clip
 from .diffusion import cosine_schedule
 from .tokenizer import Tokenizer
 
@@ -34,6 +35,7 @@ class Family:
     sample: Sampler  #: ``(captions (B), generator) → (B, 3, 16, 16)`` in [-1, 1]
     checkpoints: tuple[str, ...]  #: the checkpoints it is made of (their training minutes add up)
     note: str = ""  #: how it samples, in a few words
+    parts: dict[str, nn.Module] = field(default_factory=dict)  #: the loaded checkpoints, by name (with the CLIP it reads)
 
 
 def load_families(profile: str | None = None, device: str | torch.device = "cpu", diffusion_steps: int = 50,
@@ -43,12 +45,13 @@ def load_families(profile: str | None = None, device: str | torch.device = "cpu"
     ``diffusion_steps``: DDIM steps of the diffusion decoders; ``prior_steps``: DDIM steps of unCLIP's prior;
     ``candidates``: samples per caption that CLIP reranks for "DALL·E 1 + reranking".
     """
-    system = unclip.UnCLIP.load(profile, device)  # the course CLIP, prior and decoder (the upsampler is not used)
-    clip_model, tok, schedule = system.clip, Tokenizer(), cosine_schedule()
-    vae_model, gan_model = vae.load_vae(profile, device), gan.load_gan(profile, device)
+    clip_model = load_clip(profile, device, for_stages=("prior", "decoder", "text-diffusion", "vae", "gan"))
+    system = unclip.UnCLIP.load(profile, device, clip=clip_model)  # the upsampler is not used
+    tok, schedule = Tokenizer(), cosine_schedule()
+    vae_model, gan_model = vae.load_vae(profile, device, clip=clip_model), gan.load_gan(profile, device, clip=clip_model)
     dalle = dalle1.load_dalle1(profile, device)
-    glide = guidance.load_text_diffusion(profile, device)
-    glide_scale = float(checkpoints.recorded_metrics("text-diffusion", profile).get("best_scale", 3.0))
+    glide = guidance.load_text_diffusion(profile, device, clip=clip_model)
+    glide_scale = float(checkpoints.metrics_of(glide).get("best_scale", 3.0))
 
     def embed(captions: list[str]) -> torch.Tensor:
         return embed_texts(clip_model, tok.encode_batch(captions))
@@ -61,25 +64,27 @@ def load_families(profile: str | None = None, device: str | torch.device = "cpu"
         z = system.image_embeddings(text, token_features, mask, steps=prior_steps, generator=g)
         return system.decode(z, scale=3.0, steps=diffusion_steps, generator=g)
 
+    c = {"clip": clip_model}
     families = [
-        Family("VAE", lambda c, g: vae_model.sample(embed(c), g), ("vae",), "one decoder pass"),
-        Family("GAN", lambda c, g: gan_model.sample(embed(c), g), ("gan",), "one generator pass"),
-        Family("DALL·E 1", lambda c, g: dalle.sample(tokens(c), g), ("dalle1",), "64 tokens, top-k 32"),
+        Family("VAE", lambda c, g: vae_model.sample(embed(c), g), ("vae",), "one decoder pass", {**c, "vae": vae_model}),
+        Family("GAN", lambda c, g: gan_model.sample(embed(c), g), ("gan",), "one generator pass", {**c, "gan": gan_model}),
+        Family("DALL·E 1", lambda c, g: dalle.sample(tokens(c), g), ("dalle1",), "64 tokens, top-k 32", {"dalle1": dalle}),
         Family(f"DALL·E 1 + CLIP best of {candidates}", lambda c, g: dalle.sample_reranked(tokens(c), clip_model, candidates, g),
-               ("dalle1",), f"{candidates} candidates, CLIP keeps 1"),
+               ("dalle1",), f"{candidates} candidates, CLIP keeps 1", {**c, "dalle1": dalle}),
         Family("text → pixels diffusion", lambda c, g: guidance.sample(glide, embed(c), schedule, glide_scale, diffusion_steps,
                                                                        generator=g, device=device),
-               ("text-diffusion",), f"DDIM {diffusion_steps}, guidance {glide_scale:g}"),
+               ("text-diffusion",), f"DDIM {diffusion_steps}, guidance {glide_scale:g}", {**c, "text-diffusion": glide}),
         Family("unCLIP (prior + decoder)", unclip_sample, ("prior", "decoder"),
-               f"prior DDIM {prior_steps} ×2 candidates, decoder DDIM {diffusion_steps}"),
+               f"prior DDIM {prior_steps} ×2 candidates, decoder DDIM {diffusion_steps}",
+               {**c, "prior": system.prior, "decoder": system.decoder}),
     ]
     return {f.name: f for f in families}
 
 
-def train_minutes(family: Family, profile: str | None = None) -> float:
+def train_minutes(family: Family) -> float:
     """The training minutes recorded in the family's checkpoints (the shared CLIP not included); NaN where a
     checkpoint recorded none (a lesson's own run)."""
-    seconds = [checkpoints.recorded_metrics(name, profile).get("train_seconds") for name in family.checkpoints]
+    seconds = [checkpoints.metrics_of(family.parts[name]).get("train_seconds") for name in family.checkpoints]
     return float("nan") if None in seconds else sum(seconds) / 60
 
 

@@ -37,7 +37,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 from tqdm.auto import tqdm
 
 from . import checkpoints, judge, profiles, shapes, tokenizer
-from .clip import load_clip
+from .clip import CLIP, builder_clip, load_clip
 from .guidance import clip_caption_embeddings, eval_conditions, judge_caption_samples, make_condition_sampler
 from .training import Curve
 
@@ -190,8 +190,9 @@ def evaluate(gen: Generator, cond: torch.Tensor, attrs: torch.Tensor, seed: int 
 
 def build(profile_name: str, steps: int | None = None, device: str | torch.device = "cpu", progress: bool = True,
           eval_every: int | None = None, n_eval: int = 256, loss: str | None = None, use_spectral_norm: bool | None = None,
-          lr: float | None = None) -> tuple[Generator, dict[str, list[float]], float, list[dict]]:
-    """Train a conditional GAN with a profile's settings (the keyword arguments override them).
+          lr: float | None = None, clip_model: CLIP | None = None) -> tuple[Generator, dict[str, list[float]], float, list[dict]]:
+    """Train a conditional GAN with a profile's settings (the keyword arguments override them), conditioned on
+    ``clip_model``'s text embeddings (default: the course CLIP).
 
     Returns ``(generator, per-step log, train_seconds, curve)``; the curve judges ``n_eval`` test captions
     every ``eval_every`` steps (judging time is not counted as training time).
@@ -200,7 +201,7 @@ def build(profile_name: str, steps: int | None = None, device: str | torch.devic
     steps = steps or s.steps
     profiles.seed_everything(s.seed)
     data = shapes.ShapesDataset("train", n=s.n_train, resolution=16)
-    clip_model = load_clip(profile_name)
+    clip_model = clip_model or load_clip()
     get_cond = make_condition_sampler("clip", data.attrs, clip_caption_embeddings(clip_model, tokenizer.Tokenizer(), data.attrs))
     config = GANConfig(latent_dim=s.latent_dim)
     gen = Generator(config)
@@ -218,21 +219,24 @@ def build(profile_name: str, steps: int | None = None, device: str | torch.devic
     return gen.eval(), log, curve.train_seconds, curve.points
 
 
-def load_gan(profile: str | None = None, device: str | torch.device = "cpu") -> Generator:
-    """Your generator of ``profile`` (from lesson 11) if present, else the course checkpoint (eval mode)."""
-    return checkpoints.load_model(CHECKPOINT, lambda config: Generator(GANConfig(**config)), profile, device)
+def load_gan(profile: str | None = None, device: str | torch.device = "cpu", *, clip: CLIP) -> Generator:
+    """The generator conditioned on ``clip``'s text embeddings: yours of ``profile`` (from lesson 11) if it is, else
+    the course checkpoint if it is (eval mode); a :class:`~dalle2_lessons.checkpoints.CheckpointError` if neither."""
+    return checkpoints.load_model(CHECKPOINT, lambda config: Generator(GANConfig(**config)), profile, device, {"clip": clip})
 
 
 def main(argv: list[str] | None = None) -> None:
     p = checkpoints.build_parser("Train the course's conditional GAN (hinge loss, spectral norm) and save its generator.",
                                  "judge the generator every N steps (the accuracy-vs-minutes curve)", 512, "test / held-out captions judged at the end")
     args = p.parse_args(argv)
-    gen, log, seconds, curve = build(args.profile, args.steps, args.device, eval_every=args.eval_every)
+    clip_model = builder_clip(args)
+    gen, log, seconds, curve = build(args.profile, args.steps, args.device, eval_every=args.eval_every, clip_model=clip_model)
     gen.cpu()
-    results = judge_caption_samples(gen.sample, load_clip(args.profile), args.n_eval)
+    results = judge_caption_samples(gen.sample, clip_model, args.n_eval)
     s = profiles.get_profile(args.profile).gan
     rebuild = checkpoints.command("gan", profile=args.profile, steps=args.steps, eval_every=args.eval_every)
-    checkpoints.save_build(CHECKPOINT, gen, args, {"eval": results}, log["g_loss"], seconds, curve, args.steps or s.steps, rebuild)
+    checkpoints.save_build(CHECKPOINT, gen, args, {"eval": results}, log["g_loss"], seconds, curve, args.steps or s.steps, rebuild,
+                           parents={"clip": clip_model})
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ import torch
 import torch.nn as nn
 
 from . import checkpoints, diffusion, judge, profiles, shapes, tokenizer
-from .clip import caption_tokens, embed_texts, load_clip
+from .clip import CLIP, builder_clip, caption_tokens, embed_texts, load_clip
 from .training import Curve, train
 from .unet import UNet, UNetConfig
 
@@ -253,8 +253,10 @@ def evaluate(
 def build(
     profile_name: str, condition: str = "clip", steps: int | None = None, device: str | torch.device = "cpu",
     progress: bool = True, eval_every: int | None = None, n_eval: int = 128, eval_scale: float = 3.0,
+    clip_model: CLIP | None = None,
 ) -> tuple[ConditionalUNet, list[float], float, list[dict]]:
-    """Train a text-conditional U-Net with a profile's settings (``steps`` overrides the profile's).
+    """Train a text-conditional U-Net with a profile's settings (``steps`` overrides the profile's), conditioned on
+    ``clip_model``'s text embeddings (default: the course CLIP) or on attribute tokens.
 
     With ``eval_every``, the EMA model is judged every so many steps on ``n_eval`` test captions
     (DDIM-50, guidance ``eval_scale``; sampling time is not counted as training time), which gives
@@ -264,7 +266,7 @@ def build(
     steps = steps or s.steps
     profiles.seed_everything(s.seed)
     data = shapes.ShapesDataset("train", n=s.n_train, resolution=16)
-    clip_model = load_clip(profile_name) if condition == "clip" else None
+    clip_model = (clip_model or load_clip()) if condition == "clip" else None
     emb = clip_caption_embeddings(clip_model, tokenizer.Tokenizer(), data.attrs) if clip_model is not None else None
     get_cond = make_condition_sampler(condition, data.attrs, emb)
     cond_dim = emb.shape[-1] if emb is not None else s.cond_dim
@@ -285,9 +287,11 @@ def build(
     return ema.module, losses, seconds, curve
 
 
-def load_text_diffusion(profile: str | None = None, device: str | torch.device = "cpu") -> ConditionalUNet:
-    """Your text-conditional U-Net of ``profile`` (from lesson 05) if present, else the course checkpoint."""
-    return checkpoints.load_model(CHECKPOINT, lambda config: ConditionalUNet(ConditionalConfig.from_dict(config)), profile, device)
+def load_text_diffusion(profile: str | None = None, device: str | torch.device = "cpu", *, clip: CLIP) -> ConditionalUNet:
+    """The text-conditional U-Net trained on ``clip``'s text embeddings: yours of ``profile`` (from lesson 05) if it
+    is, else the course checkpoint if it is; a :class:`~dalle2_lessons.checkpoints.CheckpointError` if neither."""
+    return checkpoints.load_model(CHECKPOINT, lambda config: ConditionalUNet(ConditionalConfig.from_dict(config)), profile, device,
+                                  {"clip": clip})
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -296,11 +300,13 @@ def main(argv: list[str] | None = None) -> None:
         "judge the model every N steps (the accuracy-vs-minutes curve)", 256, "test captions for the final guidance sweep and the DDPM/DDIM comparison")
     p.add_argument("--condition", default="clip", choices=("clip", "attributes"))
     args = p.parse_args(argv)
-    model, losses, seconds, curve = build(args.profile, args.condition, args.steps, args.device, eval_every=args.eval_every)
+    clip_model = builder_clip(args) if args.condition == "clip" else None
+    model, losses, seconds, curve = build(args.profile, args.condition, args.steps, args.device, eval_every=args.eval_every,
+                                          clip_model=clip_model)
     model.cpu()
     s = profiles.get_profile(args.profile).guidance
     schedule = diffusion.cosine_schedule()
-    cond, attrs, _ = eval_conditions(args.condition, args.n_eval, load_clip(args.profile) if args.condition == "clip" else None)
+    cond, attrs, _ = eval_conditions(args.condition, args.n_eval, clip_model)
     results = {}
     for scale in s.scales:
         results[f"ddim50_s{scale:g}"] = evaluate(model, schedule, cond, attrs, scale).as_dict()
@@ -313,7 +319,8 @@ def main(argv: list[str] | None = None) -> None:
     rebuild = checkpoints.command("guidance", profile=args.profile, steps=args.steps,
                                   condition=args.condition if args.condition != "clip" else None, eval_every=args.eval_every)
     name = CHECKPOINT if args.condition == "clip" else f"{CHECKPOINT}-attributes"
-    checkpoints.save_build(name, model, args, {"eval": results, "best_scale": best}, losses, seconds, curve, args.steps or s.steps, rebuild)
+    checkpoints.save_build(name, model, args, {"eval": results, "best_scale": best}, losses, seconds, curve, args.steps or s.steps, rebuild,
+                           parents={"clip": clip_model} if clip_model is not None else None)
 
 
 if __name__ == "__main__":

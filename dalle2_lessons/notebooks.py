@@ -51,8 +51,10 @@ import sys
 
 if "google.colab" in sys.modules:
     ![ -d {course.COLAB_CHECKOUT} ] || git clone --quiet --depth 1 {course.REPO_URL} {course.COLAB_CHECKOUT}
-    %pip install --quiet -e {course.COLAB_CHECKOUT}
+    %pip install --quiet --no-deps -e {course.COLAB_CHECKOUT}
     sys.path.insert(0, "{course.COLAB_CHECKOUT}")
+    from dalle2_lessons.colab import install_missing
+    install_missing()  # only what Colab lacks; upgrades nothing (Colab's widgets need its ipywidgets 7)
 
 import dalle2_lessons as dl
 

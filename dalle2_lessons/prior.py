@@ -29,7 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import checkpoints, diffusion, profiles, shapes, tokenizer
-from .clip import CaptionBank, caption_tokens, embed_images, encode_captions, load_clip
+from .clip import CLIP, CaptionBank, builder_clip, caption_tokens, embed_images, encode_captions, load_clip
 from .training import Curve, train
 from .unet import timestep_embedding
 
@@ -255,14 +255,15 @@ def compare(
 
 
 def build(profile_name: str, steps: int | None = None, device: str | torch.device = "cpu", progress: bool = True,
-          eval_every: int | None = None, n_eval: int = 500) -> tuple[DiffusionPrior, list[float], float, list[dict], PriorData]:
-    """Train the prior with a profile's settings (``steps`` overrides). With ``eval_every``, the EMA
-    prior's mean cosine to the true image embedding on ``n_eval`` test captions is measured every so many
-    steps. Returns ``(ema_prior, losses, train_seconds, curve, training_data)``."""
+          eval_every: int | None = None, n_eval: int = 500,
+          clip_model: CLIP | None = None) -> tuple[DiffusionPrior, list[float], float, list[dict], PriorData]:
+    """Train the prior with a profile's settings (``steps`` overrides) on ``clip_model``'s embeddings (default: the
+    course CLIP). With ``eval_every``, the EMA prior's mean cosine to the true image embedding on ``n_eval`` test
+    captions is measured every so many steps. Returns ``(ema_prior, losses, train_seconds, curve, training_data)``."""
     s = profiles.get_profile(profile_name).prior
     steps = steps or s.steps
     profiles.seed_everything(s.seed)
-    clip_model = load_clip(profile_name)
+    clip_model = clip_model or load_clip()
     data = PriorData.build(clip_model, s.n_train)
     feats = data.bank.features
     model = DiffusionPrior(PriorConfig(embed_dim=data.image_emb.shape[-1], token_width=feats.shape[-1], context_length=feats.shape[1]))
@@ -279,9 +280,10 @@ def build(profile_name: str, steps: int | None = None, device: str | torch.devic
     return ema.module.eval(), losses, seconds, curve, data
 
 
-def load_prior(profile: str | None = None, device: str | torch.device = "cpu") -> DiffusionPrior:
-    """Your prior of ``profile`` (from lesson 06) if present, else the course checkpoint (eval mode)."""
-    return checkpoints.load_model(CHECKPOINT, lambda config: DiffusionPrior(PriorConfig(**config)), profile, device)
+def load_prior(profile: str | None = None, device: str | torch.device = "cpu", *, clip: CLIP) -> DiffusionPrior:
+    """The prior trained on ``clip``'s embeddings: yours of ``profile`` (from lesson 06) if it is, else the course
+    checkpoint if it is (eval mode); a :class:`~dalle2_lessons.checkpoints.CheckpointError` if neither."""
+    return checkpoints.load_model(CHECKPOINT, lambda config: DiffusionPrior(PriorConfig(**config)), profile, device, {"clip": clip})
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -289,10 +291,10 @@ def main(argv: list[str] | None = None) -> None:
         "Train the course's diffusion prior (CLIP text embedding → CLIP image embedding) and save it.",
         "measure the cosine table every N steps", 1000, "captions per split for the final cosine table")
     args = p.parse_args(argv)
-    model, losses, seconds, curve, data = build(args.profile, args.steps, args.device, eval_every=args.eval_every)
+    clip_model = builder_clip(args)
+    model, losses, seconds, curve, data = build(args.profile, args.steps, args.device, eval_every=args.eval_every, clip_model=clip_model)
     model.cpu()
     s = profiles.get_profile(args.profile).prior
-    clip_model = load_clip(args.profile)
     results = {}
     for split in ("test", "heldout"):
         for scale in (1.0, 2.0):
@@ -300,7 +302,8 @@ def main(argv: list[str] | None = None) -> None:
             results[key] = {k: round(v, 4) for k, v in compare(model, clip_model, data, args.n_eval, split, scale, s.sample_steps, s.candidates).items()}
             print(f"{key}: {results[key]}", flush=True)
     rebuild = checkpoints.command("prior", profile=args.profile, steps=args.steps, eval_every=args.eval_every)
-    checkpoints.save_build(CHECKPOINT, model, args, {"cosine": results}, losses, seconds, curve, args.steps or s.steps, rebuild)
+    checkpoints.save_build(CHECKPOINT, model, args, {"cosine": results}, losses, seconds, curve, args.steps or s.steps, rebuild,
+                           parents={"clip": clip_model})
 
 
 if __name__ == "__main__":

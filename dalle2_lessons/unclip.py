@@ -66,9 +66,12 @@ class UnCLIP:
     schedule: diffusion.NoiseSchedule = field(default_factory=diffusion.cosine_schedule)
 
     @classmethod
-    def load(cls, profile: str | None = None, device: str | torch.device = "cpu") -> UnCLIP:
-        """Your checkpoints of ``profile`` where you trained them, else the course's."""
-        return cls(load_clip(profile, device), load_prior(profile, device), load_decoder(profile, device), load_upsampler(profile, device))
+    def load(cls, profile: str | None = None, device: str | torch.device = "cpu", clip: CLIP | None = None) -> UnCLIP:
+        """Your checkpoints of ``profile`` where you trained them, else the course's, chosen so that the prior and
+        decoder were trained on the CLIP they are fed: ``clip`` if given, else yours only if both were trained on it
+        (see :func:`~dalle2_lessons.clip.load_clip`). The upsampler reads pixels only, so any fits."""
+        clip = clip or load_clip(profile, device, for_stages=("prior", "decoder"))
+        return cls(clip, load_prior(profile, device, clip=clip), load_decoder(profile, device, clip=clip), load_upsampler(profile, device))
 
     @property
     def device(self) -> torch.device:

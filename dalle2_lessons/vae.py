@@ -32,7 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import checkpoints, judge, profiles, shapes, tokenizer
-from .clip import load_clip
+from .clip import CLIP, builder_clip, load_clip
 from .guidance import clip_caption_embeddings, eval_conditions, judge_caption_samples, make_condition_sampler
 from .training import Curve, train
 
@@ -140,15 +140,17 @@ def evaluate(model: ConditionalVAE, cond: torch.Tensor, attrs: torch.Tensor, see
 
 
 def build(profile_name: str, steps: int | None = None, device: str | torch.device = "cpu", progress: bool = True,
-          eval_every: int | None = None, n_eval: int = 256, pixel_sigma: float | None = None) -> tuple[ConditionalVAE, dict[str, list[float]], float, list[dict]]:
-    """Train the course VAE with a profile's settings (``steps`` and ``pixel_sigma`` override them). Returns
+          eval_every: int | None = None, n_eval: int = 256, pixel_sigma: float | None = None,
+          clip_model: CLIP | None = None) -> tuple[ConditionalVAE, dict[str, list[float]], float, list[dict]]:
+    """Train the course VAE with a profile's settings (``steps`` and ``pixel_sigma`` override them), conditioned on
+    ``clip_model``'s text embeddings (default: the course CLIP). Returns
     ``(ema_model, {"loss", "reconstruction", "kl"} per step, train_seconds, curve)``; the curve judges ``n_eval``
     test captions every ``eval_every`` steps."""
     s = profiles.get_profile(profile_name).vae
     steps = steps or s.steps
     profiles.seed_everything(s.seed)
     data = shapes.ShapesDataset("train", n=s.n_train, resolution=16)
-    clip_model = load_clip(profile_name)
+    clip_model = clip_model or load_clip()
     get_cond = make_condition_sampler("clip", data.attrs, clip_caption_embeddings(clip_model, tokenizer.Tokenizer(), data.attrs))
     model = ConditionalVAE(VAEConfig(latent_dim=s.latent_dim, pixel_sigma=pixel_sigma or s.pixel_sigma))
     images = data.images.to(device)
@@ -167,22 +169,25 @@ def build(profile_name: str, steps: int | None = None, device: str | torch.devic
     return ema.module, {"loss": losses, **terms}, curve.train_seconds, curve.points
 
 
-def load_vae(profile: str | None = None, device: str | torch.device = "cpu") -> ConditionalVAE:
-    """Your VAE of ``profile`` (from lesson 10) if present, else the course checkpoint (eval mode)."""
-    return checkpoints.load_model(CHECKPOINT, lambda config: ConditionalVAE(VAEConfig(**config)), profile, device)
+def load_vae(profile: str | None = None, device: str | torch.device = "cpu", *, clip: CLIP) -> ConditionalVAE:
+    """The VAE conditioned on ``clip``'s text embeddings: yours of ``profile`` (from lesson 10) if it is, else the
+    course checkpoint if it is (eval mode); a :class:`~dalle2_lessons.checkpoints.CheckpointError` if neither."""
+    return checkpoints.load_model(CHECKPOINT, lambda config: ConditionalVAE(VAEConfig(**config)), profile, device, {"clip": clip})
 
 
 def main(argv: list[str] | None = None) -> None:
     p = checkpoints.build_parser("Train the course's conditional VAE and save it.",
                                  "judge the model every N steps (the accuracy-vs-minutes curve)", 512, "test / held-out captions judged at the end")
     args = p.parse_args(argv)
-    model, terms, seconds, curve = build(args.profile, args.steps, args.device, eval_every=args.eval_every)
+    clip_model = builder_clip(args)
+    model, terms, seconds, curve = build(args.profile, args.steps, args.device, eval_every=args.eval_every, clip_model=clip_model)
     model.cpu()
-    results = judge_caption_samples(model.sample, load_clip(args.profile), args.n_eval)
+    results = judge_caption_samples(model.sample, clip_model, args.n_eval)
     s = profiles.get_profile(args.profile).vae
     rebuild = checkpoints.command("vae", profile=args.profile, steps=args.steps, eval_every=args.eval_every)
     results["final_terms"] = {k: sum(v[-50:]) / len(v[-50:]) for k, v in terms.items() if k != "loss"}
-    checkpoints.save_build(CHECKPOINT, model, args, {"eval": results}, terms["loss"], seconds, curve, args.steps or s.steps, rebuild)
+    checkpoints.save_build(CHECKPOINT, model, args, {"eval": results}, terms["loss"], seconds, curve, args.steps or s.steps, rebuild,
+                           parents={"clip": clip_model})
 
 
 if __name__ == "__main__":

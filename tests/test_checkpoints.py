@@ -107,3 +107,87 @@ def test_rebuild_commands_are_spelled_like_the_shipped_ones():
 
     assert checkpoints.command("guidance", profile="cpu", steps=1500, condition=None, eval_every=250) == checkpoints.REBUILD_COMMANDS["text-diffusion"]
     assert checkpoints.command("decoder", profile="cpu", steps=1500, eval_every=250) == checkpoints.REBUILD_COMMANDS["decoder"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Lineage: a stage is only ever paired with the CLIP it was trained on.
+
+
+def _clip_from_another_seed(seed: int = 1):
+    """A CLIP shaped like the course's with other weights: what a learner's lesson-01 run leaves in runs/."""
+    from dalle2_lessons.clip import CLIP, CLIPConfig
+
+    torch.manual_seed(seed)
+    return CLIP(CLIPConfig(**checkpoints.load_checkpoint("clip").config))
+
+
+def test_every_shipped_stage_records_the_shipped_clip_it_was_trained_on():
+    clip_sha = checkpoints.read_meta("clip", checkpoints.shipped_dir())["sha256"]
+    for name, parents in checkpoints.PARENTS.items():
+        meta = checkpoints.read_meta(name, checkpoints.shipped_dir())
+        assert meta["parents"] == {p: clip_sha for p in parents}, name
+    attributes = checkpoints.read_meta("text-diffusion-attributes", checkpoints.shipped_dir())
+    assert attributes["parents"] == {}, "the attribute model reads no CLIP"
+
+
+def test_a_stage_that_reads_embeddings_must_name_its_parents(tmp_path):
+    with pytest.raises(CheckpointError, match="parents"):
+        save_checkpoint("prior", _model().state_dict(), {}, tmp_path)
+    with pytest.raises(CheckpointError, match="not loaded from a checkpoint"):
+        save_checkpoint("prior", _model().state_dict(), {}, tmp_path, parents={"clip": _model()})
+    with pytest.raises(TypeError, match="parents"):
+        checkpoints.load_model("prior", lambda config: _model())
+
+
+def test_a_learners_clip_is_never_paired_with_course_stages(tmp_path, monkeypatch, capsys):
+    """The bug this guards against: lesson 01 saves your CLIP; lessons 06-09 fed its embeddings to the course prior and
+    decoder (trained on the course CLIP) and drew wrong colours and blobs without a word."""
+    from dalle2_lessons import decoder, prior, unclip
+    from dalle2_lessons.clip import load_clip
+
+    monkeypatch.setenv("DALLE2_LESSONS_RUNS", str(tmp_path))
+    mine = _clip_from_another_seed()
+    save_checkpoint("clip", mine.state_dict(), mine.config_dict(), checkpoints.runs_dir("cpu"))
+    course_sha = checkpoints.read_meta("clip", checkpoints.shipped_dir())["sha256"]
+
+    yours = load_clip("cpu")  # lessons that train on your CLIP (01, 10, 11) still get it
+    assert yours.origin.path.parent == checkpoints.runs_dir("cpu") and yours.origin.sha256 != course_sha
+
+    # Refused: the course prior was trained on another CLIP, and nothing in runs/ was trained on yours.
+    with pytest.raises(CheckpointError, match=r"(?s)No 'prior' checkpoint was trained on the clip.*--clip yours"):
+        prior.load_prior("cpu", clip=yours)
+
+    # Resolved: the pipeline picks the course CLIP, because the prior and decoder it can load were trained on it, and says so.
+    capsys.readouterr()
+    system = unclip.UnCLIP.load("cpu")
+    out = capsys.readouterr().out
+    assert "Your CLIP" in out and "is not used here" in out and "prior or decoder" in out
+    assert system.clip.origin.sha256 == course_sha
+    assert system.prior.origin.parents == system.decoder.origin.parents == {"clip": course_sha}
+
+    # Once both stages are trained on your CLIP (here: course weights saved as if they were), yours is used throughout.
+    for stage, make in (("prior", lambda: prior.load_prior(clip=system.clip)), ("decoder", lambda: decoder.load_decoder(clip=system.clip))):
+        model = make()
+        save_checkpoint(stage, model.state_dict(), model.config_dict(), checkpoints.runs_dir("cpu"), parents={"clip": yours})
+    system = unclip.UnCLIP.load("cpu")
+    assert system.clip.origin.sha256 == yours.origin.sha256
+    assert system.prior.origin.path.parent == system.decoder.origin.path.parent == checkpoints.runs_dir("cpu")
+
+
+def test_your_stage_trained_on_another_clip_is_skipped_with_a_reason(tmp_path, monkeypatch, capsys):
+    from dalle2_lessons import prior
+    from dalle2_lessons.clip import load_clip
+
+    monkeypatch.setenv("DALLE2_LESSONS_RUNS", str(tmp_path))
+    mine = _clip_from_another_seed(2)
+    save_checkpoint("clip", mine.state_dict(), mine.config_dict(), tmp_path / "elsewhere")
+    other_sha = checkpoints.read_meta("clip", tmp_path / "elsewhere")["sha256"]
+    course = load_clip()
+    model = prior.load_prior(clip=course)
+    save_checkpoint("prior", model.state_dict(), model.config_dict(), checkpoints.runs_dir("cpu"), parents={"clip": other_sha})
+    capsys.readouterr()
+    chosen = prior.load_prior("cpu", clip=course)
+    out = capsys.readouterr().out
+    assert chosen.origin.path.parent == checkpoints.shipped_dir()
+    assert f"skipped your 'prior'" in out and other_sha[:8] in out
+    assert checkpoints.recorded_metrics("prior", "cpu", parents={"clip": course}) == checkpoints.metrics_of(chosen)

@@ -93,6 +93,7 @@ def test_a_tiny_decoder_learns_to_tell_two_embeddings_apart():
 def test_the_course_decoder_reconstructs_test_images_from_their_clip_embeddings():
     from dalle2_lessons.clip import load_clip
 
-    model = decoder.load_decoder()
-    report = decoder.evaluate(model, load_clip(), n=48, scale=3.0, steps=25, seed=5)
+    clip_model = load_clip()
+    model = decoder.load_decoder(clip=clip_model)
+    report = decoder.evaluate(model, clip_model, n=48, scale=3.0, steps=25, seed=5)
     assert report.all_correct >= 0.8, report

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from dalle2_lessons import checkpoints, gan
+from dalle2_lessons.clip import load_clip
 
 CONFIG = gan.GANConfig(cond_dim=8, latent_dim=4, width=16)
 
@@ -59,7 +60,7 @@ def test_one_training_run_moves_both_players():
 
 def test_course_checkpoint_loads_with_its_numbers():
     ckpt = checkpoints.load_checkpoint(gan.CHECKPOINT)
-    assert isinstance(gan.load_gan(), gan.Generator)
+    assert isinstance(gan.load_gan(clip=load_clip()), gan.Generator)
     for split in ("test", "heldout"):
         assert set(ckpt.metrics["eval"][split]) >= {"all", "colour", "shape", "size", "position", "soft_pixels"}
     assert "gan" in checkpoints.REBUILD_COMMANDS

@@ -97,6 +97,6 @@ def test_the_course_prior_beats_both_baselines_on_held_out_captions():
 
     clip_model = load_clip()
     data = prior.PriorData.build(clip_model, 2000)
-    row = prior.compare(prior.load_prior(), clip_model, data, 64, "heldout", steps=32)
+    row = prior.compare(prior.load_prior(clip=clip_model), clip_model, data, 64, "heldout", steps=32)
     assert row["prior"] > row["no_prior"] + 0.003, row
     assert row["prior"] > row["nearest"], row

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from dalle2_lessons import checkpoints, judge, shapes, vae
+from dalle2_lessons.clip import load_clip
 
 CONFIG = vae.VAEConfig(cond_dim=8, latent_dim=4, width=8)
 
@@ -80,7 +81,7 @@ def test_soft_pixels_tells_blur_from_a_clean_render():
 
 def test_course_checkpoint_loads_and_meets_its_recorded_numbers():
     ckpt = checkpoints.load_checkpoint(vae.CHECKPOINT)
-    model = vae.load_vae()
+    model = vae.load_vae(clip=load_clip())
     assert isinstance(model, vae.ConditionalVAE) and ckpt.config["latent_dim"] == model.config.latent_dim
     for split in ("test", "heldout"):
         assert set(ckpt.metrics["eval"][split]) >= {"all", "colour", "shape", "size", "position", "soft_pixels"}
