@@ -21,7 +21,6 @@ Rebuild the course checkpoint: ``python -m dalle2_lessons.dalle1 --profile cpu``
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 

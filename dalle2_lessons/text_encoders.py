@@ -32,7 +32,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from . import clip, shapes, tokenizer
 

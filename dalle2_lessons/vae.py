@@ -29,7 +29,6 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from . import checkpoints, judge, profiles, shapes, tokenizer
 from .clip import CLIP, builder_clip, load_clip

@@ -189,5 +189,5 @@ def test_your_stage_trained_on_another_clip_is_skipped_with_a_reason(tmp_path, m
     chosen = prior.load_prior("cpu", clip=course)
     out = capsys.readouterr().out
     assert chosen.origin.path.parent == checkpoints.shipped_dir()
-    assert f"skipped your 'prior'" in out and other_sha[:8] in out
+    assert "skipped your 'prior'" in out and other_sha[:8] in out
     assert checkpoints.recorded_metrics("prior", "cpu", parents={"clip": course}) == checkpoints.metrics_of(chosen)
