@@ -199,8 +199,8 @@ def save_checkpoint(
     shas = _parent_shas(parents)
     missing = set(PARENTS.get(name, ())) - set(shas)
     if missing:
-        raise CheckpointError(f"Checkpoint {name!r} must record what it was trained on: pass parents={{{', '.join(repr(m) + ': ...' for m in sorted(missing))}}} "
-                              f"(the loaded model, e.g. the CLIP whose embeddings it learnt from).")
+        raise CheckpointError(f"Checkpoint {name!r} must record what it was trained on: pass parents={{'{min(missing)}': model}}, "
+                              f"the loaded model whose embeddings it learnt from.")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     weights = directory / f"{name}.safetensors"
@@ -264,7 +264,9 @@ def load_checkpoint(name: str, directory: str | Path | None = None) -> Checkpoin
 
 def _mismatch(meta: dict[str, Any], required: dict[str, str]) -> str | None:
     """Why a checkpoint's recorded parents do not fit ``required`` (name → sha256), or None if they do."""
-    recorded = meta.get("parents") or {}
+    recorded = meta.get("parents")
+    if recorded is None:
+        return "records no parents (saved before checkpoints did): save it again"
     wrong = [f"{k} {_short(recorded.get(k))} (not {_short(sha)})" for k, sha in required.items() if recorded.get(k) != sha]
     return f"was trained on {', '.join(wrong)}" if wrong else None
 
@@ -276,7 +278,7 @@ def _choose(name: str, profile: str | None, prefer_own: bool, required: dict[str
     candidates.append(("the course", shipped_dir()))
     skipped = []
     for who, directory in candidates:
-        if not (directory / f"{name}.safetensors").is_file() and who == "your":
+        if who == "your" and not (directory / f"{name}.safetensors").is_file():
             continue
         reason = _mismatch(read_meta(name, directory), required) if required else None
         if reason is None:

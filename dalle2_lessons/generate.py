@@ -3,7 +3,9 @@
     python -m dalle2_lessons.generate "a small red circle in the top left" -n 8 -o out.png
 
 Runs the whole unCLIP pipeline of lesson 09 (CLIP text encoder → prior → decoder → upsampler) with the
-course checkpoints (or yours, with ``--profile``) and saves a grid: one row per prompt, ``n`` columns.
+course checkpoints (or yours, with ``--profile``) and saves a grid: one row per prompt under its caption, ``n``
+columns, each 32×32 picture enlarged with nearest neighbour to at least 128 pixels so that a person can see it
+(every enlarged block is one pixel the model drew; nothing is smoothed or invented).
 A prompt with a word the course's tokenizer does not know is refused with a message naming the word
 (exit status 2).
 """
@@ -11,15 +13,50 @@ A prompt with a word the course's tokenizer does not know is refused with a mess
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
 
 import torch
-from torchvision.utils import save_image
+import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFont
+from torchvision.utils import make_grid
 
 from . import profiles
 from .tokenizer import PromptError, Tokenizer
+
+
+MIN_SIZE = 128  #: the smallest size, in screen pixels, a picture is shown at
+PAD = 4  #: grey pixels between pictures
+CAPTION_HEIGHT = 18  #: pixels of caption band above each row
+
+
+def picture_grid(images: torch.Tensor, prompts: list[str], n: int, min_size: int = MIN_SIZE) -> Image.Image:
+    """One picture to look at: a row of ``n`` images per prompt, under the prompt.
+
+    Args:
+        images: ``(P·n, 3, R, R)`` in [-1, 1], prompt by prompt (what :meth:`UnCLIP.generate` returns).
+        prompts: the ``P`` prompts, one per row.
+        min_size: each image is enlarged by the whole factor ``ceil(min_size / R)`` with nearest neighbour.
+    Returns:
+        an RGB image ``n·(R·k + PAD) + PAD`` wide and ``P·(CAPTION_HEIGHT + R·k + PAD)`` high.
+    """
+    k = math.ceil(min_size / images.shape[-1])
+    big = F.interpolate((images.detach().float().cpu().clamp(-1, 1) + 1) / 2, scale_factor=k, mode="nearest")
+    font = ImageFont.load_default()
+    rows = []
+    for i, prompt in enumerate(prompts):
+        row = make_grid(big[i * n:(i + 1) * n], nrow=n, padding=PAD, pad_value=0.35)[:, PAD:]  # (3, S + PAD, width)
+        strip = Image.fromarray(row.mul(255).round().byte().permute(1, 2, 0).numpy())
+        band = Image.new("RGB", (strip.width, CAPTION_HEIGHT + strip.height), (89, 89, 89))
+        band.paste(strip, (0, CAPTION_HEIGHT))
+        ImageDraw.Draw(band).text((PAD, 3), prompt, fill=(255, 255, 255), font=font)
+        rows.append(band)
+    grid = Image.new("RGB", (rows[0].width, sum(r.height for r in rows)))
+    for i, band in enumerate(rows):
+        grid.paste(band, (0, i * band.height))
+    return grid
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -27,7 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("prompts", nargs="+", help="one or more captions, e.g. \"a small red circle in the top left\"")
     p.add_argument("-n", "--num", type=int, default=8, help="images per prompt")
-    p.add_argument("-o", "--out", default="unclip.png", help="where to save the grid (PNG)")
+    p.add_argument("-o", "--out", default="unclip.png", help=f"where to save the grid (PNG; each image shown at {MIN_SIZE}+ px)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--prior-scale", type=float, default=1.0, help="classifier-free guidance of the prior")
     p.add_argument("--decoder-scale", type=float, default=3.0, help="classifier-free guidance of the decoder")
@@ -63,9 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - t0
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_image((result.images + 1) / 2, out, nrow=args.num, padding=1, pad_value=0.35)
+    grid = picture_grid(result.images, args.prompts, args.num)
+    grid.save(out)
     stages = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
-    print(f"saved {len(result.images)} images ({len(args.prompts)} prompt(s) × {args.num}) to {out} in {seconds:.1f} s ({stages})")
+    print(f"saved {len(result.images)} images ({len(args.prompts)} prompt(s) × {args.num}) in {seconds:.1f} s ({stages})")
+    print(f"wrote {out.resolve()} ({grid.width}×{grid.height} px: each {result.images.shape[-1]}-px image enlarged to "
+          f"{math.ceil(MIN_SIZE / result.images.shape[-1]) * result.images.shape[-1]} px, nearest neighbour)")
     return 0
 
 

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_tiny_benchmark_writes_every_section(tmp_path):
     env = {**os.environ, "DALLE2_LESSONS_PROFILE": "ci"}
-    subprocess.run([sys.executable, "-m", "benchmarks", "--tiny", "--out", str(tmp_path)], cwd=ROOT, env=env, check=True, timeout=900)
+    subprocess.run([sys.executable, "-m", "benchmarks", "--tiny", "--out", str(tmp_path)], cwd=ROOT, env=env, check=True, timeout=3600)  # a hang guard, not a speed test
     text = (tmp_path / "RESULTS.md").read_text()
     assert "Tiny mode" in text and "## Machine" in text and "torch" in text
     for heading in ("Training throughput", "Sampling", "Quality per training minute", "Against libraries", "Course run time"):
@@ -50,7 +50,7 @@ def test_tiny_benchmark_writes_every_section(tmp_path):
     # times merge by (profile, notebook).
     before = results["runs"]
     subprocess.run([sys.executable, "-m", "benchmarks", "--tiny", "--only", "runtime", "--notebooks", "03", "--out", str(tmp_path)],
-                   cwd=ROOT, env=env, check=True, timeout=300)
+                   cwd=ROOT, env=env, check=True, timeout=3600)
     again = json.loads((tmp_path / "results.json").read_text())
     assert again["sampling"] == results["sampling"] and again["quality"] == results["quality"]
     assert again["runs"]["runtime"]["command"] == "python -m benchmarks --tiny --only runtime --notebooks 03"

@@ -1,11 +1,13 @@
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from dalle2_lessons import diffusion, shapes, unclip
+from dalle2_lessons.generate import CAPTION_HEIGHT, PAD, picture_grid
 from dalle2_lessons.generate import main as generate_main
 
 
@@ -74,17 +76,29 @@ def test_cli_writes_a_grid(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "dalle2_lessons.generate", "a small red circle in the top left", "a large blue square in the centre",
          "-n", "2", "-o", str(out), "--prior-steps", "8", "--decoder-steps", "8", "--upsampler-steps", "4", "--device", "cpu"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=1800,  # hang guards, not speed tests
     )
     assert result.returncode == 0, result.stderr
-    assert "saved 4 images" in result.stdout
-    with Image.open(out) as im:  # 2 rows × 2 columns of 32-px images with 1-px padding
-        assert im.size == (2 * 33 + 1, 2 * 33 + 1)
+    assert "saved 4 images" in result.stdout and f"wrote {out.resolve()}" in result.stdout
+    with Image.open(out) as im:  # 2 rows × 2 columns of 32-px images enlarged 4× to 128 px, under a caption band each
+        assert im.size == (2 * (128 + PAD) + PAD, 2 * (CAPTION_HEIGHT + 128 + PAD))
+        pixels = torch.from_numpy(np.asarray(im.convert("RGB"))).permute(2, 0, 1)
+    first = pixels[:, CAPTION_HEIGHT:CAPTION_HEIGHT + 128, PAD:PAD + 128]
+    blocks = first.reshape(3, 32, 4, 32, 4)
+    assert (blocks == blocks[:, :, :1, :, :1]).all(), "nearest neighbour: each drawn pixel is a 4×4 block, nothing smoothed"
+    assert (pixels[:, 2:CAPTION_HEIGHT - 2, :] > 200).any(), "the caption is written above its row"
+
+
+def test_picture_grid_scales_each_image_to_at_least_128_pixels():
+    images = torch.rand(6, 3, 16, 16) * 2 - 1
+    grid = picture_grid(images, ["one", "two"], n=3)
+    assert grid.size == (3 * (128 + PAD) + PAD, 2 * (CAPTION_HEIGHT + 128 + PAD))
+    assert picture_grid(torch.zeros(1, 3, 50, 50), ["x"], n=1).size == (150 + 2 * PAD, CAPTION_HEIGHT + 150 + PAD)  # 3×, whole factors
 
 
 def test_cli_bad_prompt_exits_non_zero_in_a_real_process(tmp_path):
     result = subprocess.run([sys.executable, "-m", "dalle2_lessons.generate", "a purple unicorn", "-o", str(tmp_path / "x.png")],
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, text=True, timeout=1800)
     assert result.returncode == 2
     assert "unicorn" in result.stderr
     assert not (tmp_path / "x.png").exists()

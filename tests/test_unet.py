@@ -79,5 +79,5 @@ def test_curve_measures_on_schedule_and_does_not_count_measuring_as_training():
     for step in range(1, 6):
         curve(step, ema)
     assert [p["step"] for p in curve.points] == [2, 4, 5] and curve.points[-1]["score"] == 3
-    assert curve.train_seconds < 0.1
+    assert curve.train_seconds < 0.3  # three measurements slept 0.6 s; the loop itself takes about a millisecond
     assert calls[0] is ema.module
