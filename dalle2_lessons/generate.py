@@ -21,7 +21,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
-from torchvision.utils import make_grid
 
 from . import profiles
 from .tokenizer import PromptError, Tokenizer
@@ -29,6 +28,7 @@ from .tokenizer import PromptError, Tokenizer
 
 MIN_SIZE = 128  #: the smallest size, in screen pixels, a picture is shown at
 PAD = 4  #: grey pixels between pictures
+GREY = 0.35  #: the background, in [0, 1]
 CAPTION_HEIGHT = 18  #: pixels of caption band above each row
 
 
@@ -44,12 +44,15 @@ def picture_grid(images: torch.Tensor, prompts: list[str], n: int, min_size: int
     """
     k = math.ceil(min_size / images.shape[-1])
     big = F.interpolate((images.detach().float().cpu().clamp(-1, 1) + 1) / 2, scale_factor=k, mode="nearest")
+    size = big.shape[-1]
     font = ImageFont.load_default()
     rows = []
     for i, prompt in enumerate(prompts):
-        row = make_grid(big[i * n:(i + 1) * n], nrow=n, padding=PAD, pad_value=0.35)[:, PAD:]  # (3, S + PAD, width)
+        row = torch.full((3, size + PAD, n * (size + PAD) + PAD), GREY)
+        for j, image in enumerate(big[i * n:(i + 1) * n]):
+            row[:, :size, PAD + j * (size + PAD):(j + 1) * (size + PAD)] = image
         strip = Image.fromarray(row.mul(255).round().byte().permute(1, 2, 0).numpy())
-        band = Image.new("RGB", (strip.width, CAPTION_HEIGHT + strip.height), (89, 89, 89))
+        band = Image.new("RGB", (strip.width, CAPTION_HEIGHT + strip.height), (round(255 * GREY),) * 3)
         band.paste(strip, (0, CAPTION_HEIGHT))
         ImageDraw.Draw(band).text((PAD, 3), prompt, fill=(255, 255, 255), font=font)
         rows.append(band)
