@@ -76,7 +76,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--upsampler-steps", type=int, default=25, help="DDIM steps of the upsampler")
     p.add_argument("--no-prior", action="store_true", help="decode the text embedding itself (the baseline of lesson 06)")
     p.add_argument("--profile", default=None, choices=tuple(profiles.PROFILES),
-                   help="use your own checkpoints saved under runs/<profile>/ where present (default: the course's)")
+                   help="use your own checkpoints saved under runs/<profile>/ where present, each only with the CLIP it was "
+                        "trained on (default: the course's)")
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
     args = p.parse_args(argv)
     if args.num < 1:

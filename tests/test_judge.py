@@ -11,14 +11,14 @@ def tier_judge(request):
     return request.param, judge.load_judge(request.param)
 
 
-def test_accuracy_at_least_99_percent_on_clean_heldout_renders(tier_judge):
+def test_accuracy_at_least_99_percent_on_clean_heldout_renders(tier_judge, measured):
     tier, j = tier_judge
     results = judge.evaluate_judge(j, n=N, resolutions=(16, 32), splits=("test", "heldout"))
     for key, acc in results.items():
         print(f"judge-{tier} {key}: " + "  ".join(f"{k} {v:.4f}" for k, v in acc.items()))
     for key, acc in results.items():
         for name in shapes.TIERS[tier]:
-            assert acc[name] >= 0.99, f"judge-{tier} {key}: {name} accuracy {acc[name]:.4f} < 0.99"
+            assert measured(f"{key} {name}", acc[name]) >= 0.99, f"judge-{tier} {key}: {name} accuracy {acc[name]:.4f} < 0.99"
 
 
 def test_score_reports_every_attribute_and_all_correct(tier_judge):
@@ -53,18 +53,18 @@ def test_augment_keeps_range_and_shape():
     assert y.shape == x.shape and y.min() >= -1 and y.max() <= 1 and not torch.equal(x, y)
 
 
-def test_training_reduces_the_loss():
+def test_training_reduces_the_loss(measured):
     _, losses = judge.train_judge("single", steps=30, batch_size=32, width=8, progress=False)
-    assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
+    assert measured("loss ratio", sum(losses[-5:]) / sum(losses[:5])) < 0.8
 
 
-def test_readable_on_renders_not_on_noise_or_blank_images():
+def test_readable_on_renders_not_on_noise_or_blank_images(measured):
     j = judge.load_judge("single")
     clean = shapes.render(shapes.sample_scenes(256, "test"), 16)
     noise = torch.randn(64, 3, 16, 16, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
     blank = -torch.ones(8, 3, 16, 16)
     assert j.confidence(clean).shape == (256,)
-    assert j.readable(clean).float().mean() > 0.98
+    assert measured("readable", j.readable(clean).float().mean()) > 0.98
     assert judge.plausible(shapes.render(shapes.sample_scenes(256, "test", "relation"), 16)).all()
     assert not j.readable(noise).any() and not j.readable(blank).any()
     # why the plausibility test is needed: confidence alone is fooled by noise
