@@ -11,6 +11,10 @@ In a lesson::
 :func:`check_exercise` prints one clear verdict and returns the function the rest of the lesson should
 use: the learner's when it passes, otherwise the reference, so an unfinished or wrong exercise never
 stops the lesson. :func:`summary` lists every verdict so far.
+
+Random inputs rarely hit the cases a sampler always hits (its first and last step, ``t = 0``, ``t_prev = -1``, a
+batch of one), and a bug there can pass every random trial and still ruin every sample. So a checker also takes
+``edge_cases``, named inputs tried first, each reported by its name when it fails.
 """
 
 from __future__ import annotations
@@ -23,8 +27,27 @@ from typing import Any
 import numpy as np
 import torch
 
-#: Verdicts in the order they were given: ``{exercise name: "passed" | "not done" | "failed"}``.
+#: This lesson's verdicts in the order they were given: ``{exercise name: "passed" | "not done" | "failed"}``.
 RESULTS: dict[str, str] = {}
+#: What :func:`use_in_package` replaced, to put back: ``(module, attribute, original)``.
+_REPLACED: list[tuple[Any, str, Any]] = []
+
+
+def use_in_package(module: Any, name: str, fn: Callable) -> None:
+    """Make the package call ``fn`` wherever it calls ``module.name`` (e.g. CLIP's attention layers calling your
+    attention), until the next lesson starts (:func:`start_lesson`), so re-running lessons in one kernel never
+    leaves a learner's function inside another lesson."""
+    _REPLACED.append((module, name, getattr(module, name)))
+    setattr(module, name, fn)
+
+
+def start_lesson() -> None:
+    """Put back everything :func:`use_in_package` replaced and forget earlier verdicts, so each lesson's
+    :func:`summary` is its own. :func:`~dalle2_lessons.profiles.setup_lesson` calls it."""
+    while _REPLACED:
+        module, name, original = _REPLACED.pop()
+        setattr(module, name, original)
+    RESULTS.clear()
 
 
 @dataclass
@@ -117,6 +140,7 @@ def check_exercise(
     seed: int = 0,
     rtol: float = 1e-4,
     atol: float = 1e-5,
+    edge_cases: Mapping[str, Callable[[torch.Generator], tuple]] | None = None,
 ) -> Callable:
     """Run ``fn`` and ``reference`` on the same random inputs and print a verdict.
 
@@ -126,12 +150,16 @@ def check_exercise(
         reference: the course's implementation (usually the package's function of the same name).
         make_inputs: ``generator → tuple of positional arguments``; called once per trial.
         trials: how many random inputs to try.
+        edge_cases: ``{"the last step (t_prev = -1)": generator → arguments, ...}``: boundary inputs tried before the
+            random ones (the random parts of their arguments still come from the generator).
     Returns:
         ``fn`` if it matched on every trial, otherwise ``reference`` (so the lesson can continue).
     """
     gen = torch.Generator().manual_seed(seed)
-    for trial in range(trials):
-        args = make_inputs(gen)
+    cases = [(f"the edge case {label!r}", make) for label, make in (edge_cases or {}).items()]
+    cases += [(f"random trial {k + 1}", make_inputs) for k in range(trials)]
+    for case, make in cases:
+        args = make(gen)
         try:
             got = fn(*args)
         except NotImplementedError:
@@ -142,23 +170,24 @@ def check_exercise(
         except Exception as e:  # the learner's bug, reported in words instead of a stack trace
             RESULTS[name] = "failed"
             print(f"✗ {name}: your function raised {type(e).__name__}: {e}")
-            print(f"  on inputs {_describe(args)} (trial {trial + 1}). Using the reference implementation for now.")
+            print(f"  on inputs {_describe(args)} ({case}). Using the reference implementation for now.")
             return reference
         expected = reference(*args)
         mismatch = compare(expected, got, rtol, atol)
         if mismatch:
             RESULTS[name] = "failed"
-            print(f"✗ {name}: your result differs from the reference on inputs {_describe(args)} (trial {trial + 1}).")
+            print(f"✗ {name}: your result differs from the reference on inputs {_describe(args)} ({case}).")
             print(f"  {mismatch}")
             print("  Using the reference implementation for now; fix your function and re-run its cell.")
             return reference
     RESULTS[name] = "passed"
-    print(f"✓ {name}: matches the reference on {trials} random inputs.")
+    edges = f" and {len(edge_cases)} edge case(s): {', '.join(edge_cases)}" if edge_cases else ""
+    print(f"✓ {name}: matches the reference on {trials} random inputs{edges}.")
     return fn
 
 
 def summary() -> dict[str, str]:
-    """Print and return every exercise's verdict so far."""
+    """Print and return every verdict of this lesson so far."""
     if not RESULTS:
         print("No exercises checked yet.")
     for name, verdict in RESULTS.items():

@@ -377,6 +377,9 @@ def setup_lesson(seed: int = 0, profile: str | None = None) -> tuple[Profile, to
     Returns:
         ``(profile, device)``.
     """
+    from . import exercises
+
+    exercises.start_lesson()  # a lesson re-run in the same kernel starts clean
     seed_everything(seed)
     device = get_device()
     prof = get_profile(profile, device)

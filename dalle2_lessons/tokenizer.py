@@ -13,8 +13,9 @@ The text encoder reads the whole row and, as CLIP does, takes its summary at the
 ``tokens.argmax(-1)`` finds it too).
 
 Rules a prompt must follow (each gives a :class:`PromptError` naming the problem):
-lower or upper case are the same; hyphens read as spaces ("top-left" = "top left"); the words must
-be in :data:`VOCAB` (plus the spellings in :data:`ALIASES`); at most ``context_length - 2`` tokens.
+lower or upper case are the same; hyphens read as spaces ("top-left" = "top left"); a sentence's closing
+marks are dropped ("A red circle." = "a red circle"); the words must be in :data:`VOCAB` (plus the spellings in
+:data:`ALIASES`); at most ``context_length - 2`` tokens.
 """
 
 from __future__ import annotations
@@ -101,17 +102,18 @@ class Tokenizer:
         """
         if not isinstance(text, str):
             raise PromptError(f"A prompt must be a string, got {type(text).__name__}: {text!r}.")
-        words = [ALIASES.get(w, w) for w in _split(text)]
+        words = [ALIASES.get(w, w) for w in _split(text.strip().rstrip(".!?;").rstrip())]
         if not words:
             example = "'a small red circle in the top left'" if self.vocab == VOCAB else f"the words of the {self.source}"
             raise PromptError(f"The prompt is empty. Describe an image with the course's words, e.g. {example}.")
         unknown = sorted({w for w in words if w not in self.ids or w in SPECIAL_TOKENS})
         if unknown:
-            known = " ".join(w for w in self.vocab if w not in SPECIAL_TOKENS)
+            known = [w for w in self.vocab if w not in SPECIAL_TOKENS and w.isalnum()]
+            marks = [w for w in self.vocab if w not in SPECIAL_TOKENS and not w.isalnum()]
             raise PromptError(
                 f"The prompt {text!r} contains {len(unknown)} word(s) the model has never seen: "
                 f"{', '.join(repr(w) for w in unknown)}. It only knows the words of the {self.source} "
-                f"({self.vocab_size - len(SPECIAL_TOKENS)} words): {known}."
+                f"({len(known)} words): {' '.join(known)}" + (f" (and the marks {' '.join(marks)})." if marks else ".")
             )
         limit = self.context_length - 2
         if len(words) > limit:

@@ -61,3 +61,47 @@ def test_compare_nested_and_dtype():
     assert "expected 'x', got 'y'" in str(compare("x", "y"))
     assert "NaN" in str(compare(torch.zeros(2), torch.tensor([0.0, float("nan")])))
     assert compare(0.1 + 0.2, 0.3) is None
+
+
+def test_edge_cases_run_first_and_are_named_when_they_fail(capsys):
+    """The bug that random inputs missed: a DDIM step that reads ᾱ at t_prev = -1 from the end of the table (ᾱ_999 ≈ 0)
+    instead of 1. It matched the reference on random trials and gave NaN pixels on every sample."""
+    from dalle2_lessons import diffusion
+
+    schedule = diffusion.cosine_schedule(1000)
+
+    def reference(eps, t, t_prev, x_t, eta, noise):
+        return diffusion.ddim_step(eps, t, t_prev, x_t, schedule, eta=eta, noise=noise)
+
+    def no_last_step(eps, t, t_prev, x_t, eta, noise):
+        return reference(eps, t, t_prev % 1000, x_t, eta, noise)
+
+    def random_inner_steps(g):  # what a careless checker draws: never t_prev = -1
+        t = int(torch.randint(2, 1000, (1,), generator=g))
+        eps, x_t, noise = torch.randn(3, 2, 3, 4, 4, generator=g)
+        return eps, t, int(torch.randint(0, t, (1,), generator=g)), x_t, 0.0, noise
+
+    assert check_exercise("ddim random only", no_last_step, reference, random_inner_steps, trials=10) is no_last_step
+    last = {"the last step, t_prev = -1": lambda g: (torch.randn(2, 3, 4, 4, generator=g), 19, -1, torch.randn(2, 3, 4, 4, generator=g),
+                                                     0.0, torch.randn(2, 3, 4, 4, generator=g))}
+    capsys.readouterr()
+    assert check_exercise("ddim with edges", no_last_step, reference, random_inner_steps, trials=10, edge_cases=last) is reference
+    out = capsys.readouterr().out
+    assert "✗ ddim with edges" in out and "(the edge case 'the last step, t_prev = -1')" in out
+    assert check_exercise("ddim right", reference, reference, random_inner_steps, edge_cases=last) is reference
+    assert "and 1 edge case(s): the last step, t_prev = -1" in capsys.readouterr().out
+
+
+def test_a_new_lesson_puts_back_what_the_last_one_replaced_and_starts_its_own_summary(capsys):
+    from dalle2_lessons import clip, profiles
+
+    original = clip.contrastive_loss
+    mine = lambda u, v, s: original(u, v, s)  # noqa: E731
+    exercises.use_in_package(clip, "contrastive_loss", mine)
+    check_exercise("ex from lesson 01", mine, original, lambda g: (torch.randn(4, 8, generator=g), torch.randn(4, 8, generator=g), 10.0))
+    assert clip.contrastive_loss is mine and "ex from lesson 01" in exercises.RESULTS
+    profiles.setup_lesson(seed=0)  # the first cell of the next lesson
+    assert clip.contrastive_loss is original and exercises.RESULTS == {}
+    capsys.readouterr()
+    exercises.summary()
+    assert "lesson 01" not in capsys.readouterr().out

@@ -79,7 +79,7 @@ def test_cli_writes_a_grid(tmp_path):
         capture_output=True, text=True, timeout=1800,  # hang guards, not speed tests
     )
     assert result.returncode == 0, result.stderr
-    assert "saved 4 images" in result.stdout and f"wrote {out.resolve()}" in result.stdout
+    assert "drew 4 images" in result.stdout and f"wrote {out.resolve()}" in result.stdout
     with Image.open(out) as im:  # 2 rows × 2 columns of 32-px images enlarged 4× to 128 px, under a caption band each
         assert im.size == (2 * (128 + PAD) + PAD, 2 * (CAPTION_HEIGHT + 128 + PAD))
         pixels = torch.from_numpy(np.asarray(im.convert("RGB"))).permute(2, 0, 1)
