@@ -66,7 +66,7 @@ def test_training_lowers_the_loss(measured):
     model = tiny()
     losses = clip.train_clip(model, data.images, clip.caption_tokens(tok, "single", data.attrs), steps=40, batch_size=64, lr=3e-3, warmup=5, progress=False)
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
-    assert measured("loss ratio", last / first) < 0.75, (first, last)
+    assert measured("loss ratio", last / first) < 0.75, (first, last)  # measured 0.345-0.348 over kernel sets
 
 
 def test_checkpoint_round_trip(tmp_path):

@@ -79,7 +79,7 @@ def test_a_tiny_decoder_learns_to_tell_two_embeddings_apart(measured):
     net = Decoder(CFG)
     loss = lambda m, idx, g: decoder.decoder_loss(m, images[idx], z[idx], tokens[idx], mask[idx], sched, 0.1, 0.5, g)  # noqa: E731
     ema, losses = training.train(net, loss, images, steps=300, batch_size=32, lr=3e-3, progress=False)
-    assert measured("loss ratio", sum(losses[-10:]) / sum(losses[:10])) < 0.5
+    assert measured("loss ratio", sum(losses[-10:]) / sum(losses[:10])) < 0.5  # measured 0.034-0.035 over kernel sets
     out = decoder.sample(ema.module.eval(), z[[0, 63]], schedule=sched, scale=2.0, steps=20, generator=torch.Generator().manual_seed(0))
     assert out.shape == (2, 3, 8, 8)
     red_top_left = out[:, 0, 1:4, 1:4].mean((1, 2))
@@ -96,4 +96,4 @@ def test_the_course_decoder_reconstructs_test_images_from_their_clip_embeddings(
     clip_model = load_clip()
     model = decoder.load_decoder(clip=clip_model)
     report = decoder.evaluate(model, clip_model, n=48, scale=3.0, steps=25, seed=5 + test_seed)
-    assert measured("all correct", report.all_correct) >= 0.8, report
+    assert measured("all correct", report.all_correct) >= 0.8, report  # measured 0.979-1.0 (6 runs: tests/conftest.py)

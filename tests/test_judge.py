@@ -16,7 +16,7 @@ def test_accuracy_at_least_99_percent_on_clean_heldout_renders(tier_judge, measu
     results = judge.evaluate_judge(j, n=N, resolutions=(16, 32), splits=("test", "heldout"))
     for key, acc in results.items():
         print(f"judge-{tier} {key}: " + "  ".join(f"{k} {v:.4f}" for k, v in acc.items()))
-    for key, acc in results.items():
+    for key, acc in results.items():  # lowest measured 0.996 over kernel sets (tests/conftest.py)
         for name in shapes.TIERS[tier]:
             assert measured(f"{key} {name}", acc[name]) >= 0.99, f"judge-{tier} {key}: {name} accuracy {acc[name]:.4f} < 0.99"
 
@@ -55,7 +55,7 @@ def test_augment_keeps_range_and_shape():
 
 def test_training_reduces_the_loss(measured):
     _, losses = judge.train_judge("single", steps=30, batch_size=32, width=8, progress=False)
-    assert measured("loss ratio", sum(losses[-5:]) / sum(losses[:5])) < 0.8
+    assert measured("loss ratio", sum(losses[-5:]) / sum(losses[:5])) < 0.8  # measured 0.631-0.632 over kernel sets
 
 
 def test_readable_on_renders_not_on_noise_or_blank_images(measured):
@@ -64,7 +64,7 @@ def test_readable_on_renders_not_on_noise_or_blank_images(measured):
     noise = torch.randn(64, 3, 16, 16, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
     blank = -torch.ones(8, 3, 16, 16)
     assert j.confidence(clean).shape == (256,)
-    assert measured("readable", j.readable(clean).float().mean()) > 0.98
+    assert measured("readable", j.readable(clean).float().mean()) > 0.98  # measured 0.996 (1 of 256) with every kernel set
     assert judge.plausible(shapes.render(shapes.sample_scenes(256, "test", "relation"), 16)).all()
     assert not j.readable(noise).any() and not j.readable(blank).any()
     # why the plausibility test is needed: confidence alone is fooled by noise

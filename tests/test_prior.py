@@ -89,7 +89,7 @@ def test_prior_loss_learns_a_fixed_mapping(measured):
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert measured("loss ratio", sum(losses[-20:]) / sum(losses[:20])) < 0.5
+    assert measured("loss ratio", sum(losses[-20:]) / sum(losses[:20])) < 0.5  # measured 0.0024 with every kernel set
 
 
 def test_the_course_prior_beats_both_baselines_on_held_out_captions(test_seed, measured):
@@ -98,5 +98,6 @@ def test_the_course_prior_beats_both_baselines_on_held_out_captions(test_seed, m
     clip_model = load_clip()
     data = prior.PriorData.build(clip_model, 2000)
     row = prior.compare(prior.load_prior(clip=clip_model), clip_model, data, 64, "heldout", steps=32, seed=test_seed)
-    assert measured("prior - no_prior", row["prior"] - row["no_prior"]) > 0.003, row
-    assert measured("prior - nearest", row["prior"] - row["nearest"]) > 0, row
+    assert measured("prior - no_prior", row["prior"] - row["no_prior"]) > 0.003, row  # measured 0.0083-0.0139 (6 runs*)
+    assert measured("prior - nearest", row["prior"] - row["nearest"]) > 0, row  # measured 0.103-0.124
+    # * here and below: seeds 0-2 with AVX-512 kernels, seed 0 with AVX2, SSE and one thread (tests/conftest.py)

