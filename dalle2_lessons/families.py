@@ -64,19 +64,19 @@ def load_families(profile: str | None = None, device: str | torch.device = "cpu"
         z = system.image_embeddings(text, token_features, mask, steps=prior_steps, generator=g)
         return system.decode(z, scale=3.0, steps=diffusion_steps, generator=g)
 
-    c = {"clip": clip_model}
+    reads_clip = {"clip": clip_model}
     families = [
-        Family("VAE", lambda c, g: vae_model.sample(embed(c), g), ("vae",), "one decoder pass", {**c, "vae": vae_model}),
-        Family("GAN", lambda c, g: gan_model.sample(embed(c), g), ("gan",), "one generator pass", {**c, "gan": gan_model}),
+        Family("VAE", lambda c, g: vae_model.sample(embed(c), g), ("vae",), "one decoder pass", {**reads_clip, "vae": vae_model}),
+        Family("GAN", lambda c, g: gan_model.sample(embed(c), g), ("gan",), "one generator pass", {**reads_clip, "gan": gan_model}),
         Family("DALL·E 1", lambda c, g: dalle.sample(tokens(c), g), ("dalle1",), "64 tokens, top-k 32", {"dalle1": dalle}),
         Family(f"DALL·E 1 + CLIP best of {candidates}", lambda c, g: dalle.sample_reranked(tokens(c), clip_model, candidates, g),
-               ("dalle1",), f"{candidates} candidates, CLIP keeps 1", {**c, "dalle1": dalle}),
+               ("dalle1",), f"{candidates} candidates, CLIP keeps 1", {**reads_clip, "dalle1": dalle}),
         Family("text → pixels diffusion", lambda c, g: guidance.sample(glide, embed(c), schedule, glide_scale, diffusion_steps,
                                                                        generator=g, device=device),
-               ("text-diffusion",), f"DDIM {diffusion_steps}, guidance {glide_scale:g}", {**c, "text-diffusion": glide}),
+               ("text-diffusion",), f"DDIM {diffusion_steps}, guidance {glide_scale:g}", {**reads_clip, "text-diffusion": glide}),
         Family("unCLIP (prior + decoder)", unclip_sample, ("prior", "decoder"),
                f"prior DDIM {prior_steps} ×2 candidates, decoder DDIM {diffusion_steps}",
-               {**c, "prior": system.prior, "decoder": system.decoder}),
+               {**reads_clip, "prior": system.prior, "decoder": system.decoder}),
     ]
     return {f.name: f for f in families}
 
