@@ -170,7 +170,6 @@ def main(argv: list[str] | None = None) -> int:
     from .checkpoints import CheckpointError
     from .unclip import UnCLIP
 
-    torch.set_grad_enabled(False)
     try:
         model = UnCLIP.load(args.profile, device)
     except CheckpointError as err:
@@ -179,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     wanted = [p for p in args.prompts for _ in range(args.num)]
     t0 = time.perf_counter()
     images = []
-    with tqdm(total=len(wanted), desc="unCLIP", unit="image") as bar:
+    # no_grad, not set_grad_enabled(False): main() may run inside another program (the tests) whose autograd must work
+    with tqdm(total=len(wanted), desc="unCLIP", unit="image") as bar, torch.no_grad():
         for k, start in enumerate(range(0, len(wanted), args.batch_size)):
             batch = wanted[start:start + args.batch_size]
             result = model.generate(batch, n=1, seed=args.seed + k, prior_scale=args.prior_scale, decoder_scale=args.decoder_scale,

@@ -87,3 +87,11 @@ def test_many_images_are_drawn_in_batches_into_one_grid(tmp_path, capsys):
     assert "drew 6 images" in capsys.readouterr().out
     with Image.open(out) as im:
         assert im.size == (3 * (128 + generate.PAD) + generate.PAD, 2 * (generate.CAPTION_HEIGHT + 128 + generate.PAD))
+
+
+def test_drawing_leaves_autograd_on_for_the_program_around_it(tmp_path):
+    import torch
+
+    main(["a red circle", "-n", "1", "-o", str(tmp_path / "g.png"), "--prior-steps", "1", "--decoder-steps", "1",
+          "--upsampler-steps", "1", "--device", "cpu"])
+    assert torch.is_grad_enabled()
