@@ -16,8 +16,8 @@ import pytest  # noqa: E402
 # fixtures below; a run with
 #     DALLE2_TEST_SEED=1 DALLE2_TEST_MEASUREMENTS=m.jsonl pytest tests
 # draws other random numbers and appends every measured value to m.jsonl. Each bound's comment states the range those
-# runs measured (seeds 0-2, and kernels forced to AVX-512, AVX2 and plain SSE with ATEN_CPU_CAPABILITY,
-# MKL_ENABLE_INSTRUCTIONS and ONEDNN_MAX_CPU_ISA, standing in for other processors).
+# runs measured: `bash tests/measure_bounds.sh` makes them (seeds 0-2, then kernels forced to AVX2 and to plain SSE,
+# and one thread, standing in for other processors).
 SEED = int(os.environ.get("DALLE2_TEST_SEED", "0"))
 MEASUREMENTS = os.environ.get("DALLE2_TEST_MEASUREMENTS")
 
