@@ -82,7 +82,7 @@ def test_cli_writes_a_grid(tmp_path):
     assert "drew 4 images" in result.stdout and f"wrote {out.resolve()}" in result.stdout
     with Image.open(out) as im:  # 2 rows × 2 columns of 32-px images enlarged 4× to 128 px, under a caption band each
         assert im.size == (2 * (128 + PAD) + PAD, 2 * (CAPTION_HEIGHT + 128 + PAD))
-        pixels = torch.from_numpy(np.asarray(im.convert("RGB"))).permute(2, 0, 1)
+        pixels = torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1)
     first = pixels[:, CAPTION_HEIGHT:CAPTION_HEIGHT + 128, PAD:PAD + 128]
     blocks = first.reshape(3, 32, 4, 32, 4)
     assert (blocks == blocks[:, :, :1, :, :1]).all(), "nearest neighbour: each drawn pixel is a 4×4 block, nothing smoothed"
