@@ -317,17 +317,6 @@ def find_checkpoint(name: str, profile: str | None = None, prefer_own: bool = Tr
     return ckpt
 
 
-def recorded_metrics(name: str, profile: str | None = None,
-                     parents: Mapping[str, torch.nn.Module | str] | None = None) -> dict[str, Any]:
-    """The metrics recorded with the checkpoint :func:`find_checkpoint` would load: reads its JSON only,
-    quietly (an empty dict if the file is missing, unreadable or none fits ``parents``)."""
-    try:
-        directory, _ = _choose(name, profile, True, _parent_shas(parents))
-        return read_meta(name, directory).get("metrics", {}) if directory is not None else {}
-    except (CheckpointError, AttributeError):
-        return {}
-
-
 def metrics_of(model: torch.nn.Module) -> dict[str, Any]:
     """The metrics recorded with the checkpoint ``model`` was loaded from (``{}`` for a model never saved)."""
     found = getattr(model, "origin", None)
@@ -354,13 +343,12 @@ def load_into(model: torch.nn.Module, ckpt: Checkpoint) -> torch.nn.Module:
 
 
 def load_model(name: str, make: Callable[[dict[str, Any]], torch.nn.Module], profile: str | None = None,
-               device: str | torch.device = "cpu", parents: Mapping[str, torch.nn.Module | str] | None = None,
-               prefer_own: bool = True) -> torch.nn.Module:
+               device: str | torch.device = "cpu", parents: Mapping[str, torch.nn.Module | str] | None = None) -> torch.nn.Module:
     """The checkpoint :func:`find_checkpoint` chooses, loaded into ``make(config)`` and returned in eval mode on
     ``device`` with its :class:`Origin` as ``model.origin``: what every lesson's ``load_*`` function does."""
     if set(PARENTS.get(name, ())) - set(parents or {}):
         raise TypeError(f"loading {name!r} needs the model it reads from: parents={{'clip': clip_model}}")
-    ckpt = find_checkpoint(name, profile, prefer_own, parents)
+    ckpt = find_checkpoint(name, profile, parents=parents)
     model = load_into(make(ckpt.config), ckpt).to(device).eval()
     model.origin = ckpt.origin
     return model
