@@ -12,7 +12,9 @@ def _pyproject():
 
 
 def _name(requirement: str) -> str:
-    return re.split(r"[<>=!~\[ ;]", requirement)[0].lower()
+    from dalle2_lessons.colab import requirement_name  # the parser the Colab install uses
+
+    return requirement_name(requirement).lower()
 
 
 def test_environment_yml_lists_what_pyproject_declares():
