@@ -1,4 +1,5 @@
-"""``python -m benchmarks [--tiny] [--only SECTION ...] [--out DIR]``: run the benchmarks and write ``DIR/RESULTS.md``."""
+"""``python -m benchmarks [--tiny] [--only SECTION ...] [--out DIR]``: run the benchmarks and write
+``DIR/RESULTS.md``."""
 
 from __future__ import annotations
 
@@ -16,12 +17,15 @@ from . import libraries, machine, quality, runtime, speed
 HERE = Path(__file__).resolve().parent
 
 #: Sizes of a full run and of the tiny run the test suite makes (seconds; its numbers mean nothing).
-FULL = {"matmul_n": 2048, "batch": 128, "steps": 20, "sampling_images": 16, "notebook_profiles": ("ci", "cpu"), "notebooks": None,
+FULL = {"matmul_n": 2048, "batch": 128, "steps": 20, "sampling_images": 16, "notebook_profiles": ("ci", "cpu"),
+        "notebooks": None,
         "decoder_budget_s": 300, "decoder": {}, "prior_budget_s": 180, "prior": {}, "clip_budget_s": 180, "clip": {}}
-TINY = {"matmul_n": 256, "batch": 4, "steps": 2, "sampling_images": 2, "notebook_profiles": ("ci",), "notebooks": ["00_welcome.ipynb"],
+TINY = {"matmul_n": 256, "batch": 4, "steps": 2, "sampling_images": 2, "notebook_profiles": ("ci",),
+        "notebooks": ["00_welcome.ipynb"],
         "samplers": {"DDPM-1000": (20, 1.0), "DDIM-50": (4, 0.0), "DDIM-25": (2, 0.0)}, "prior_steps": 2,
         "decoder_budget_s": 1, "decoder": {"n_train": 64, "n_eval": 4, "batch": 8, "sample_steps": 2},
-        "prior_budget_s": 1, "prior": {"profile": "ci", "n_train": 64, "n_eval": 4, "sample_steps": 2, "decoder_steps": 2},
+        "prior_budget_s": 1,
+        "prior": {"profile": "ci", "n_train": 64, "n_eval": 4, "sample_steps": 2, "decoder_steps": 2},
         "clip_budget_s": 1, "clip": {"profile": "ci", "n_eval": 32}}
 SECTIONS = ("throughput", "sampling", "quality", "libraries", "runtime")
 
@@ -45,7 +49,8 @@ def commit() -> str:
     """The checked-out commit (``+`` if tracked files other than the benchmark's own results differ from it), or ``?``
     outside git."""
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True, check=True).stdout.strip()
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True,
+                              check=True).stdout.strip()
         spec = [":(top)", *(f":(top,exclude){HERE.name}/{name}" for name in OUTPUTS)]
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *spec], cwd=HERE,
                                capture_output=True, text=True).stdout.strip()
@@ -77,7 +82,8 @@ def merge_runtime(old: list[dict], new: list[dict]) -> list[dict]:
     lesson = {entry.filename: i for i, entry in enumerate(course.LESSONS)}
     profile = {"ci": 0, "cpu": 1, "gpu": 2}
     rows = {(r["profile"], r["notebook"]): r for r in old + new}
-    return sorted(rows.values(), key=lambda r: (profile.get(r["profile"], 3), lesson.get(r["notebook"], len(lesson)), r["notebook"]))
+    return sorted(rows.values(),
+                  key=lambda r: (profile.get(r["profile"], 3), lesson.get(r["notebook"], len(lesson)), r["notebook"]))
 
 
 def run(sections: tuple[str, ...], sizes: dict, out: Path, command: str = "python -m benchmarks",
@@ -99,19 +105,23 @@ def run(sections: tuple[str, ...], sizes: dict, out: Path, command: str = "pytho
         if section == "throughput":
             results["throughput"] = speed.training_throughput(sizes["batch"], sizes["steps"], matmul_rate=rate)
         elif section == "sampling":
-            results["sampling"] = speed.sampling_seconds(sizes["sampling_images"], sizes.get("samplers"), sizes.get("prior_steps", 64))
+            results["sampling"] = speed.sampling_seconds(sizes["sampling_images"], sizes.get("samplers"),
+                                                         sizes.get("prior_steps", 64))
         elif section == "quality":
             results["quality"], results["quality_seconds"] = quality.run(tiny)
         elif section == "libraries":
-            results["decoder_vs_libraries"] = libraries.decoder_vs_libraries(sizes["decoder_budget_s"], **sizes["decoder"])
-            results["prior_vs_dalle2_pytorch"] = libraries.prior_vs_dalle2_pytorch(sizes["prior_budget_s"], **sizes["prior"])
+            results["decoder_vs_libraries"] = libraries.decoder_vs_libraries(
+                sizes["decoder_budget_s"], **sizes["decoder"])
+            results["prior_vs_dalle2_pytorch"] = libraries.prior_vs_dalle2_pytorch(
+                sizes["prior_budget_s"], **sizes["prior"])
             results["clip_vs_transformers"] = libraries.clip_vs_transformers(sizes["clip_budget_s"], **sizes["clip"])
             results["budgets_s"] = {k: sizes[f"{k}_budget_s"] for k in ("decoder", "prior", "clip")}
         elif section == "runtime":
-            rows = runtime.notebook_minutes(profiles or sizes["notebook_profiles"], names=notebooks or sizes["notebooks"])
+            rows = runtime.notebook_minutes(profiles or sizes["notebook_profiles"],
+                                            names=notebooks or sizes["notebooks"])
             results["runtime"] = merge_runtime(results.get("runtime", []), [r | {"commit": code} for r in rows])
-        results["runs"][section] = {"command": command, "date": date, "commit": code,
-                                    "matmul GFLOP/s": round(rate, 1), "minutes": round((time.perf_counter() - t0) / 60, 1)}
+        results["runs"][section] = {"command": command, "date": date, "commit": code, "matmul GFLOP/s": round(rate, 1),
+                                    "minutes": round((time.perf_counter() - t0) / 60, 1)}
         write(results, sizes, out)  # after every section: a long run that stops keeps what it measured
     write(results, sizes, out)
     return results
@@ -128,46 +138,58 @@ def write(results: dict, sizes: dict, out: Path) -> None:
 
 def report(results: dict, sizes: dict) -> str:
     tiny = sizes is TINY
-    budget = results.get("budgets_s") or {k: sizes[f"{k}_budget_s"] for k in ("decoder", "prior", "clip")}  # the stored run's
+    # the stored run's budgets
+    budget = results.get("budgets_s") or {k: sizes[f"{k}_budget_s"] for k in ("decoder", "prior", "clip")}
     runs = [{"section": k, **results["runs"][k]} for k in SECTIONS if k in results["runs"]]
     parts = ["# Benchmark results\n\n",
-             "Written by `python -m benchmarks` (sections can be run apart with `--only`); every number below comes from the "
-             "run of its section listed here, on this machine. Do not edit by hand: run it again."
+             "Written by `python -m benchmarks` (sections can be run apart with `--only`); every number below comes "
+             "from the run of its section listed here, on this machine. Do not edit by hand: run it again."
              + (" **Tiny mode: toy sizes, the numbers mean nothing.**" if tiny else "") + "\n\n",
              "## Machine\n\n", table([{"fact": k, "value": v} for k, v in results["machine"].items()]),
-             f"\nfloat32 matmul, {sizes['matmul_n']}×{sizes['matmul_n']}, best of 10: **{results['matmul_gflops']:.1f} GFLOP/s** "
-             "in the latest run (2n³ FLOPs per product; each run's own rate below).\n\n", "## Runs\n\n", table(runs, "{:.1f}")]
+             f"\nfloat32 matmul, {sizes['matmul_n']}×{sizes['matmul_n']}, best of 10: "
+             f"**{results['matmul_gflops']:.1f} GFLOP/s** "
+             "in the latest run (2n³ FLOPs per product; each run's own rate below).\n\n",
+             "## Runs\n\n", table(runs, "{:.1f}")]
     if not_yet := [k for k in SECTIONS if k not in results["runs"]]:
-        parts += ["\n**Not measured yet:** " + ", ".join(f"{k} (`python -m benchmarks --only {k}`)" for k in not_yet) + ".\n"]
+        parts += ["\n**Not measured yet:** " + ", ".join(f"{k} (`python -m benchmarks --only {k}`)" for k in not_yet)
+                  + ".\n"]
     if "throughput" in results:
         parts += ["\n## Training throughput of unCLIP's U-Nets\n\n",
-                  "Full training steps (forward, backward, AdamW) on random inputs of the real shapes. FLOPs: matrix products "
-                  "and convolutions counted by `torch.utils.flop_counter.FlopCounterMode` over one step (2 per multiply-add); "
-                  "norms, activations and the optimiser are not counted.\n\n", table(results["throughput"])]
+                  "Full training steps (forward, backward, AdamW) on random inputs of the real shapes. FLOPs: "
+                  "matrix products and convolutions counted by `torch.utils.flop_counter.FlopCounterMode` over one "
+                  "step (2 per multiply-add); norms, activations and the optimiser are not counted.\n\n",
+                  table(results["throughput"])]
     if "sampling" in results:
         parts += ["\n## Sampling: seconds per image, text to 32×32\n\n",
-                  "The course checkpoints end to end: prior (64 DDIM steps, two candidates), decoder (guidance 3) and upsampler, "
-                  "both with the sampler named. DDPM-1000 is DDIM with all 1000 steps and η = 1.\n\n", table(results["sampling"])]
+                  "The course checkpoints end to end: prior (64 DDIM steps, two candidates), decoder (guidance 3) "
+                  "and upsampler, both with the sampler named. DDPM-1000 is DDIM with all 1000 steps and η = 1.\n\n",
+                  table(results["sampling"])]
     if "quality" in results:
-        parts += ["\n## Quality per training minute\n\n", (quality.__doc__ or "").split("\n\n", 1)[1], "\n![quality per minute](quality_per_minute.png)\n"]
+        parts += ["\n## Quality per training minute\n\n", (quality.__doc__ or "").split("\n\n", 1)[1],
+                  "\n![quality per minute](quality_per_minute.png)\n"]
         for name, points in results["quality"].items():
             parts += [f"\n**{name}**\n\n", table(points)]
     if "decoder_vs_libraries" in results:
         rows = results["decoder_vs_libraries"]
-        parts += ["\n## Against libraries\n\n", (libraries.__doc__ or "").split("\n\n", 1)[1].split("\n\nEqual budgets")[0], "\n\n",
-                  "Ratios are ours ÷ theirs, from the same run: above 1 is better for rates and accuracies, below 1 for seconds.\n\n",
+        parts += ["\n## Against libraries\n\n",
+                  (libraries.__doc__ or "").split("\n\n", 1)[1].split("\n\nEqual budgets")[0], "\n\n",
+                  "Ratios are ours ÷ theirs, from the same run: above 1 is better for rates and accuracies, "
+                  "below 1 for seconds.\n\n",
                   f"**Decoder**, {budget['decoder']} s of training each:\n\n", table(rows), "\n",
-                  table(libraries.ratios(rows, ("train images / s", "judge: all correct", "sampling s / image")), "{:.2f}×")]
+                  table(libraries.ratios(rows, ("train images / s", "judge: all correct", "sampling s / image")),
+                        "{:.2f}×")]
     if "prior_vs_dalle2_pytorch" in results:
         rows = results["prior_vs_dalle2_pytorch"]
         parts += [f"\n**Prior**, {budget['prior']} s of training each:\n\n", table(rows), "\n",
-                  table(libraries.ratios(rows, ("train pairs / s", "cosine to true image embedding", "judge: all correct (course decoder)")), "{:.2f}×")]
+                  table(libraries.ratios(rows, ("train pairs / s", "cosine to true image embedding",
+                                                "judge: all correct (course decoder)")), "{:.2f}×")]
     if "clip_vs_transformers" in results:
         rows = results["clip_vs_transformers"]
         parts += [f"\n**CLIP**, {budget['clip']} s of training each:\n\n", table(rows), "\n",
                   table(libraries.ratios(rows, ("train images / s", "zero-shot (mean of 4)", "t2i@1")), "{:.2f}×")]
     if "runtime" in results:
-        parts += ["\n## Course run time\n\n", "Every lesson in `solutions/`, executed top to bottom in a fresh kernel.\n\n",
+        parts += ["\n## Course run time\n\n",
+                  "Every lesson in `solutions/`, executed top to bottom in a fresh kernel.\n\n",
                   table(results["runtime"], "{:.2f}"), "\n" + runtime.summary(results["runtime"]) + "\n"]
     return "".join(parts)
 
@@ -178,9 +200,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--only", nargs="+", choices=SECTIONS, default=SECTIONS,
                    help="sections to run (default: all; the machine's facts and matmul rate are always measured)")
     p.add_argument("--out", type=Path, default=None,
-                   help="folder for RESULTS.md, results.json and figures (default: benchmarks/, or benchmarks/tiny/ with --tiny)")
-    p.add_argument("--notebooks", nargs="+", metavar="NN", help="runtime: only the lessons whose file names start so (e.g. 00 07)")
-    p.add_argument("--profiles", nargs="+", choices=("ci", "cpu", "gpu"), help="runtime: only these profiles (default: ci cpu)")
+                   help="folder for RESULTS.md, results.json and figures "
+                        "(default: benchmarks/, or benchmarks/tiny/ with --tiny)")
+    p.add_argument("--notebooks", nargs="+", metavar="NN",
+                   help="runtime: only the lessons whose file names start so (e.g. 00 07)")
+    p.add_argument("--profiles", nargs="+", choices=("ci", "cpu", "gpu"),
+                   help="runtime: only these profiles (default: ci cpu)")
     args = p.parse_args(argv)
     args.out = args.out or (HERE / "tiny" if args.tiny else HERE)
     notebooks = None
@@ -191,9 +216,12 @@ def main(argv: list[str] | None = None) -> None:
         if not notebooks:
             p.error(f"no lesson's file name starts with {' or '.join(args.notebooks)}")
     t0 = time.perf_counter()
-    command = "python -m benchmarks" + (" --tiny" if args.tiny else "") + ("" if tuple(args.only) == SECTIONS else " --only " + " ".join(args.only))
-    command += (" --notebooks " + " ".join(args.notebooks) if args.notebooks else "") + (" --profiles " + " ".join(args.profiles) if args.profiles else "")
-    run(tuple(args.only), TINY if args.tiny else FULL, args.out, command, notebooks, tuple(args.profiles) if args.profiles else None)
+    command = "python -m benchmarks" + (" --tiny" if args.tiny else "")
+    command += "" if tuple(args.only) == SECTIONS else " --only " + " ".join(args.only)
+    command += " --notebooks " + " ".join(args.notebooks) if args.notebooks else ""
+    command += " --profiles " + " ".join(args.profiles) if args.profiles else ""
+    run(tuple(args.only), TINY if args.tiny else FULL, args.out, command, notebooks,
+        tuple(args.profiles) if args.profiles else None)
     print(f"wrote {args.out / 'RESULTS.md'} in {(time.perf_counter() - t0) / 60:.1f} min")
 
 

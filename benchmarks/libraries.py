@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dalle2_lessons import clip, diffusion, judge, profiles, shapes, tokenizer, training
+from dalle2_lessons import clip, clip_embeddings, clip_hf, diffusion, judge, profiles, shapes, tokenizer, training
 from dalle2_lessons import decoder as decoder_lib
 from dalle2_lessons import prior as prior_lib
 
@@ -63,8 +63,9 @@ class DiffusersDecoder(nn.Module):
 
         self.unet = UNet2DModel(
             sample_size=16, in_channels=3, out_channels=3, block_out_channels=channels, layers_per_block=1,
-            down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
-            class_embed_type="identity", norm_num_groups=8, attention_head_dim=32, resnet_time_scale_shift="scale_shift",
+            down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+            up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"), class_embed_type="identity",
+            norm_num_groups=8, attention_head_dim=32, resnet_time_scale_shift="scale_shift",
         )  # fmt: skip
         self.project = nn.Linear(embed_dim, 4 * channels[0])
         self.embed_dim = embed_dim
@@ -111,10 +112,12 @@ def course_race(make: Callable[[], nn.Module], loss_fn, data: torch.Tensor, budg
     idx = torch.arange(batch)
 
     def train(model: nn.Module, steps: int) -> nn.Module:
-        ema, _ = training.train(model, loss_fn, data, steps, batch, lr, weight_decay=weight_decay, seed=seed, progress=False)
+        ema, _ = training.train(model, loss_fn, data, steps, batch, lr, weight_decay=weight_decay, seed=seed,
+                                progress=False)
         return ema.module.eval()
 
-    return race(make, lambda m, opt: _step(opt, loss_fn(m, idx, torch.Generator().manual_seed(0))), train, budget_s, seed)
+    return race(make, lambda m, opt: _step(opt, loss_fn(m, idx, torch.Generator().manual_seed(0))),
+                train, budget_s, seed)
 
 
 class Dalle2PytorchDecoder(nn.Module):
@@ -124,14 +127,17 @@ class Dalle2PytorchDecoder(nn.Module):
     (``cond_on_image_embeds=True``), 10% dropped for guidance. ε-prediction, the library's cosine schedule, images in
     [-1, 1] (``auto_normalize_img=False``), no learned variance (ours has none), DDIM with ``sample_steps`` steps."""
 
-    def __init__(self, embed_dim: int = 64, dim: int = 32, dim_mults: tuple[int, ...] = (1, 2, 2), sample_steps: int = 50):
+    def __init__(
+        self, embed_dim: int = 64, dim: int = 32, dim_mults: tuple[int, ...] = (1, 2, 2), sample_steps: int = 50
+    ):
         super().__init__()
         from dalle2_pytorch import Decoder, Unet
 
         unet = Unet(dim=dim, image_embed_dim=embed_dim, channels=3, dim_mults=dim_mults, cond_on_image_embeds=True,
                     num_resnet_blocks=1, attn_heads=4, attn_dim_head=32)
-        self.decoder = Decoder(unet, image_size=16, timesteps=1000, sample_timesteps=sample_steps, image_cond_drop_prob=0.1,
-                               text_cond_drop_prob=0.0, learned_variance=False, auto_normalize_img=False)
+        self.decoder = Decoder(unet, image_size=16, timesteps=1000, sample_timesteps=sample_steps,
+                               image_cond_drop_prob=0.1, text_cond_drop_prob=0.0, learned_variance=False,
+                               auto_normalize_img=False)
 
     def loss(self, x0: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """``x0`` ``(B, 3, 16, 16)`` in [-1, 1], ``z`` ``(B, D)``: the library's own training loss."""
@@ -149,33 +155,41 @@ class Dalle2PytorchPrior(nn.Module):
     embedding, so a learned bias-free projection maps the course CLIP's 128-wide features to 64 (padding stays zero,
     which is how the library finds it)."""
 
-    def __init__(self, embed_dim: int = 64, token_width: int = 128, context_length: int = 16, depth: int = 12, p_uncond: float = 0.1):
+    def __init__(
+        self, embed_dim: int = 64, token_width: int = 128, context_length: int = 16, depth: int = 12,
+        p_uncond: float = 0.1,
+    ):
         super().__init__()
         from dalle2_pytorch import DiffusionPrior, DiffusionPriorNetwork
 
-        net = DiffusionPriorNetwork(dim=embed_dim, depth=depth, dim_head=32, heads=4, num_timesteps=1000, max_text_len=context_length)
-        self.prior = DiffusionPrior(net, image_embed_dim=embed_dim, timesteps=1000, cond_drop_prob=p_uncond, condition_on_text_encodings=True)
+        net = DiffusionPriorNetwork(dim=embed_dim, depth=depth, dim_head=32, heads=4, num_timesteps=1000,
+                                    max_text_len=context_length)
+        self.prior = DiffusionPrior(net, image_embed_dim=embed_dim, timesteps=1000, cond_drop_prob=p_uncond,
+                                    condition_on_text_encodings=True)
         self.token_proj = nn.Linear(token_width, embed_dim, bias=False)
 
     def encodings(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.token_proj(tokens * mask[..., None])
 
     def loss(self, z: torch.Tensor, text: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.prior(text_embed=text, image_embed=z.clone(), text_encodings=self.encodings(tokens, mask))  # it scales in place
+        # z.clone(): it scales in place
+        return self.prior(text_embed=text, image_embed=z.clone(), text_encodings=self.encodings(tokens, mask))
 
     @torch.no_grad()
-    def sample(self, text: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor, steps: int = 64, candidates: int = 2) -> torch.Tensor:
+    def sample(self, text: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor, steps: int = 64,
+               candidates: int = 2) -> torch.Tensor:
         """Unit-norm ``(B, D)``: ``candidates`` DDIM samples (η = 0) per caption, the one closest to its text kept, as
         ours and the library's own ``sample`` (which needs its CLIP) do."""
         b, d = text.shape
         te, enc = text.repeat_interleave(candidates, 0), self.encodings(tokens, mask).repeat_interleave(candidates, 0)
-        z = self.prior.p_sample_loop((len(te), d), text_cond={"text_embed": te, "text_encodings": enc}, timesteps=steps, eta=0.0)
+        z = self.prior.p_sample_loop((len(te), d), text_cond={"text_embed": te, "text_encodings": enc}, timesteps=steps,
+                                     eta=0.0)
         z = F.normalize(z, dim=-1).view(b, candidates, d)
         return z[torch.arange(b), (z * text[:, None]).sum(-1).argmax(dim=1)]
 
 
-def decoder_vs_libraries(budget_s: float, n_train: int = 20_000, n_eval: int = 256, batch: int = 128, sample_steps: int = 50,
-                         scale: float = 3.0) -> list[dict]:
+def decoder_vs_libraries(budget_s: float, n_train: int = 20_000, n_eval: int = 256, batch: int = 128,
+                         sample_steps: int = 50, scale: float = 3.0) -> list[dict]:
     """Train each decoder for ``budget_s`` seconds on the same images and embeddings; judge reconstructions."""
     profiles.seed_everything(0)
     clip_model = clip.load_clip()
@@ -188,7 +202,8 @@ def decoder_vs_libraries(budget_s: float, n_train: int = 20_000, n_eval: int = 2
     dummy_feats, dummy_mask = torch.zeros(batch, 1, 128), torch.ones(batch, 1, dtype=torch.bool)
 
     def ours_loss(m, idx, gen):
-        return decoder_lib.decoder_loss(m, data.images[idx], z_train[idx], dummy_feats[: len(idx)], dummy_mask[: len(idx)], schedule, 0.1, 0.0, gen)
+        return decoder_lib.decoder_loss(m, data.images[idx], z_train[idx], dummy_feats[: len(idx)],
+                                        dummy_mask[: len(idx)], schedule, 0.1, 0.0, gen)
 
     def ours_sample(m, z):
         return decoder_lib.sample(m, z, scale=scale, steps=sample_steps, generator=torch.Generator().manual_seed(0))
@@ -217,15 +232,20 @@ def decoder_vs_libraries(budget_s: float, n_train: int = 20_000, n_eval: int = 2
         return x.clamp(-1, 1)
 
     contenders = {
-        "ours: decoder U-Net (lesson 07)": ("", lambda: decoder_lib.Decoder(decoder_lib.decoder_config(caption=False)), ours_loss, ours_sample),
-        "diffusers UNet2DModel + DDPM/DDIMScheduler": (missing("diffusers"), DiffusersDecoder, diffusers_loss, diffusers_sample),
-        "dalle2-pytorch Decoder + Unet": (missing("dalle2_pytorch"), lambda: Dalle2PytorchDecoder(sample_steps=sample_steps),
-                                          lambda m, idx, gen: m.loss(data.images[idx], z_train[idx]), lambda m, z: m.sample(z, scale)),
+        "ours: decoder U-Net (lesson 07)": ("", lambda: decoder_lib.Decoder(decoder_lib.decoder_config(caption=False)),
+                                            ours_loss, ours_sample),
+        "diffusers UNet2DModel + DDPM/DDIMScheduler": (missing("diffusers"), DiffusersDecoder, diffusers_loss,
+                                                       diffusers_sample),
+        "dalle2-pytorch Decoder + Unet": (missing("dalle2_pytorch"),
+                                          lambda: Dalle2PytorchDecoder(sample_steps=sample_steps),
+                                          lambda m, idx, gen: m.loss(data.images[idx], z_train[idx]),
+                                          lambda m, z: m.sample(z, scale)),
     }
     rows = []
     for name, (why_not, make, loss_fn, sample_fn) in contenders.items():
         if why_not:
-            rows.append(_not_run(name, why_not, ("parameters (M)", "steps", "train s", "train images / s", "judge: all correct", "judge: shape", "sampling s / image")))
+            rows.append(_not_run(name, why_not, ("parameters (M)", "steps", "train s", "train images / s",
+                                                 "judge: all correct", "judge: shape", "sampling s / image")))
             continue
         model, steps, seconds = course_race(make, loss_fn, data.images, budget_s, batch, 2e-3)
         torch.manual_seed(0)  # the libraries draw their sampling noise from the global generator
@@ -245,7 +265,7 @@ def prior_vs_dalle2_pytorch(budget_s: float, profile: str = "cpu", n_train: int 
     rate and caption dropout); measure each sample's cosine to the true image embedding of ``n_eval`` test scenes, and
     the judge's accuracy on the course decoder's pictures of the sampled embeddings. A reference row gives both
     measures for the caption's own text embedding (the "no prior" baseline of lesson 06)."""
-    s = profiles.get_profile(profile).prior
+    s = prior_lib.PRESETS[profile]
     profiles.seed_everything(s.seed)
     clip_model = clip.load_clip()
     data = prior_lib.PriorData.build(clip_model, n_train or s.n_train)
@@ -258,8 +278,10 @@ def prior_vs_dalle2_pytorch(budget_s: float, profile: str = "cpu", n_train: int 
     jd = judge.load_judge("single")
 
     def measure(z: torch.Tensor) -> dict[str, float]:
-        pictures = decoder_lib.sample(course_decoder, z, steps=decoder_steps, generator=torch.Generator().manual_seed(0))
-        return {"cosine to true image embedding": prior_lib.mean_cosine(z, z_true), "judge: all correct (course decoder)": jd.score(pictures, torch.as_tensor(scenes.attrs)).all_correct}
+        pictures = decoder_lib.sample(course_decoder, z, steps=decoder_steps,
+                                      generator=torch.Generator().manual_seed(0))
+        return {"cosine to true image embedding": prior_lib.mean_cosine(z, z_true),
+                "judge: all correct (course decoder)": jd.score(pictures, torch.as_tensor(scenes.attrs)).all_correct}
 
     def ours_loss(m, idx, gen):
         t, k, msk = data.bank.random_paraphrase(idx, gen)
@@ -268,30 +290,38 @@ def prior_vs_dalle2_pytorch(budget_s: float, profile: str = "cpu", n_train: int 
     def theirs_loss(m, idx, gen):
         return m.loss(data.image_emb[idx], *data.bank.random_paraphrase(idx, gen))
 
-    config = prior_lib.PriorConfig(embed_dim=data.image_emb.shape[-1], token_width=feats.shape[-1], context_length=feats.shape[1])
+    config = prior_lib.PriorConfig(embed_dim=data.image_emb.shape[-1], token_width=feats.shape[-1],
+                                   context_length=feats.shape[1])
     contenders = {
         "ours: diffusion prior (lesson 06)": ("", lambda: prior_lib.DiffusionPrior(config), ours_loss,
-                                             lambda m: prior_lib.sample(m, text, tokens, mask, schedule, 1.0, sample_steps, s.candidates, torch.Generator().manual_seed(0))),
+                                             lambda m: prior_lib.sample(m, text, tokens, mask, schedule, 1.0,
+                                                                        sample_steps, s.candidates,
+                                                                        torch.Generator().manual_seed(0))),
         "dalle2-pytorch DiffusionPrior": (missing("dalle2_pytorch"),
-                                          lambda: Dalle2PytorchPrior(config.embed_dim, config.token_width, config.context_length, p_uncond=s.p_uncond),
-                                          theirs_loss, lambda m: m.sample(text, tokens, mask, sample_steps, s.candidates)),
+                                          lambda: Dalle2PytorchPrior(config.embed_dim, config.token_width,
+                                                                     config.context_length, p_uncond=s.p_uncond),
+                                          theirs_loss,
+                                          lambda m: m.sample(text, tokens, mask, sample_steps, s.candidates)),
     }
-    keys = ("parameters (M)", "steps", "train s", "train pairs / s", "cosine to true image embedding", "judge: all correct (course decoder)", "sampling s / caption")
+    keys = ("parameters (M)", "steps", "train s", "train pairs / s", "cosine to true image embedding",
+            "judge: all correct (course decoder)", "sampling s / caption")
     rows = []
     for name, (why_not, make, loss_fn, sample_fn) in contenders.items():
         if why_not:
             rows.append(_not_run(name, why_not, keys))
             continue
-        model, steps, seconds = course_race(make, loss_fn, data.image_emb, budget_s, s.batch_size, s.lr, weight_decay=1e-2, seed=s.seed)
+        model, steps, seconds = course_race(make, loss_fn, data.image_emb, budget_s, s.batch_size, s.lr,
+                                            weight_decay=s.weight_decay, seed=s.seed)
         torch.manual_seed(0)
         t0 = time.perf_counter()
         z = sample_fn(model)
         sample_seconds = time.perf_counter() - t0
         rows.append({"model": name, "parameters (M)": parameters(model), "steps": steps, "train s": seconds,
-                     "train pairs / s": steps * s.batch_size / seconds, **measure(z), "sampling s / caption": sample_seconds / n_eval})
+                     "train pairs / s": steps * s.batch_size / seconds, **measure(z),
+                     "sampling s / caption": sample_seconds / n_eval})
     nan = float("nan")
-    rows.append({"model": "reference: no prior (the text embedding itself)", "parameters (M)": 0.0, "steps": 0, "train s": nan,
-                 "train pairs / s": nan, **measure(text), "sampling s / caption": nan})
+    rows.append({"model": "reference: no prior (the text embedding itself)", "parameters (M)": 0.0, "steps": 0,
+                 "train s": nan, "train pairs / s": nan, **measure(text), "sampling s / caption": nan})
     return rows
 
 
@@ -301,7 +331,7 @@ def _not_run(name: str, why: str, keys: tuple[str, ...]) -> dict:
 
 def clip_vs_transformers(budget_s: float, profile: str = "cpu", n_eval: int = 1000) -> list[dict]:
     """Our CLIP and a ``transformers.CLIPModel`` of about our size, each trained for ``budget_s`` seconds."""
-    s = profiles.get_profile(profile).clip
+    s = clip.PRESETS[profile]
     profiles.seed_everything(s.seed)
     tok = tokenizer.Tokenizer()
     train = shapes.ShapesDataset("train", n=s.n_train, resolution=s.resolution)
@@ -315,9 +345,11 @@ def clip_vs_transformers(budget_s: float, profile: str = "cpu", n_eval: int = 10
 
     rows = []
     for name, make in (("ours: CLIP (lesson 01)", lambda: clip.CLIP(config)),
-                       ("transformers.CLIPModel (ViT)", lambda: clip.HFCLIPAdapter(config, tok.pad_id, tok.start_id, tok.end_id))):
+                       ("transformers.CLIPModel (ViT)",
+                        lambda: clip_hf.HFCLIPAdapter(config, tok.pad_id, tok.start_id, tok.end_id))):
         model, steps, seconds = race(make, lambda m, opt: _step(opt, m(*probe_batch)), fit, budget_s, s.seed)
-        r = clip.evaluate_clip(model, tok, s.resolution, n=n_eval, n_retrieval=min(256, n_eval), splits=("test",))["test"]
+        r = clip_embeddings.evaluate_clip(model, tok, s.resolution, n=n_eval, n_retrieval=min(256, n_eval),
+                                          splits=("test",))["test"]
         rows.append({"model": name, "parameters (M)": parameters(model), "steps": steps,
                      "train s": seconds, "train images / s": steps * s.batch_size / seconds,
                      "zero-shot (mean of 4)": sum(r[a] for a in shapes.TIERS["single"]) / 4, "t2i@1": r["t2i@1"]})
@@ -325,7 +357,8 @@ def clip_vs_transformers(budget_s: float, profile: str = "cpu", n_eval: int = 10
 
 
 def ratios(rows: list[dict], keys: tuple[str, ...]) -> list[dict]:
-    """Ours (the first row) over each library's row, for each of ``keys``; rows not run and reference rows are left out."""
+    """Ours (the first row) over each library's row, for each of ``keys``; rows not run and reference rows are left
+    out."""
     ours = rows[0]
     return [{"ours ÷": row["model"].split(":")[0], **{k: ours[k] / row[k] if row[k] else float("nan") for k in keys}}
             for row in rows[1:] if not row["model"].startswith("reference") and not math.isnan(row[keys[0]])]

@@ -11,35 +11,40 @@ own builders in the ``cpu`` profile's sizes.
 from __future__ import annotations
 
 import time
-from types import SimpleNamespace
+from dataclasses import replace
 
-from dalle2_lessons import clip, decoder, guidance, prior, profiles, shapes, tokenizer
+from dalle2_lessons import clip, clip_embeddings, decoder, guidance, prior, shapes, tokenizer
 from dalle2_lessons.training import Curve
 
 
 def clip_curve(steps: int | None = None, every: int = 100, n_eval: int = 500, profile: str = "cpu") -> list[dict]:
-    """The course CLIP (``clip.build_clip``) trained with ``profile``'s settings, measured every ``every`` steps.
+    """The course CLIP (``clip.build``) trained with ``profile``'s settings, measured every ``every`` steps.
     (Its clock starts before the training images are rendered: under a second in the ``cpu`` profile.)"""
-    s = profiles.get_profile(profile).clip
-    steps = steps or s.steps
+    s = replace(clip.PRESETS[profile], steps=steps or clip.PRESETS[profile].steps)
+    steps = s.steps
     tok = tokenizer.Tokenizer()
 
     def measure(m) -> dict[str, float]:
-        r = clip.evaluate_clip(m.eval(), tok, s.resolution, n=n_eval, n_retrieval=min(256, n_eval), splits=("test",))["test"]
+        r = clip_embeddings.evaluate_clip(m.eval(), tok, s.resolution, n=n_eval, n_retrieval=min(256, n_eval),
+                                          splits=("test",))["test"]
         return {"zero-shot": sum(r[a] for a in shapes.TIERS["single"]) / 4, "t2i@1": r["t2i@1"]}
 
     curve = Curve(steps, every, measure)
-    clip.build_clip(profile, progress=False, steps=steps, callback=lambda step, m: curve(step, SimpleNamespace(module=m)))
+    clip.build(s, progress=False, callback=curve)
     return curve.points
 
 
-def diffusion_curves(steps: dict[str, int | None], every: dict[str, int], n_eval: int, profile: str = "cpu") -> dict[str, list[dict]]:
+def diffusion_curves(
+    steps: dict[str, int | None], every: dict[str, int], n_eval: int, profile: str = "cpu"
+) -> dict[str, list[dict]]:
     """The course builders with their measuring callbacks: ``{"text → pixels": ..., "prior": ..., "decoder": ...}``.
     The prior and decoder read the course CLIP checkpoint, as in lessons 06–07."""
     curves = {}
-    *_, curves["text → pixels diffusion"] = guidance.build(profile, "clip", steps["text"], progress=False, eval_every=every["text"], n_eval=n_eval)
-    curves["unCLIP prior"] = prior.build(profile, steps["prior"], progress=False, eval_every=every["prior"], n_eval=n_eval)[3]
-    curves["unCLIP decoder"] = decoder.build(profile, steps["decoder"], progress=False, eval_every=every["decoder"], n_eval=n_eval)[3]
+    for name, module, key in (("text → pixels diffusion", guidance, "text"), ("unCLIP prior", prior, "prior"),
+                              ("unCLIP decoder", decoder, "decoder")):
+        cfg = module.PRESETS[profile]
+        cfg = replace(cfg, steps=steps[key] or cfg.steps)
+        curves[name] = module.build(cfg, progress=False, eval_every=every[key], n_eval=n_eval).curve
     return curves
 
 
@@ -53,11 +58,13 @@ def plot(curves: dict[str, list[dict]], path) -> None:
     fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.3), squeeze=False)
     for ax, (name, points) in zip(axes[0], curves.items()):
         keys = [k for k in points[0] if k not in ("step", "train_minutes")] if points else []
-        keys = [k for k in keys if k in ("zero-shot", "t2i@1", "all", "prior", "no_prior", "another_render")] or keys[:2]
+        keys = ([k for k in keys if k in ("zero-shot", "t2i@1", "all", "prior", "no_prior", "another_render")]
+                or keys[:2])
         for k in keys:
             ax.plot([p["train_minutes"] for p in points], [p[k] for p in points], marker="o", label=k)
         values = [p[k] for p in points for k in keys]
-        if not values or min(values) < 0.8:  # accuracies span 0–1; the prior's cosines all sit near 0.99 (crowded embeddings)
+        # accuracies span 0–1; the prior's cosines all sit near 0.99 (crowded embeddings)
+        if not values or min(values) < 0.8:
             ax.set_ylim(0, 1.02)
         ax.set(title=name, xlabel="training minutes")
         ax.legend(fontsize=8)
@@ -70,8 +77,10 @@ def run(tiny: bool) -> tuple[dict[str, list[dict]], float]:
     t0 = time.perf_counter()
     if tiny:
         curves = {"CLIP": clip_curve(steps=4, every=2, n_eval=32, profile="ci")}
-        curves |= diffusion_curves({"text": 2, "prior": 2, "decoder": 2}, {"text": 1, "prior": 1, "decoder": 1}, 4, profile="ci")
+        curves |= diffusion_curves({"text": 2, "prior": 2, "decoder": 2}, {"text": 1, "prior": 1, "decoder": 1}, 4,
+                                   profile="ci")
     else:
         curves = {"CLIP": clip_curve()}
-        curves |= diffusion_curves({"text": 1500, "prior": None, "decoder": 1500}, {"text": 250, "prior": 100, "decoder": 250}, 128)
+        curves |= diffusion_curves({"text": 1500, "prior": None, "decoder": 1500},
+                                   {"text": 250, "prior": 100, "decoder": 250}, 128)
     return curves, time.perf_counter() - t0

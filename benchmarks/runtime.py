@@ -13,8 +13,8 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def notebook_minutes(profiles: tuple[str, ...] = ("ci", "cpu"), folder: str = "solutions", names: list[str] | None = None,
-                     timeout: int = 1800) -> list[dict]:
+def notebook_minutes(profiles: tuple[str, ...] = ("ci", "cpu"), folder: str = "solutions",
+                     names: list[str] | None = None, timeout: int = 1800) -> list[dict]:
     """Minutes per notebook and profile (``solutions/`` by default: the complete lessons). A failing notebook is
     recorded with its error instead of a time."""
     from dalle2_lessons import course
@@ -31,10 +31,12 @@ def notebook_minutes(profiles: tuple[str, ...] = ("ci", "cpu"), folder: str = "s
                 t0 = time.perf_counter()
                 error = ""
                 try:
-                    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+                    NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                                   resources={"metadata": {"path": str(path.parent)}}).execute()
                 except Exception as e:  # noqa: BLE001 — a benchmark reports failures, it does not stop at them
                     error = f"{type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}"
-                rows.append({"notebook": name, "profile": profile, "minutes": (time.perf_counter() - t0) / 60, "error": error})
+                rows.append({"notebook": name, "profile": profile, "minutes": (time.perf_counter() - t0) / 60,
+                             "error": error})
                 print(f"  {profile:4s} {name:32s} {rows[-1]['minutes']:6.2f} min {error}", flush=True)
     finally:
         if saved is None:
@@ -55,7 +57,9 @@ def summary(rows: list[dict], limit: float = 10.0) -> str:
             continue
         longest = max(ok, key=lambda r: r["minutes"])
         over = [r["notebook"] for r in ok if r["minutes"] > limit]
-        lines.append(f"* `{profile}`: {len(ok)} notebook{'s' * (len(ok) != 1)} in {sum(r['minutes'] for r in ok):.1f} min, the longest {longest['notebook']} "
-                     f"({longest['minutes']:.1f} min); " + (f"over {limit:g} min: {', '.join(over)}" if over else f"none over {limit:g} min")
+        lines.append(f"* `{profile}`: {len(ok)} notebook{'s' * (len(ok) != 1)} in "
+                     f"{sum(r['minutes'] for r in ok):.1f} min, the longest {longest['notebook']} "
+                     f"({longest['minutes']:.1f} min); "
+                     + (f"over {limit:g} min: {', '.join(over)}" if over else f"none over {limit:g} min")
                      + (f"; {failed} failed" if failed else "") + ".")
     return "\n".join(lines) + "\n"

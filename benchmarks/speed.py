@@ -32,7 +32,8 @@ def _networks(batch: int) -> dict[str, tuple[torch.nn.Module, Callable[[torch.nn
     up = UNet(upsampler.upsampler_config())
     x32 = torch.rand(batch, 3, 32, 32) * 2 - 1
     return {
-        "decoder U-Net (16×16, CLIP context)": (dec, lambda m: decoder_loss(m, x16, z, feats, mask, schedule, generator=gen)),
+        "decoder U-Net (16×16, CLIP context)": (
+            dec, lambda m: decoder_loss(m, x16, z, feats, mask, schedule, generator=gen)),
         "upsampler U-Net (16×16 crops)": (up, lambda m: upsampler.upsampler_loss(m, x32, schedule, generator=gen)),
     }
 
@@ -42,7 +43,9 @@ def parameters(model: torch.nn.Module) -> float:
     return sum(p.numel() for p in model.parameters()) / 1e6
 
 
-def training_throughput(batch: int = 128, steps: int = 20, warmup: int = 3, matmul_rate: float | None = None) -> list[dict]:
+def training_throughput(
+    batch: int = 128, steps: int = 20, warmup: int = 3, matmul_rate: float | None = None
+) -> list[dict]:
     """Images per second and achieved GFLOP/s of full training steps (AdamW) of each U-Net, on the CPU."""
     rows = []
     for name, (model, loss_fn) in _networks(batch).items():
@@ -65,13 +68,16 @@ def training_throughput(batch: int = 128, steps: int = 20, warmup: int = 3, matm
         seconds = (time.perf_counter() - t0) / steps
         gflops = flops / seconds / 1e9
         rows.append({"network": name, "parameters (M)": parameters(model), "batch": batch,
-                     "s / step": seconds, "images / s": batch / seconds, "GFLOP / step": flops / 1e9, "achieved GFLOP/s": gflops,
+                     "s / step": seconds, "images / s": batch / seconds, "GFLOP / step": flops / 1e9,
+                     "achieved GFLOP/s": gflops,
                      "of matmul rate": gflops / matmul_rate if matmul_rate else float("nan")})
     return rows
 
 
 @torch.no_grad()
-def sampling_seconds(n_images: int = 16, samplers: dict[str, tuple[int, float]] | None = None, prior_steps: int = 64) -> list[dict]:
+def sampling_seconds(
+    n_images: int = 16, samplers: dict[str, tuple[int, float]] | None = None, prior_steps: int = 64
+) -> list[dict]:
     """Seconds per image of the course pipeline (``UnCLIP.generate`` with the course checkpoints) for ``n_images`` test
     captions, per stage.
 

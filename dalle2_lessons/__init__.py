@@ -7,11 +7,15 @@ Modules, in the order the course meets them:
 
 * :mod:`~dalle2_lessons.profiles`     the ``ci`` / ``cpu`` / ``gpu`` profiles, device, seeds, lesson setup
 * :mod:`~dalle2_lessons.shapes`       the captioned Shapes dataset (rendering, captions, splits)
+* :mod:`~dalle2_lessons.captions`     the Shapes caption templates and phrases (also read as ``shapes.<name>``)
 * :mod:`~dalle2_lessons.tokenizer`    the caption tokenizer and its vocabulary
 * :mod:`~dalle2_lessons.judge`        the attribute judge that scores generated images
 * :mod:`~dalle2_lessons.checkpoints`  safetensors + JSON checkpoints, shipped and your own
 * :mod:`~dalle2_lessons.exercises`    the exercise checker
-* :mod:`~dalle2_lessons.clip`         CLIP: attention, encoders, contrastive loss, zero-shot, retrieval
+* :mod:`~dalle2_lessons.transformer`  attention and the one transformer block (CLIP's text encoder, the prior, DALL·E 1)
+* :mod:`~dalle2_lessons.clip`         CLIP: the encoders, the contrastive loss, its training loop
+* :mod:`~dalle2_lessons.clip_embeddings` a trained CLIP's embeddings in batches; zero-shot, retrieval, linear probes
+* :mod:`~dalle2_lessons.clip_hf`      ``transformers``' CLIP behind our interface; OpenAI's pretrained CLIP
 * :mod:`~dalle2_lessons.text_encoders` stop words, bags of words vs transformers, the word-order pair tests
 * :mod:`~dalle2_lessons.diffusion`    noise schedules, q(x_t | x_0), the DDPM and DDIM steps, DDIM inversion
 * :mod:`~dalle2_lessons.unet`         the U-Net of every diffusion lesson (optional condition and context tokens)
@@ -24,6 +28,7 @@ Modules, in the order the course meets them:
 * :mod:`~dalle2_lessons.generate`     the same pipeline from the command line
 * :mod:`~dalle2_lessons.vae`          the family tree: a conditional VAE (ELBO, reparameterisation)
 * :mod:`~dalle2_lessons.gan`          the family tree: a conditional GAN (two losses, spectral norm)
+* :mod:`~dalle2_lessons.vqvae`        the family tree: DALL·E 1's image tokenizer (a VQ-VAE)
 * :mod:`~dalle2_lessons.dalle1`       the family tree: DALL·E 1 (VQ-VAE tokens, a transformer, CLIP reranking)
 * :mod:`~dalle2_lessons.families`     the family tree: every family measured on the same captions
 * :mod:`~dalle2_lessons.own_data`     your own data: torchvision datasets and a folder of pictures, with captions
@@ -41,14 +46,20 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "profiles", "shapes", "tokenizer", "judge", "checkpoints", "exercises", "plotting", "widgets", "notebooks", "course",
-    "clip", "text_encoders", "diffusion", "unet", "training", "guidance", "prior", "decoder", "upsampler", "unclip", "vae", "gan",
-    "dalle1", "families", "own_data", "own_unclip",
+    "profiles", "shapes", "captions", "tokenizer", "judge", "checkpoints", "exercises", "plotting", "widgets",
+    "notebooks", "course", "transformer", "clip", "clip_embeddings", "clip_hf", "text_encoders", "diffusion", "unet",
+    "training", "guidance", "prior", "decoder", "upsampler", "unclip", "vae", "gan", "vqvae", "dalle1", "families",
+    "own_data", "own_unclip",
 )  # fmt: skip
-_SHORTCUTS = {"setup_lesson": "profiles", "get_profile": "profiles", "get_device": "profiles", "seed_everything": "profiles"}
+_SHORTCUTS = {"setup_lesson": "profiles", "get_profile": "profiles", "get_device": "profiles",
+              "seed_everything": "profiles"}
 
 if TYPE_CHECKING:  # for editors and type checkers; at run time everything below loads lazily
-    from . import checkpoints, clip, course, dalle1, decoder, diffusion, exercises, families, gan, guidance, judge, notebooks, own_data, own_unclip, plotting, prior, profiles, shapes, text_encoders, tokenizer, training, unclip, unet, upsampler, vae, widgets  # noqa: F401
+    from . import (  # noqa: F401
+        captions, checkpoints, clip, clip_embeddings, clip_hf, course, dalle1, decoder, diffusion, exercises, families,
+        gan, guidance, judge, notebooks, own_data, own_unclip, plotting, prior, profiles, shapes, text_encoders,
+        tokenizer, training, transformer, unclip, unet, upsampler, vae, vqvae, widgets,
+    )
     from .profiles import get_device, get_profile, seed_everything, setup_lesson  # noqa: F401
 
 

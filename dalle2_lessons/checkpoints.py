@@ -30,7 +30,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -70,15 +70,17 @@ def command(module: str, **flags: object) -> str:
         f" --{name.replace('_', '-')} {value}" for name, value in flags.items() if value is not None)
 
 
-def build_parser(description: str, eval_help: str, n_eval: int, n_eval_help: str) -> argparse.ArgumentParser:
+def build_parser(description: str, eval_help: str | None, n_eval: int, n_eval_help: str) -> argparse.ArgumentParser:
     """The command line every course-checkpoint builder shares: ``--profile --steps --eval-every --n-eval --out
-    --device`` (a builder adds its own flags to the returned parser)."""
-    from .profiles import PROFILES
+    --device --clip`` (``eval_help=None``: a builder without a training curve, no ``--eval-every``). A builder adds
+    its own flags to the returned parser."""
+    from .profiles import PROFILE_NAMES
 
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--profile", default="cpu", choices=tuple(PROFILES))
+    p.add_argument("--profile", default="cpu", choices=PROFILE_NAMES)
     p.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the profile's)")
-    p.add_argument("--eval-every", type=int, default=None, help=eval_help)
+    if eval_help is not None:
+        p.add_argument("--eval-every", type=int, default=None, help=eval_help)
     p.add_argument("--n-eval", type=int, default=n_eval, help=n_eval_help)
     p.add_argument("--out", default=None, help="folder (default: data/checkpoints, the shipped course checkpoint)")
     p.add_argument("--device", default="cpu")
@@ -88,19 +90,43 @@ def build_parser(description: str, eval_help: str, n_eval: int, n_eval_help: str
     return p
 
 
-def save_build(name: str, model: torch.nn.Module, args: argparse.Namespace, results: dict[str, Any], losses: list[float],
-               seconds: float, curve: list[dict], steps: int, rebuild: str,
+def settings_for(presets: Mapping[str, Any], args: argparse.Namespace, **overrides: Any) -> Any:
+    """A builder's settings: the preset of ``args.profile`` with ``--steps`` and any ``overrides`` (``None`` values
+    are ignored) applied."""
+    changes = {"steps": args.steps, **overrides}
+    return replace(presets[args.profile], **{k: v for k, v in changes.items() if v is not None})
+
+
+@dataclass
+class Built:
+    """What every course-checkpoint builder (``<stage>.build(settings, device, ...)``) returns."""
+
+    model: torch.nn.Module  #: the trained network (the EMA average where the stage keeps one), on its training device
+    losses: dict[str, list[float]]  #: per-step training curves by name; ``"loss"`` is what the optimiser minimised
+    train_seconds: float  #: wall time of training only (measuring the curve is not counted)
+    curve: list[dict]  #: what was measured every ``eval_every`` steps (empty without)
+    settings: Any  #: the settings object it was trained with
+    extra: dict[str, Any] = field(default_factory=dict)  #: what else a stage returns (the prior: the data it learnt)
+
+    @property
+    def loss(self) -> list[float]:
+        return self.losses["loss"]
+
+
+def save_build(name: str, built: Built, args: argparse.Namespace, results: dict[str, Any], rebuild: str,
                parents: Mapping[str, torch.nn.Module | str] | None = None) -> Path:
-    """Save a checkpoint builder's model (parsed by :func:`build_parser`) with the metrics every course checkpoint
-    records next to its own ``results``: the curve, training seconds and steps, the final loss, the profile; and
-    the ``parents`` it was trained on (see :func:`save_checkpoint`)."""
-    metrics = {**results, "n_eval": args.n_eval, "curve": curve, "train_seconds": round(seconds, 1), "steps": steps,
-               "final_loss": sum(losses[-50:]) / len(losses[-50:]), "profile": args.profile}
+    """Save a builder's model (its command line parsed by :func:`build_parser`) with the metrics every course
+    checkpoint records next to its own ``results``: the curve, training seconds and steps, the final loss, the
+    profile; and the ``parents`` it was trained on (see :func:`save_checkpoint`)."""
+    loss = built.loss
+    metrics = {**results, "n_eval": args.n_eval, "curve": built.curve, "train_seconds": round(built.train_seconds, 1),
+               "steps": built.settings.steps, "final_loss": sum(loss[-50:]) / len(loss[-50:]), "profile": args.profile}
     if getattr(args, "clip", "course") != "course":
         rebuild += f" --clip {args.clip}"
-    out = save_checkpoint(name, model.state_dict(), model.config_dict(), args.out or shipped_dir(), metrics, rebuild=rebuild,
-                          parents=parents)
-    print(f"saved {out} (trained {seconds / 60:.1f} min)")
+    model = built.model.cpu()
+    out = save_checkpoint(name, model.state_dict(), model.config_dict(), args.out or shipped_dir(), metrics,
+                          rebuild=rebuild, parents=parents)
+    print(f"saved {out} (trained {built.train_seconds / 60:.1f} min)")
     return out
 
 
@@ -131,7 +157,8 @@ class Checkpoint:
 
     @property
     def origin(self) -> Origin:
-        return Origin(self.name, self.path, self.meta.get("sha256") or _sha256(self.path), dict(self.meta.get("parents") or {}))
+        return Origin(self.name, self.path, self.meta.get("sha256") or _sha256(self.path),
+                      dict(self.meta.get("parents") or {}))
 
 
 @dataclass(frozen=True)
@@ -150,8 +177,9 @@ def origin(model: torch.nn.Module) -> Origin:
     found = getattr(model, "origin", None)
     if not isinstance(found, Origin):
         raise CheckpointError(
-            f"This {type(model).__name__} was not loaded from a checkpoint, so nothing can tell which stages were trained "
-            f"on it. Save it with checkpoints.save_checkpoint and load it back (e.g. clip.load_clip) before training on it.")
+            f"This {type(model).__name__} was not loaded from a checkpoint, so nothing can tell which stages were "
+            "trained on it. Save it with checkpoints.save_checkpoint and load it back (e.g. clip.load_clip) "
+            "before training on it.")
     return found
 
 
@@ -199,8 +227,9 @@ def save_checkpoint(
     shas = _parent_shas(parents)
     missing = set(PARENTS.get(name, ())) - set(shas)
     if missing:
-        raise CheckpointError(f"Checkpoint {name!r} must record what it was trained on: pass parents={{'{min(missing)}': model}}, "
-                              f"the loaded model whose embeddings it learnt from.")
+        raise CheckpointError(f"Checkpoint {name!r} must record what it was trained on: "
+                              f"pass parents={{'{min(missing)}': model}}, "
+                              "the loaded model whose embeddings it learnt from.")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     weights = directory / f"{name}.safetensors"
@@ -234,7 +263,8 @@ def read_meta(name: str, directory: str | Path) -> dict[str, Any]:
         meta = json.loads(config_path.read_text())
         meta["config"]  # noqa: B018 (must exist)
     except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise CheckpointError(f"Checkpoint {name!r} has a corrupt config {config_path} ({e}). {_rebuild_hint(name)}") from e
+        raise CheckpointError(
+            f"Checkpoint {name!r} has a corrupt config {config_path} ({e}). {_rebuild_hint(name)}") from e
     return meta
 
 
@@ -267,11 +297,14 @@ def _mismatch(meta: dict[str, Any], required: dict[str, str]) -> str | None:
     recorded = meta.get("parents")
     if recorded is None:
         return "records no parents (saved before checkpoints did): save it again"
-    wrong = [f"{k} {_short(recorded.get(k))} (not {_short(sha)})" for k, sha in required.items() if recorded.get(k) != sha]
+    wrong = [f"{k} {_short(recorded.get(k))} (not {_short(sha)})" for k, sha in required.items()
+             if recorded.get(k) != sha]
     return f"was trained on {', '.join(wrong)}" if wrong else None
 
 
-def _choose(name: str, profile: str | None, prefer_own: bool, required: dict[str, str]) -> tuple[Path | None, list[str]]:
+def _choose(
+    name: str, profile: str | None, prefer_own: bool, required: dict[str, str]
+) -> tuple[Path | None, list[str]]:
     """The folder :func:`find_checkpoint` loads ``name`` from (None if no candidate fits ``required``), and why each
     candidate before it was passed over."""
     candidates = [("your", runs_dir(profile))] if prefer_own and profile is not None else []
@@ -320,7 +353,9 @@ def find_checkpoint(name: str, profile: str | None = None, prefer_own: bool = Tr
 def metrics_of(model: torch.nn.Module) -> dict[str, Any]:
     """The metrics recorded with the checkpoint ``model`` was loaded from (``{}`` for a model never saved)."""
     found = getattr(model, "origin", None)
-    return read_meta(found.name, found.path.parent).get("metrics", {}) if isinstance(found, Origin) and found.path else {}
+    if not (isinstance(found, Origin) and found.path):
+        return {}
+    return read_meta(found.name, found.path.parent).get("metrics", {})
 
 
 def stages_without(parent: str, profile: str, stages: Iterable[str]) -> list[str]:
@@ -343,7 +378,8 @@ def load_into(model: torch.nn.Module, ckpt: Checkpoint) -> torch.nn.Module:
 
 
 def load_model(name: str, make: Callable[[dict[str, Any]], torch.nn.Module], profile: str | None = None,
-               device: str | torch.device = "cpu", parents: Mapping[str, torch.nn.Module | str] | None = None) -> torch.nn.Module:
+               device: str | torch.device = "cpu",
+               parents: Mapping[str, torch.nn.Module | str] | None = None) -> torch.nn.Module:
     """The checkpoint :func:`find_checkpoint` chooses, loaded into ``make(config)`` and returned in eval mode on
     ``device`` with its :class:`Origin` as ``model.origin``: what every lesson's ``load_*`` function does."""
     if set(PARENTS.get(name, ())) - set(parents or {}):

@@ -32,7 +32,8 @@ def requirements(distribution: str = DISTRIBUTION) -> list[str]:
         import tomllib
         from pathlib import Path
 
-        return tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]["dependencies"]
+        pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+        return pyproject["project"]["dependencies"]
 
 
 def requirement_name(requirement: str) -> str:

@@ -37,10 +37,12 @@ LESSONS: tuple[Lesson, ...] = (
     Lesson("00", "welcome", "Welcome: the unCLIP map, the Shapes dataset and the judge",
            "the dataset tour, a shape renderer, the judge's scorecard", cpu_minutes=0.6),
     Lesson("01", "clip", "CLIP from scratch",
-           "attention, the contrastive loss, zero-shot classification, retrieval, linear probes, a race with transformers",
+           "attention, the contrastive loss, zero-shot classification, retrieval, linear probes, "
+           "a race with transformers",
            cpu_minutes=5.6),
     Lesson("02", "text_encoders", "What the text encoder must understand",
-           "the stop-word filter, bags of words vs transformers inside CLIP, word-order and binding pair tests, hard negatives",
+           "the stop-word filter, bags of words vs transformers inside CLIP, word-order and binding pair tests, "
+           "hard negatives",
            cpu_minutes=5.6),
     Lesson("03", "forward_diffusion", "The forward process: how diffusion destroys an image",
            "a noise schedule, one-step and closed-form noising, the judge's verdict on noise, the reverse-formula myth",
@@ -52,31 +54,40 @@ LESSONS: tuple[Lesson, ...] = (
            "a caption-conditioned U-Net, condition dropout, guidance, the accuracy-vs-diversity sweep, a prompt widget",
            cpu_minutes=8.1),
     Lesson("06", "prior", "The diffusion prior: from a caption's embedding to an image's",
-           "the modality gap measured, the prior's causal transformer, x0-prediction, two-candidate sampling, no-prior and nearest-neighbour baselines",
+           "the modality gap measured, the prior's causal transformer, x0-prediction, two-candidate sampling, "
+           "no-prior and nearest-neighbour baselines",
            cpu_minutes=4.2),
     Lesson("07", "decoder", "The decoder: painting a picture from a CLIP image embedding",
-           "context tokens in the U-Net's attention, two condition dropouts, reconstructions judged per attribute, the prior's samples drawn",
+           "context tokens in the U-Net's attention, two condition dropouts, reconstructions judged per attribute, "
+           "the prior's samples drawn",
            cpu_minutes=5.7),
     Lesson("08", "upsampler", "The upsampler: more pixels, by diffusion",
-           "a blurred low-resolution condition, random crops, a fully convolutional 16→32 upsampler, keeping the input's low frequencies, judged against bicubic",
+           "a blurred low-resolution condition, random crops, a fully convolutional 16→32 upsampler, "
+           "keeping the input's low frequencies, judged against bicubic",
            cpu_minutes=5.8),
     Lesson("09", "unclip_pipeline", "The whole system: text → CLIP → prior → decoder → upsampler",
-           "the pipeline and its timing, variations, slerp interpolations, text diffs, DDIM inversion, a prompt widget, the final table",
+           "the pipeline and its timing, variations, slerp interpolations, text diffs, DDIM inversion, "
+           "a prompt widget, the final table",
            cpu_minutes=3.7),
     Lesson("10", "vae", "The family tree I: a conditional VAE",
-           "two encoder heads, the reparameterisation trick, the ELBO term by term, judged samples, the σ_x knob behind the blur",
+           "two encoder heads, the reparameterisation trick, the ELBO term by term, judged samples, "
+           "the σ_x knob behind the blur",
            cpu_minutes=6.8),
     Lesson("11", "gan", "The family tree II: a conditional GAN",
-           "a generator and a real discriminator, non-saturating and hinge losses, both players' curves, spectral norm, mode collapse measured",
+           "a generator and a real discriminator, non-saturating and hinge losses, both players' curves, "
+           "spectral norm, mode collapse measured",
            cpu_minutes=6.5),
     Lesson("12", "dalle1", "The family tree III: DALL·E 1 — image tokens, a transformer, CLIP reranking",
-           "vector quantisation, the straight-through estimator, codebook collapse and its fixes, a transformer over caption and image tokens, top-k, a key/value cache, CLIP reranking",
+           "vector quantisation, the straight-through estimator, codebook collapse and its fixes, "
+           "a transformer over caption and image tokens, top-k, a key/value cache, CLIP reranking",
            cpu_minutes=6.7),
     Lesson("13", "family_comparison", "The family tree IV: every family, measured on the same captions",
-           "VAE, GAN, DALL·E 1, text-to-pixels diffusion and unCLIP on the same captions: accuracy, held-out pairs, sharpness, diversity, minutes, seconds, the Pareto front",
+           "VAE, GAN, DALL·E 1, text-to-pixels diffusion and unCLIP on the same captions: accuracy, "
+           "held-out pairs, sharpness, diversity, minutes, seconds, the Pareto front",
            cpu_minutes=4.9),
     Lesson("14", "your_own_data", "Bring your own data: the whole pipeline on real pictures",
-           "captioned datasets from MNIST, Fashion-MNIST, CIFAR-10 or a folder, offline stand-ins, the four stages retrained, CLIP scores with a referee instead of the judge",
+           "captioned datasets from MNIST, Fashion-MNIST, CIFAR-10 or a folder, offline stand-ins, "
+           "the four stages retrained, CLIP scores with a referee instead of the judge",
            cpu_minutes=8.1),
 )
 
@@ -88,4 +99,5 @@ def colab_url(folder: str, filename: str) -> str:
 
 def colab_badge(folder: str, filename: str) -> str:
     """The Markdown badge that opens ``folder/filename`` in Colab."""
-    return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab_url(folder, filename)})"
+    return ("[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+            f"({colab_url(folder, filename)})")

@@ -4,24 +4,19 @@ and CLIP reranking.
 DALL·E 1 (Ramesh et al., 2021) is the model popular articles mix up with DALL·E 2. It has two stages:
 
 1. a **discrete VAE** turns a 256×256 image into a 32×32 grid of tokens from a vocabulary of 8192 (a
-   Gumbel-softmax dVAE). We use its close cousin, the **VQ-VAE** (van den Oord et al., 2017): an encoder
+   Gumbel-softmax dVAE). We use its close cousin, the **VQ-VAE** (:mod:`~dalle2_lessons.vqvae`): an encoder
    maps a 16×16 image to an 8×8 grid of vectors, each replaced by its nearest codebook entry, and a decoder
-   paints the image back. The nearest-neighbour lookup has no gradient, so the **straight-through
-   estimator** copies the decoder's gradient to the encoder; a commitment loss keeps the encoder near its
-   entries, and the entries follow the encoder as moving averages of the vectors assigned to them
-   (the codebook update of the VQ-VAE paper's appendix, also used by VQ-VAE-2). Entries nobody uses are
-   restarted on encoder outputs, so the vocabulary does not collapse to a few words.
+   paints the image back.
 2. a **decoder-only transformer** reads ``[caption tokens, image tokens]`` as one sequence and learns to
    predict each image token from everything before it. Sampling writes the image token by token (here with
    top-k), and DALL·E 1 drew many samples per caption and kept the ones a CLIP model scored highest
    (**reranking**).
 
-Rebuild the course checkpoint: ``python -m dalle2_lessons.dalle1 --profile cpu``.
+The command that rebuilds the course checkpoint ``dalle1`` is in :data:`~dalle2_lessons.checkpoints.REBUILD_COMMANDS`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -29,172 +24,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import checkpoints, judge, profiles, shapes, tokenizer
-from .clip import Block, builder_clip, caption_tokens
+from .clip import builder_clip, caption_tokens
 from .guidance import judge_caption_samples, make_condition_sampler
+from .checkpoints import Built
 from .training import Curve, train
-from .vae import conv_block
+from .transformer import Block, KVCache
+
+# stage 1, the image tokenizer; lesson 12 reads it here too (dalle1.quantise, dalle1.VQVAE, ...)
+from .vqvae import VQVAE, VQConfig, quantise, straight_through, tokenize_images, train_tokenizer  # noqa: F401
 
 CHECKPOINT = "dalle1"
-
-
-# ----------------------------------------------------------------------------------------------
-# Stage 1: the VQ-VAE image tokenizer.
-
-
-@dataclass(frozen=True)
-class VQConfig:
-    codebook_size: int = 128  #: K, the image-token vocabulary
-    code_dim: int = 32  #: D, the size of each codebook vector
-    width: int = 32  #: channels of the first conv layer (doubled at each downsampling)
-    resolution: int = 16  #: images are R×R
-    downsample: int = 2  #: the token grid is (R/downsample)×(R/downsample); 2 or 4
-    beta: float = 0.25  #: weight of the commitment loss (the paper's value)
-    codebook_decay: float = 0.95  #: moving-average rate of the codebook update
-
-
-def quantise(z: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Replace each vector of ``z`` by its nearest codebook entry (Euclidean distance).
-
-    Args:
-        z: ``(B, D, H, W)`` encoder outputs; codebook: ``(K, D)``.
-    Returns:
-        ``(indices (B, H, W) int64, quantised (B, D, H, W))``; the quantised vectors are codebook rows,
-        with no gradient path to ``z`` (see :func:`straight_through`).
-    """
-    flat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])  # (B·H·W, D)
-    # |a − b|² = |a|² − 2 a·b + |b|², for every (vector, entry) pair at once: (B·H·W, K)
-    distances = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ codebook.T + codebook.pow(2).sum(1)
-    indices = distances.argmin(1)
-    quantised = codebook[indices].view(z.shape[0], z.shape[2], z.shape[3], -1).permute(0, 3, 1, 2)
-    return indices.view(z.shape[0], z.shape[2], z.shape[3]), quantised
-
-
-def straight_through(z: torch.Tensor, quantised: torch.Tensor) -> torch.Tensor:
-    """The forward value of ``quantised`` with the gradient of ``z``: ``z + (q − z).detach()``.
-
-    ``argmin`` has no useful derivative, so the decoder's gradient at ``q`` is handed to ``z`` unchanged.
-    """
-    return z + (quantised - z).detach()
-
-
-def commitment_loss(z: torch.Tensor, quantised: torch.Tensor, beta: float) -> torch.Tensor:
-    """``β ‖z − sg[q]‖²`` (mean over elements): pulls the encoder towards the entries it was given."""
-    return beta * F.mse_loss(z, quantised.detach())
-
-
-class VQVAE(nn.Module):
-    """Images ``(B, 3, R, R)`` in [-1, 1] ↔ token grids ``(B, G, G)`` of ids in ``[0, K)``, ``G = R / downsample``.
-
-    The codebook is a buffer, not a parameter: like BatchNorm's running statistics it is updated in
-    training mode by :meth:`update_codebook`, not by the optimiser.
-    """
-
-    def __init__(self, config: VQConfig):
-        super().__init__()
-        self.config = c = config
-        w = c.width
-        n_down = {2: 1, 4: 2}[c.downsample]
-        chans = [w * 2**i for i in range(n_down + 1)]  # e.g. 32 → 64
-        down = [conv_block(chans[i], chans[i + 1], stride=2) for i in range(n_down)]
-        up = [m for i in reversed(range(n_down)) for m in (nn.Upsample(scale_factor=2), conv_block(chans[i + 1], chans[i]))]
-        self.encoder = nn.Sequential(conv_block(3, w), *down, conv_block(chans[-1], chans[-1]), nn.Conv2d(chans[-1], c.code_dim, 1))
-        self.decoder = nn.Sequential(conv_block(c.code_dim, chans[-1]), conv_block(chans[-1], chans[-1]), *up, nn.Conv2d(w, 3, 3, 1, 1))
-        self.register_buffer("codebook", torch.randn(c.codebook_size, c.code_dim))
-        # the moving averages behind the codebook: how many vectors each entry received, and their sum
-        self.register_buffer("code_count", torch.ones(c.codebook_size))
-        self.register_buffer("code_sum", self.codebook.clone())
-
-    @property
-    def grid(self) -> int:
-        return self.config.resolution // self.config.downsample
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(reconstruction (B, 3, R, R), indices (B, G, G), commitment loss, z (B, D, G, G))``.
-
-        In training mode the codebook moves towards this batch's encoder outputs.
-        """
-        z = self.encoder(x)
-        indices, q = quantise(z, self.codebook)
-        if self.training:
-            self.update_codebook(z, indices)
-        return self.decoder(straight_through(z, q)), indices, commitment_loss(z, q, self.config.beta), z
-
-    @torch.no_grad()
-    def update_codebook(self, z: torch.Tensor, indices: torch.Tensor) -> None:
-        """Each entry becomes the moving average of the encoder vectors assigned to it (k-means, online)."""
-        flat = z.detach().permute(0, 2, 3, 1).reshape(-1, z.shape[1])  # (N, D)
-        onehot = F.one_hot(indices.flatten(), self.config.codebook_size).to(flat.dtype)  # (N, K)
-        d = self.config.codebook_decay
-        self.code_count.mul_(d).add_(onehot.sum(0), alpha=1 - d)
-        self.code_sum.mul_(d).add_(onehot.T @ flat, alpha=1 - d)
-        self.codebook.copy_(self.code_sum / self.code_count.clamp_min(1e-5)[:, None])
-
-    @torch.no_grad()
-    def reset_codes(self, which: torch.Tensor, z: torch.Tensor, generator: torch.Generator) -> None:
-        """Set the entries ``which`` ((K,) bool) to randomly chosen encoder vectors of ``z`` ``(B, D, G, G)``.
-
-        Used to start the codebook on the data (not on noise far from every encoder output) and to restart
-        dead entries, which would otherwise never be chosen again and never move.
-        """
-        flat = z.detach().permute(0, 2, 3, 1).reshape(-1, z.shape[1])
-        pick = flat[torch.randint(len(flat), (int(which.sum()),), generator=generator).to(flat.device)]
-        self.codebook[which] = pick
-        self.code_sum[which] = pick
-        self.code_count[which] = 1.0
-
-    @torch.no_grad()
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, R, R)`` → ``(B, G, G)`` token ids."""
-        return quantise(self.encoder(x), self.codebook)[0]
-
-    @torch.no_grad()
-    def decode(self, indices: torch.Tensor) -> torch.Tensor:
-        """``(B, G, G)`` token ids → ``(B, 3, R, R)`` images clamped to [-1, 1]."""
-        return self.decoder(self.codebook[indices].permute(0, 3, 1, 2)).clamp(-1, 1)
-
-    def config_dict(self) -> dict:
-        return asdict(self.config)
-
-
-def train_tokenizer(model: VQVAE, images: torch.Tensor, steps: int, batch_size: int = 128, lr: float = 2e-3,
-                    restart_every: int | None = 50, init_from_data: bool = True, seed: int = 0, device: str | torch.device = "cpu",
-                    progress: bool = True, callback: Callable | None = None, desc: str = "VQ-VAE tokenizer") -> dict[str, list[float]]:
-    """Train the tokenizer in place on ``images`` ``(N, 3, R, R)``: loss = reconstruction MSE + commitment.
-
-    With ``init_from_data`` the codebook starts on encoder outputs of the first batch (else on its random
-    initialisation); every ``restart_every`` steps (until 80% of training; ``None`` = never) the entries that
-    received less than 1% of their fair share of recent batches are restarted. Returns per-step
-    ``{"loss", "reconstruction", "codes_used"}`` (distinct ids in the batch).
-    """
-    log: dict[str, list[float]] = {"reconstruction": [], "codes_used": []}
-    usage = torch.full((model.config.codebook_size,), 1.0)  # a moving average of each entry's share of a batch
-    step = 0
-
-    def loss_fn(m: VQVAE, idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        nonlocal step, usage
-        x = images[idx].to(device)
-        if step == 0 and init_from_data:
-            m.reset_codes(torch.ones(m.config.codebook_size, dtype=torch.bool), m.encoder(x), gen)
-        reconstruction, indices, commitment, z = m(x)
-        counts = torch.bincount(indices.flatten().cpu(), minlength=m.config.codebook_size).float()
-        usage = 0.9 * usage + 0.1 * counts * m.config.codebook_size / indices.numel()  # 1.0 = a fair share
-        step += 1
-        if restart_every and step % restart_every == 0 and step < 0.8 * steps:
-            dead = usage < 0.01
-            if dead.any():
-                m.reset_codes(dead.to(z.device), z, gen)
-                usage[dead] = 1.0
-        rec = F.mse_loss(reconstruction, x)
-        log["reconstruction"].append(rec.item())
-        log["codes_used"].append(float((counts > 0).sum()))
-        return rec + commitment
-
-    # ema_decay = 0: the tokenizer keeps its last weights; its codebook is a buffer that an average of
-    # the *weights* would not follow
-    _, losses = train(model, loss_fn, images, steps, batch_size, lr, ema_decay=0.0, seed=seed, device=device,
-                      desc=desc, progress=progress, callback=callback)
-    model.eval()
-    return {"loss": losses, **log}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -273,11 +112,11 @@ class TextImageTransformer(nn.Module):
         c = self.config
         start = torch.full_like(text[:, :1], self.start_of_image)
         x = torch.cat([self.text_embedding(text), self.image_embedding(start)], dim=1) + self.position[: text.shape[1] + 1]
-        caches: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(self.blocks)
+        caches = [KVCache() for _ in self.blocks]  # each block's keys and values of the positions read so far
         image = torch.zeros(len(text), 0, dtype=torch.long, device=text.device)
         for j in range(c.image_length):
-            for i, block in enumerate(self.blocks):
-                x, caches[i] = _cached_block(block, x, caches[i])
+            for block, cache in zip(self.blocks, caches):
+                x = block(x, cache=cache)  # only the new positions go through; the cache remembers the rest
             logits = top_k_filter(self.head(self.ln_final(x[:, -1])) / temperature, top_k)
             nxt = torch.multinomial(logits.softmax(-1).cpu(), 1, generator=generator).to(text.device)
             image = torch.cat([image, nxt], dim=1)
@@ -286,25 +125,6 @@ class TextImageTransformer(nn.Module):
 
     def config_dict(self) -> dict:
         return asdict(self.config)
-
-
-def _cached_block(block: Block, x: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor] | None) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-    """One pre-norm block (:class:`~dalle2_lessons.clip.Block`, same weights) on the ``T`` new positions
-    ``x (B, T, C)`` that follow the cached ones; returns the block's output and the grown key/value cache
-    ``(B, heads, past + T, C / heads)`` each."""
-    attn = block.attn
-    b, t, c = x.shape
-    q, k, v = attn.qkv(block.ln_1(x)).split(c, dim=-1)
-    split = lambda y: y.view(b, t, attn.heads, c // attn.heads).transpose(1, 2)  # noqa: E731
-    q, k, v = split(q), split(k), split(v)
-    if cache is not None:
-        k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
-    past = k.shape[2] - t
-    # causal: new position i sees every cached position and the new ones up to itself
-    mask = torch.ones(t, past + t, dtype=torch.bool, device=x.device).tril(diagonal=past)
-    y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    x = x + attn.out(y.transpose(1, 2).reshape(b, t, c))
-    return x + block.mlp(block.ln_2(x)), (k, v)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -359,28 +179,52 @@ def rerank(clip_model, text_tokens: torch.Tensor, images: torch.Tensor, keep: in
     return images[torch.arange(b)[:, None], best]
 
 
-def tokenize_images(tok: VQVAE, images: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
-    """``(N, 3, R, R)`` → ``(N, G·G)`` image-token ids, row by row (the transformer's reading order)."""
-    return torch.cat([tok.encode(images[i : i + batch_size]).flatten(1) for i in range(0, len(images), batch_size)])
+# ----------------------------------------------------------------------------------------------
+# Settings: the sizes and step counts of the ci / cpu / gpu profiles (profiles.py combines them).
 
 
-def build(profile_name: str, tokenizer_steps: int | None = None, steps: int | None = None, device: str | torch.device = "cpu",
-          progress: bool = True, eval_every: int | None = None, n_eval: int = 256) -> tuple[DALLE1, dict[str, dict[str, list[float]]], dict[str, float], list[dict]]:
-    """Train the tokenizer, then the transformer on the tokenised training set, with a profile's settings.
+@dataclass(frozen=True)
+class DALLE1Settings:
+    """Lesson 12 (and ``python -m dalle2_lessons.dalle1``, which builds the course checkpoint)."""
 
-    Returns ``(model, {"tokenizer": per-step log, "transformer": {"loss": ...}}, {"tokenizer": s, "transformer": s}
-    training seconds, curve)``; the curve judges ``n_eval`` test captions (one sample each) every ``eval_every``
-    transformer steps.
-    """
-    s = profiles.get_profile(profile_name).dalle1
-    profiles.seed_everything(s.seed)
-    data = shapes.ShapesDataset("train", n=s.n_train, resolution=16)
+    n_train: int  #: training images (16×16) with their captions
+    tokenizer_steps: int  #: optimiser steps of the VQ-VAE
+    steps: int  #: optimiser steps of the transformer
+    batch_size: int  #: the transformer's (its sequences are 80 tokens long)
+    lr: float
+    n_eval: int  #: test / held-out captions judged per table row
+    tokenizer_batch_size: int = 128
+    codebook_size: int = 128  #: image-token vocabulary
+    width: int = 128  #: transformer width
+    layers: int = 4  #: transformer blocks
+    top_k: int = 32  #: sampling keeps the k most likely image tokens
+    candidates: int = 8  #: samples per caption that CLIP reranks
+    seed: int = 0
+
+
+PRESETS: dict[str, DALLE1Settings] = {
+    "ci": DALLE1Settings(n_train=2_000, tokenizer_steps=40, steps=30, batch_size=32, lr=2e-3, n_eval=16, tokenizer_batch_size=32, candidates=4),
+    "cpu": DALLE1Settings(n_train=20_000, tokenizer_steps=1_000, steps=800, batch_size=64, lr=2e-3, n_eval=256),
+    "gpu": DALLE1Settings(n_train=20_000, tokenizer_steps=3_000, steps=6_000, batch_size=128, lr=2e-3, n_eval=1_000),
+}
+
+
+def build(cfg: DALLE1Settings, device: str | torch.device = "cpu", *, clip: object = None,
+          eval_every: int | None = None, n_eval: int = 256, progress: bool = True) -> Built:
+    """Train the tokenizer, then the transformer on the tokenised training set, with ``cfg`` (``clip`` is ignored:
+    DALL·E 1 reads caption tokens; a CLIP only reranks its samples afterwards). ``Built.losses``: the transformer's
+    ``"loss"`` and the tokenizer's log as ``"tokenizer_<name>"``; ``Built.extra["tokenizer_seconds"]`` is the part of
+    ``train_seconds`` spent on the tokenizer. The curve judges ``n_eval`` test captions (one sample each) every
+    ``eval_every`` transformer steps."""
+    profiles.seed_everything(cfg.seed)
+    data = shapes.ShapesDataset("train", n=cfg.n_train, resolution=16)
     tok = tokenizer.Tokenizer()
-    model = DALLE1(VQConfig(codebook_size=s.codebook_size),
-                   TransformerConfig(tok.vocab_size, tok.context_length, image_vocab=s.codebook_size, width=s.width, layers=s.layers))
-    timer = Curve(tokenizer_steps or s.tokenizer_steps, None, dict)
-    tok_log = train_tokenizer(model.tokenizer, data.images, tokenizer_steps or s.tokenizer_steps, s.tokenizer_batch_size, s.lr,
-                              seed=s.seed, device=device, progress=progress, callback=timer)
+    model = DALLE1(VQConfig(codebook_size=cfg.codebook_size),
+                   TransformerConfig(tok.vocab_size, tok.context_length, image_vocab=cfg.codebook_size, width=cfg.width,
+                                     layers=cfg.layers))
+    timer = Curve(cfg.tokenizer_steps, None, dict)
+    tok_log = train_tokenizer(model.tokenizer, data.images, cfg.tokenizer_steps, cfg.tokenizer_batch_size, cfg.lr,
+                              seed=cfg.seed, device=device, progress=progress, callback=timer)
     model.tokenizer.cpu()
     codes = tokenize_images(model.tokenizer, data.images).to(device)
     get_text = make_condition_sampler("tokens", data.attrs, caption_tokens(tok, "single", data.attrs))
@@ -388,17 +232,18 @@ def build(profile_name: str, tokenizer_steps: int | None = None, steps: int | No
     eval_text, eval_attrs = tok.encode_batch(scenes.captions), torch.as_tensor(scenes.attrs)
 
     def measure(transformer: TextImageTransformer) -> dict[str, float]:
-        ids = transformer.sample(eval_text.to(device), s.top_k, generator=torch.Generator().manual_seed(0)).cpu()
+        ids = transformer.sample(eval_text.to(device), cfg.top_k, generator=torch.Generator().manual_seed(0)).cpu()
         images = model.tokenizer.decode(ids.view(-1, model.tokenizer.grid, model.tokenizer.grid))
         return judge.load_judge("single").score(images, eval_attrs).as_dict()
 
-    steps = steps or s.steps
-    curve = Curve(steps, eval_every, measure)
+    curve = Curve(cfg.steps, eval_every, measure)
     ema, losses = train(model.transformer, lambda m, idx, g: m.loss(get_text(idx, g).to(device), codes[idx.to(device)]),
-                        codes, steps, s.batch_size, s.lr, seed=s.seed, device=device, desc="transformer", progress=progress, callback=curve)
+                        codes, cfg.steps, cfg.batch_size, cfg.lr, seed=cfg.seed, device=device, desc="transformer",
+                        progress=progress, callback=curve)
     model.transformer = ema.module.cpu()
-    return model.cpu().eval(), {"tokenizer": tok_log, "transformer": {"loss": losses}}, \
-        {"tokenizer": timer.train_seconds, "transformer": curve.train_seconds}, curve.points
+    logs = {"loss": losses, **{f"tokenizer_{k}": v for k, v in tok_log.items()}}
+    seconds = timer.train_seconds + curve.train_seconds
+    return Built(model.cpu().eval(), logs, seconds, curve.points, cfg, {"tokenizer_seconds": timer.train_seconds})
 
 
 def load_dalle1(profile: str | None = None, device: str | torch.device = "cpu") -> DALLE1:
@@ -412,21 +257,22 @@ def main(argv: list[str] | None = None) -> None:
                                  "test / held-out captions judged at the end")
     p.add_argument("--tokenizer-steps", type=int, default=None, help="tokenizer steps (default: the profile's)")
     args = p.parse_args(argv)
-    model, logs, seconds, curve = build(args.profile, args.tokenizer_steps, args.steps, args.device, eval_every=args.eval_every)
-    clip_model = builder_clip(args)  # reads no embedding; reranks with this CLIP
-    results = judge_caption_samples(model.sample, clip_model, args.n_eval, condition="tokens")
-    s = profiles.get_profile(args.profile).dalle1
-    reranked = judge_caption_samples(lambda text, g: model.sample_reranked(text, clip_model, s.candidates, g), clip_model,
+    cfg = checkpoints.settings_for(PRESETS, args, tokenizer_steps=args.tokenizer_steps)
+    built = build(cfg, args.device, eval_every=args.eval_every)
+    model = built.model
+    clip = builder_clip(args)  # reads no embedding; reranks with this CLIP
+    results = judge_caption_samples(model.sample, clip, args.n_eval, condition="tokens")
+    reranked = judge_caption_samples(lambda text, g: model.sample_reranked(text, clip, cfg.candidates, g), clip,
                                      args.n_eval, condition="tokens")
     test = shapes.ShapesDataset("test", n=args.n_eval, resolution=16)
-    reconstructions = judge.load_judge("single").score(model.tokenizer.decode(model.tokenizer.encode(test.images)), test.attrs)
+    reconstructions = judge.load_judge("single").score(model.tokenizer.decode(model.tokenizer.encode(test.images)),
+                                                       test.attrs)
     rebuild = checkpoints.command("dalle1", profile=args.profile, tokenizer_steps=args.tokenizer_steps, steps=args.steps,
                                   eval_every=args.eval_every)
-    extra = {"eval": results, f"eval_best_of_{s.candidates}": reranked, "reconstructions": reconstructions.as_dict(),
-             "tokenizer_train_seconds": round(seconds["tokenizer"], 1), "tokenizer_steps": args.tokenizer_steps or s.tokenizer_steps,
-             "tokenizer_final_reconstruction_mse": sum(logs["tokenizer"]["reconstruction"][-50:]) / 50}
-    checkpoints.save_build(CHECKPOINT, model, args, extra, logs["transformer"]["loss"], sum(seconds.values()), curve,
-                           args.steps or s.steps, rebuild)
+    extra = {"eval": results, f"eval_best_of_{cfg.candidates}": reranked, "reconstructions": reconstructions.as_dict(),
+             "tokenizer_train_seconds": round(built.extra["tokenizer_seconds"], 1), "tokenizer_steps": cfg.tokenizer_steps,
+             "tokenizer_final_reconstruction_mse": sum(built.losses["tokenizer_reconstruction"][-50:]) / 50}
+    checkpoints.save_build(CHECKPOINT, built, args, extra, rebuild)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import torch.nn as nn
 
 from . import checkpoints, diffusion, judge, profiles, shapes, tokenizer
 from .clip import CLIP, CaptionBank, builder_clip, caption_tokens, embed_images, encode_captions, load_clip
+from .checkpoints import Built
 from .training import Curve, train
 from .unet import UNet, UNetConfig
 
@@ -123,12 +124,9 @@ def decoder_loss(
 
 def guided_eps(decoder: Decoder, x, t, z_image, tokens, token_mask, scale: float) -> torch.Tensor:
     """``ε(∅) + s·(ε(z, caption) − ε(∅))`` in one batched call, where ∅ drops the embedding *and* the caption."""
-    if scale == 1.0:
-        return decoder(x, t, z_image, tokens, token_mask)
-    tokens2 = None if tokens is None else torch.cat([tokens, tokens])
-    mask2 = None if token_mask is None else torch.cat([token_mask, torch.zeros_like(token_mask)])
-    eps_c, eps_u = decoder(torch.cat([x, x]), torch.cat([t, t]), torch.cat([z_image, torch.zeros_like(z_image)]), tokens2, mask2).chunk(2)
-    return eps_u + scale * (eps_c - eps_u)
+    null_mask = None if token_mask is None else torch.zeros_like(token_mask)  # every caption token hidden
+    cond = (x, t, z_image, tokens, token_mask)
+    return diffusion.guide(decoder, cond, (x, t, torch.zeros_like(z_image), tokens, null_mask), scale)
 
 
 def eps_model(decoder: Decoder, z_image: torch.Tensor, tokens: torch.Tensor | None = None, token_mask: torch.Tensor | None = None,
@@ -179,37 +177,67 @@ def evaluate(decoder: Decoder, clip_model, n: int, split: str = "test", scale: f
 
 
 # ----------------------------------------------------------------------------------------------
+# Settings: the sizes and step counts of the ci / cpu / gpu profiles (profiles.py combines them).
+
+
+@dataclass(frozen=True)
+class DecoderSettings:
+    """Lesson 07 (and ``python -m dalle2_lessons.decoder``, which builds the course checkpoint)."""
+
+    n_train: int  #: training images (16×16) with their CLIP image embeddings and captions
+    steps: int  #: optimiser steps of the decoder the lesson trains (the course checkpoint trained longer)
+    batch_size: int
+    lr: float
+    n_eval: int  #: test images reconstructed per setting in the lesson's tables
+    p_image: float = 0.1  #: how often the image embedding is zeroed in training (for guidance)
+    p_caption: float = 0.5  #: how often the caption is dropped in training
+    seed: int = 0
+
+
+PRESETS: dict[str, DecoderSettings] = {
+    "ci": DecoderSettings(n_train=2_000, steps=40, batch_size=32, lr=2e-3, n_eval=16),
+    "cpu": DecoderSettings(n_train=20_000, steps=300, batch_size=128, lr=2e-3, n_eval=128),
+    "gpu": DecoderSettings(n_train=20_000, steps=6_000, batch_size=128, lr=2e-3, n_eval=512),
+}
+
+
+# ----------------------------------------------------------------------------------------------
 # The course checkpoint.
 
 
-def build(profile_name: str, steps: int | None = None, device: str | torch.device = "cpu", progress: bool = True,
-          eval_every: int | None = None, n_eval: int = 128, eval_scale: float = 3.0,
-          clip_model: CLIP | None = None) -> tuple[Decoder, list[float], float, list[dict]]:
-    """Train the decoder with a profile's settings (``steps`` overrides) on ``clip_model``'s image embeddings
-    (default: the course CLIP). With ``eval_every``, the EMA
-    model's reconstructions of ``n_eval`` test images are judged every so many steps (sampling time is not
-    training time). Returns ``(ema_decoder, losses, train_seconds, curve)``."""
-    s = profiles.get_profile(profile_name).decoder
-    steps = steps or s.steps
-    profiles.seed_everything(s.seed)
-    data = shapes.ShapesDataset("train", n=s.n_train, resolution=16)
-    clip_model = clip_model or load_clip()
-    z_images = embed_images(clip_model, data.images)
-    bank = CaptionBank.build(clip_model, caption_tokens(tokenizer.Tokenizer(), "single", data.attrs))
+def train_decoder(cfg: DecoderSettings, images: torch.Tensor, z_images: torch.Tensor, bank: CaptionBank,
+                  device: str | torch.device = "cpu", progress: bool = True,
+                  callback: Callable | None = None) -> tuple[Decoder, list[float]]:
+    """Train a decoder from scratch to paint ``images`` ``(N, 3, R, R)`` in [-1, 1] from their CLIP image embeddings
+    ``z_images`` ``(N, D)`` and the captions of the same ``N`` scenes in ``bank``, with ``cfg``. Returns
+    ``(ema_decoder, losses)``: what lesson 07, the course checkpoint and lesson 14 (other data) all train with."""
+    profiles.seed_everything(cfg.seed)
     model = Decoder(decoder_config(z_images.shape[-1]))
     schedule = diffusion.cosine_schedule()
-    images = data.images.to(device)
+    images = images.to(device)
 
     def loss_fn(m, idx, gen):
         _, feats, mask = bank.random_paraphrase(idx, gen)
         return decoder_loss(m, images[idx.to(device)], z_images[idx].to(device), feats.to(device), mask.to(device),
-                            schedule, s.p_image, s.p_caption, gen)
+                            schedule, cfg.p_image, cfg.p_caption, gen)
 
-    curve = Curve(steps, eval_every, lambda m: evaluate(m, clip_model, n_eval, scale=eval_scale).as_dict())
-    ema, losses = train(model, loss_fn, data.images, steps, s.batch_size, s.lr, seed=s.seed, device=device,
-                        desc="unCLIP decoder", progress=progress, callback=curve)
-    seconds, curve = curve.train_seconds, curve.points
-    return ema.module, losses, seconds, curve
+    ema, losses = train(model, loss_fn, images, cfg.steps, cfg.batch_size, cfg.lr, seed=cfg.seed, device=device,
+                        desc="unCLIP decoder", progress=progress, callback=callback)
+    return ema.module.eval(), losses
+
+
+def build(cfg: DecoderSettings, device: str | torch.device = "cpu", *, clip: CLIP | None = None,
+          eval_every: int | None = None, n_eval: int = 128, eval_scale: float = 3.0, progress: bool = True) -> Built:
+    """The course decoder: :func:`train_decoder` on ``cfg.n_train`` Shapes scenes at 16×16 and ``clip``'s embeddings
+    of them (default: the course CLIP). With ``eval_every``, the EMA model's reconstructions of ``n_eval`` test
+    images are judged every so many steps (sampling time is not training time)."""
+    clip = clip or load_clip()
+    data = shapes.ShapesDataset("train", n=cfg.n_train, resolution=16)
+    z_images = embed_images(clip, data.images)
+    bank = CaptionBank.build(clip, caption_tokens(tokenizer.Tokenizer(), "single", data.attrs))
+    curve = Curve(cfg.steps, eval_every, lambda m: evaluate(m, clip, n_eval, scale=eval_scale).as_dict())
+    model, losses = train_decoder(cfg, data.images, z_images, bank, device, progress, curve)
+    return Built(model, {"loss": losses}, curve.train_seconds, curve.points, cfg)
 
 
 def load_decoder(profile: str | None = None, device: str | torch.device = "cpu", *, clip: CLIP) -> Decoder:
@@ -221,21 +249,21 @@ def load_decoder(profile: str | None = None, device: str | torch.device = "cpu",
 def main(argv: list[str] | None = None) -> None:
     p = checkpoints.build_parser(
         "Train the course's unCLIP decoder (CLIP image embedding → 16×16 image) and save it.",
-        "judge reconstructions every N steps (the accuracy-vs-minutes curve)", 256, "images for the final reconstruction table")
+        "judge reconstructions every N steps (the accuracy-vs-minutes curve)", 256,
+        "images for the final reconstruction table")
     args = p.parse_args(argv)
-    clip_model = builder_clip(args)
-    model, losses, seconds, curve = build(args.profile, args.steps, args.device, eval_every=args.eval_every, clip_model=clip_model)
-    model.cpu()
-    s = profiles.get_profile(args.profile).decoder
+    cfg = checkpoints.settings_for(PRESETS, args)
+    clip = builder_clip(args)
+    built = build(cfg, args.device, clip=clip, eval_every=args.eval_every)
+    model = built.model.cpu()
     results = {}
-    for split, scale, caption in [("test", 1.0, False), ("test", 2.0, False), ("test", 3.0, False), ("test", 5.0, False),
-                                  ("test", 3.0, True), ("heldout", 3.0, False)]:
+    for split, scale, caption in [("test", 1.0, False), ("test", 2.0, False), ("test", 3.0, False),
+                                  ("test", 5.0, False), ("test", 3.0, True), ("heldout", 3.0, False)]:
         key = f"{split}_s{scale:g}" + ("_caption" if caption else "")
-        results[key] = evaluate(model, clip_model, args.n_eval, split, scale, caption=caption).as_dict()
+        results[key] = evaluate(model, clip, args.n_eval, split, scale, caption=caption).as_dict()
         print(f"reconstruction {key}: {results[key]}", flush=True)
     rebuild = checkpoints.command("decoder", profile=args.profile, steps=args.steps, eval_every=args.eval_every)
-    checkpoints.save_build(CHECKPOINT, model, args, {"eval": results}, losses, seconds, curve, args.steps or s.steps, rebuild,
-                           parents={"clip": clip_model})
+    checkpoints.save_build(CHECKPOINT, built, args, {"eval": results}, rebuild, parents={"clip": clip})
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Diffusion maths: noise schedules, the forward process, and the DDPM and DDIM reverse steps.
 
 As in ``diffusers``' schedulers, nothing here knows about networks: a sampler step takes the network's
-prediction of the noise ``eps`` and returns the less noisy image. Each function is one equation of
+prediction of the noise ``eps`` (or of the clean x̂_0, with ``prediction_type="sample"``; clamping x̂_0 to an
+image's [-1, 1] is optional) and returns the less noisy image. Each function is one equation of
 Ho et al. (2020, "DDPM") or Song et al. (2021, "DDIM"), and ``tests/test_diffusion.py`` checks each
 against ``diffusers``' ``DDPMScheduler`` and ``DDIMScheduler`` on the same inputs.
 
@@ -14,7 +15,9 @@ in the sampler steps, a Python int shared by the batch.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from tqdm.auto import tqdm
@@ -106,8 +109,27 @@ def predict_eps(x_t: torch.Tensor, t: torch.Tensor | int, x0: torch.Tensor, sche
     return (x_t - a.sqrt() * x0) / (1 - a).sqrt()
 
 
+#: What a network's output means, in ``diffusers``' words: ``"epsilon"`` the noise ε (the U-Nets of lessons 04–09),
+#: ``"sample"`` the clean x̂_0 itself (the prior of lesson 06).
+PredictionType = Literal["epsilon", "sample"]
+
+
+def x0_and_eps(
+    output: torch.Tensor, t: torch.Tensor | int, x_t: torch.Tensor, schedule: NoiseSchedule,
+    prediction_type: PredictionType = "epsilon",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x̂_0, ε)`` at ``x_t`` from a network's ``output`` (same shape as ``x_t``): the one it predicts is
+    ``output`` itself, the other follows from x_t = √ᾱ_t · x̂_0 + √(1 - ᾱ_t) · ε."""
+    if prediction_type == "epsilon":
+        return predict_x0(x_t, t, output, schedule), output
+    if prediction_type == "sample":
+        return output, predict_eps(x_t, t, output, schedule)
+    raise ValueError(f"prediction_type must be 'epsilon' or 'sample', not {prediction_type!r}")
+
+
 def ddpm_step(
-    eps: torch.Tensor, t: int, x_t: torch.Tensor, schedule: NoiseSchedule, noise: torch.Tensor | None = None, clip_x0: bool = False
+    eps: torch.Tensor, t: int, x_t: torch.Tensor, schedule: NoiseSchedule, noise: torch.Tensor | None = None,
+    clip_x0: bool = False, prediction_type: PredictionType = "epsilon",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One ancestral DDPM step: sample x_{t-1} from the posterior q(x_{t-1} | x_t, x̂_0).
 
@@ -119,7 +141,7 @@ def ddpm_step(
     and no noise is added at the last step (t = 0). ``clip_x0`` clamps x̂_0 to [-1, 1] first.
 
     Args:
-        eps: ``(B, C, H, W)`` the network's noise prediction at ``x_t``.
+        eps: ``(B, C, H, W)`` the network's output at ``x_t``: the noise, or x̂_0 with ``prediction_type="sample"``.
         t: the current step (an int: the whole batch moves together).
         noise: the fresh N(0, I) sample for the step (drawn here if None).
     Returns:
@@ -128,7 +150,7 @@ def ddpm_step(
     a_t = schedule.alphas_cumprod[t]
     a_prev = schedule.alphas_cumprod[t - 1] if t > 0 else torch.tensor(1.0)
     beta_t = 1 - a_t / a_prev
-    x0 = predict_x0(x_t, t, eps, schedule)
+    x0, _ = x0_and_eps(eps, t, x_t, schedule, prediction_type)
     if clip_x0:
         x0 = x0.clamp(-1, 1)
     mean = (a_prev.sqrt() * beta_t / (1 - a_t)) * x0 + ((1 - beta_t).sqrt() * (1 - a_prev) / (1 - a_t)) * x_t
@@ -148,6 +170,7 @@ def ddim_step(
     eta: float = 0.0,
     noise: torch.Tensor | None = None,
     clip_x0: bool = False,
+    prediction_type: PredictionType = "epsilon",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One DDIM step from ``t`` to an earlier ``t_prev`` (``-1`` means "to the clean image").
 
@@ -161,12 +184,16 @@ def ddim_step(
     from t to any earlier t_prev: 50 steps instead of 1000. With ``clip_x0``, ε is recomputed from the
     clipped x̂_0 (as GLIDE does) so the two stay consistent.
 
+    ``eps`` is the network's output at ``x_t``: the noise ε, or with ``prediction_type="sample"`` the clean
+    x̂_0, from which ε = (x_t - √ᾱ_t · x̂_0) / √(1 - ᾱ_t) (lesson 06's prior; its step with η = 0 is
+    :func:`~dalle2_lessons.prior.x0_ddim_step`).
+
     Returns:
         ``(x_{t_prev}, x̂_0)``.
     """
     a_t = schedule.alphas_cumprod[t]
     a_prev = schedule.alphas_cumprod[t_prev] if t_prev >= 0 else torch.tensor(1.0)
-    x0 = predict_x0(x_t, t, eps, schedule)
+    x0, eps = x0_and_eps(eps, t, x_t, schedule, prediction_type)
     if clip_x0:
         x0 = x0.clamp(-1, 1)
         eps = predict_eps(x_t, t, x0, schedule)
@@ -192,8 +219,8 @@ def reverse_formula(x_t: torch.Tensor, t: int, noise: torch.Tensor, schedule: No
 
 
 # ----------------------------------------------------------------------------------------------
-# Loops. ``eps_model(x_t, t)`` is any callable returning the predicted noise: a U-Net, or a lambda
-# that adds conditioning and guidance around one.
+# Loops. ``eps_model(x_t, t)`` is any callable returning the network's prediction (the noise, unless a
+# ``prediction_type`` says otherwise): a U-Net, or a lambda that adds conditioning and guidance (:func:`guide`).
 
 
 def diffusion_loss(eps_model, x0: torch.Tensor, schedule: NoiseSchedule, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -203,42 +230,79 @@ def diffusion_loss(eps_model, x0: torch.Tensor, schedule: NoiseSchedule, generat
     return (eps_model(q_sample(x0, t, noise, schedule), t) - noise).pow(2).mean()
 
 
+def guide(
+    model: Callable[..., torch.Tensor], cond: Sequence[torch.Tensor | None], null: Sequence[torch.Tensor | None],
+    scale: float,
+) -> torch.Tensor:
+    """Classifier-free guidance (Ho & Salimans 2021), the one rule lessons 05–07 use: ``out(∅) + s·(out(c) − out(∅))``.
+
+    ``model(*cond)`` is the conditional prediction (ε, or x̂_0 for the prior) for ``B`` rows and ``model(*null)`` the
+    unconditional one: the same arguments with the condition replaced by the null condition (zeros, hidden tokens).
+    Both come from one batched call on ``2B`` rows (each argument pair concatenated; a ``None`` pair stays ``None``),
+    so that the network runs once per step; ``scale == 1`` is plain conditioning and needs only ``model(*cond)``.
+    Returns ``model``'s output shape, e.g. ``(B, C, H, W)``.
+    """
+    if scale == 1.0:
+        return model(*cond)
+    both = model(*(None if c is None else torch.cat([c, n]) for c, n in zip(cond, null, strict=True)))
+    out_c, out_u = both.chunk(2)
+    return out_u + scale * (out_c - out_u)
+
+
+def _prediction_kwargs(prediction_type: PredictionType) -> dict[str, str]:
+    """The ``prediction_type`` keyword for a sampler's ``step``, left out for ``"epsilon"`` so that a learner's
+    step written with the older signature (no ``prediction_type``) still drives the sampler."""
+    return {} if prediction_type == "epsilon" else {"prediction_type": prediction_type}
+
+
 @torch.no_grad()
 def sample_ddpm(
     eps_model, shape: tuple[int, ...], schedule: NoiseSchedule, generator: torch.Generator | None = None,
     device: str | torch.device = "cpu", clip_x0: bool = True, progress: bool = True, step=ddpm_step,
+    prediction_type: PredictionType = "epsilon", clip_output: bool = True,
 ) -> torch.Tensor:
-    """Ancestral sampling: start from pure noise and take all ``T`` :func:`ddpm_step` s. Returns ``x_0`` clamped to [-1, 1].
+    """Ancestral sampling: start from pure noise and take all ``T`` :func:`ddpm_step` s. Returns ``x_0`` ``shape``.
 
     ``step`` is the step function to use (a lesson passes the learner's own, with :func:`ddpm_step`'s
     signature).
     ``clip_x0`` (the default, as ``diffusers``' ``clip_sample``) keeps x̂_0 in [-1, 1]: with the cosine
     schedule's last β of 0.999 the first step alone multiplies the network's error about 30 times.
+    ``eps_model(x_t, t)`` returns what ``prediction_type`` says (the noise, or x̂_0 for ``"sample"``).
+    ``clip_output`` clamps the result to an image's [-1, 1]; turn it off with ``clip_x0`` for data that is not
+    an image (lesson 06's CLIP embeddings).
     """
     x = torch.randn(shape, generator=generator).to(device)
     for t in tqdm(range(schedule.T - 1, -1, -1), desc="DDPM", disable=not progress, leave=False):
         eps = eps_model(x, torch.full((shape[0],), t, device=device))
-        x, _ = step(eps, t, x, schedule, noise=torch.randn(shape, generator=generator).to(device), clip_x0=clip_x0)
-    return x.clamp(-1, 1)
+        x, _ = step(eps, t, x, schedule, noise=torch.randn(shape, generator=generator).to(device), clip_x0=clip_x0,
+                    **_prediction_kwargs(prediction_type))
+    return x.clamp(-1, 1) if clip_output else x
 
 
 @torch.no_grad()
 def sample_ddim(
     eps_model, shape: tuple[int, ...], schedule: NoiseSchedule, steps: int = 50, eta: float = 0.0,
     generator: torch.Generator | None = None, device: str | torch.device = "cpu", x_T: torch.Tensor | None = None,  # noqa: N803
-    clip_x0: bool = True, progress: bool = True, step=ddim_step,
+    clip_x0: bool = True, progress: bool = True, step=ddim_step, prediction_type: PredictionType = "epsilon",
+    clip_output: bool = True,
 ) -> torch.Tensor:
-    """DDIM sampling with ``steps`` network calls (:func:`ddim_timesteps`); ``x_T`` fixes the starting noise;
-    ``clip_x0`` clamps x̂_0 and recomputes ε from it at every step (see :func:`ddim_step`); ``step`` is
-    the step function, with :func:`ddim_step`'s signature."""
+    """DDIM sampling with ``steps`` network calls (:func:`ddim_timesteps`): returns ``x_0`` ``shape``.
+
+    ``x_T`` fixes the starting noise; ``clip_x0`` clamps x̂_0 and recomputes ε from it at every step (see
+    :func:`ddim_step`); ``step`` is the step function, with :func:`ddim_step`'s signature.
+    ``eps_model(x_t, t)`` returns what ``prediction_type`` says (the noise, or x̂_0 for ``"sample"``), and
+    ``clip_output`` clamps the result to an image's [-1, 1]: lesson 06's prior samples CLIP embeddings with
+    ``prediction_type="sample", clip_x0=False, clip_output=False``.
+    """
     x = (torch.randn(shape, generator=generator) if x_T is None else x_T).to(device)
     ts = ddim_timesteps(schedule.T, steps)
     for i, t in enumerate(tqdm(ts, desc=f"DDIM {steps}", disable=not progress, leave=False)):
         eps = eps_model(x, torch.full((shape[0],), t, device=device))
         t_prev = ts[i + 1] if i + 1 < len(ts) else -1
         noise = torch.randn(shape, generator=generator).to(device) if eta > 0 else None
-        x, _ = step(eps, t, t_prev, x, schedule, eta=eta, noise=noise, clip_x0=clip_x0)
-    return x.clamp(-1, 1)
+        x, _ = step(eps, t, t_prev, x, schedule, eta=eta, noise=noise, clip_x0=clip_x0,
+                    **_prediction_kwargs(prediction_type))
+    return x.clamp(-1, 1) if clip_output else x
 
 
 @torch.no_grad()
@@ -261,3 +325,42 @@ def ddim_invert(
         x0_hat = (x - (1 - a_cur).sqrt() * eps) / a_cur.sqrt()
         x = a_next.sqrt() * x0_hat + (1 - a_next).sqrt() * eps
     return x
+
+
+# ----------------------------------------------------------------------------------------------
+# Settings: the sizes and step counts of the ci / cpu / gpu profiles (profiles.py combines them).
+
+
+@dataclass(frozen=True)
+class ForwardSettings:
+    """Lesson 03."""
+
+    n_judge: int  #: test images the judge reads at each noise level
+    n_levels: int  #: noise levels on the judge-vs-t curve
+
+
+FORWARD_PRESETS: dict[str, ForwardSettings] = {
+    "ci": ForwardSettings(n_judge=128, n_levels=8),
+    "cpu": ForwardSettings(n_judge=1_000, n_levels=25),
+    "gpu": ForwardSettings(n_judge=2_000, n_levels=40),
+}
+
+
+@dataclass(frozen=True)
+class DDPMSettings:
+    """Lesson 04."""
+
+    n_train: int  #: training images (16×16)
+    steps: int  #: optimiser steps
+    batch_size: int
+    lr: float
+    n_samples: int  #: samples per DDIM setting in the speed/quality table
+    n_ddpm: int  #: samples drawn with 1000-step DDPM (the slow one)
+    ddim_steps: tuple[int, ...] = (50, 25, 10)
+
+
+DDPM_PRESETS: dict[str, DDPMSettings] = {
+    "ci": DDPMSettings(n_train=2_000, steps=40, batch_size=32, lr=2e-3, n_samples=8, n_ddpm=4),
+    "cpu": DDPMSettings(n_train=20_000, steps=600, batch_size=128, lr=2e-3, n_samples=128, n_ddpm=32),
+    "gpu": DDPMSettings(n_train=20_000, steps=6_000, batch_size=128, lr=2e-3, n_samples=512, n_ddpm=256),
+}

@@ -115,7 +115,9 @@ def compare(expected: Any, got: Any, rtol: float = 1e-4, atol: float = 1e-5, whe
                 return m
         return None
     if isinstance(expected, float) and isinstance(got, (int, float)) and not isinstance(got, bool):
-        return None if math.isclose(got, expected, rel_tol=rtol, abs_tol=atol) else Mismatch(label, f"expected {expected!r}, got {got!r}")
+        if math.isclose(got, expected, rel_tol=rtol, abs_tol=atol):
+            return None
+        return Mismatch(label, f"expected {expected!r}, got {got!r}")
     if expected != got:
         return Mismatch(label, f"expected {expected!r}, got {got!r}")
     return None

@@ -35,7 +35,8 @@ class Family:
     sample: Sampler  #: ``(captions (B), generator) → (B, 3, 16, 16)`` in [-1, 1]
     checkpoints: tuple[str, ...]  #: the checkpoints it is made of (their training minutes add up)
     note: str = ""  #: how it samples, in a few words
-    parts: dict[str, nn.Module] = field(default_factory=dict)  #: the loaded checkpoints, by name (with the CLIP it reads)
+    #: the loaded checkpoints, by name (with the CLIP it reads)
+    parts: dict[str, nn.Module] = field(default_factory=dict)
 
 
 def load_families(profile: str | None = None, device: str | torch.device = "cpu", diffusion_steps: int = 50,
@@ -48,7 +49,8 @@ def load_families(profile: str | None = None, device: str | torch.device = "cpu"
     clip_model = load_clip(profile, device, for_stages=("prior", "decoder", "text-diffusion", "vae", "gan"))
     system = unclip.UnCLIP.load(profile, device, clip=clip_model)  # the upsampler is not used
     tok, schedule = Tokenizer(), cosine_schedule()
-    vae_model, gan_model = vae.load_vae(profile, device, clip=clip_model), gan.load_gan(profile, device, clip=clip_model)
+    vae_model = vae.load_vae(profile, device, clip=clip_model)
+    gan_model = gan.load_gan(profile, device, clip=clip_model)
     dalle = dalle1.load_dalle1(profile, device)
     glide = guidance.load_text_diffusion(profile, device, clip=clip_model)
     glide_scale = float(checkpoints.metrics_of(glide).get("best_scale", 3.0))
@@ -66,14 +68,20 @@ def load_families(profile: str | None = None, device: str | torch.device = "cpu"
 
     reads_clip = {"clip": clip_model}
     families = [
-        Family("VAE", lambda c, g: vae_model.sample(embed(c), g), ("vae",), "one decoder pass", {**reads_clip, "vae": vae_model}),
-        Family("GAN", lambda c, g: gan_model.sample(embed(c), g), ("gan",), "one generator pass", {**reads_clip, "gan": gan_model}),
-        Family("DALL·E 1", lambda c, g: dalle.sample(tokens(c), g), ("dalle1",), "64 tokens, top-k 32", {"dalle1": dalle}),
-        Family(f"DALL·E 1 + CLIP best of {candidates}", lambda c, g: dalle.sample_reranked(tokens(c), clip_model, candidates, g),
+        Family("VAE", lambda c, g: vae_model.sample(embed(c), g), ("vae",), "one decoder pass",
+               {**reads_clip, "vae": vae_model}),
+        Family("GAN", lambda c, g: gan_model.sample(embed(c), g), ("gan",), "one generator pass",
+               {**reads_clip, "gan": gan_model}),
+        Family("DALL·E 1", lambda c, g: dalle.sample(tokens(c), g), ("dalle1",), "64 tokens, top-k 32",
+               {"dalle1": dalle}),
+        Family(f"DALL·E 1 + CLIP best of {candidates}",
+               lambda c, g: dalle.sample_reranked(tokens(c), clip_model, candidates, g),
                ("dalle1",), f"{candidates} candidates, CLIP keeps 1", {**reads_clip, "dalle1": dalle}),
-        Family("text → pixels diffusion", lambda c, g: guidance.sample(glide, embed(c), schedule, glide_scale, diffusion_steps,
-                                                                       generator=g, device=device),
-               ("text-diffusion",), f"DDIM {diffusion_steps}, guidance {glide_scale:g}", {**reads_clip, "text-diffusion": glide}),
+        Family("text → pixels diffusion",
+               lambda c, g: guidance.sample(glide, embed(c), schedule, glide_scale, diffusion_steps,
+                                            generator=g, device=device),
+               ("text-diffusion",), f"DDIM {diffusion_steps}, guidance {glide_scale:g}",
+               {**reads_clip, "text-diffusion": glide}),
         Family("unCLIP (prior + decoder)", unclip_sample, ("prior", "decoder"),
                f"prior DDIM {prior_steps} ×2 candidates, decoder DDIM {diffusion_steps}",
                {**reads_clip, "prior": system.prior, "decoder": system.decoder}),
@@ -134,3 +142,26 @@ def dominated(scores: torch.Tensor) -> torch.Tensor:
     at_least = (scores[None, :, :] >= scores[:, None, :]).all(-1)  # [i, j]: j is at least as good as i everywhere
     better = (scores[None, :, :] > scores[:, None, :]).any(-1)  # [i, j]: j is better than i somewhere
     return (at_least & better).any(1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Settings: the sizes and step counts of the ci / cpu / gpu profiles (profiles.py combines them).
+
+
+@dataclass(frozen=True)
+class FamilySettings:
+    """Lesson 13: every family measured on the same captions."""
+
+    n_eval: int  #: test captions and as many held-out captions, one sample each
+    groups: int  #: test captions with several samples each (sharpness, diversity)
+    per_caption: int  #: samples per caption of those groups
+    diffusion_steps: int = 50  #: DDIM steps of the diffusion decoders
+    prior_steps: int = 64  #: DDIM steps of unCLIP's prior
+    candidates: int = 8  #: DALL·E 1 samples per caption that CLIP reranks
+
+
+PRESETS: dict[str, FamilySettings] = {
+    "ci": FamilySettings(n_eval=8, groups=2, per_caption=2, diffusion_steps=5, prior_steps=5, candidates=2),
+    "cpu": FamilySettings(n_eval=256, groups=16, per_caption=8),
+    "gpu": FamilySettings(n_eval=1_000, groups=64, per_caption=16),
+}

@@ -22,7 +22,7 @@ generator's. The two networks play a game (Goodfellow et al., 2014):
 The stabiliser the lesson adds is **spectral normalisation** of the discriminator's layers (Miyato et
 al., 2018, ``torch.nn.utils.parametrizations.spectral_norm``) together with the hinge loss.
 
-Rebuild the course checkpoint: ``python -m dalle2_lessons.gan --profile cpu --steps 3000 --eval-every 500``
+The command that rebuilds the course checkpoint ``gan`` is in :data:`~dalle2_lessons.checkpoints.REBUILD_COMMANDS`
 (the lesson trains for half as long).
 """
 
@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from . import checkpoints, judge, profiles, shapes, tokenizer
 from .clip import CLIP, builder_clip, load_clip
 from .guidance import clip_caption_embeddings, eval_conditions, judge_caption_samples, make_condition_sampler
+from .checkpoints import Built
 from .training import Curve
 
 CHECKPOINT = "gan"
@@ -175,48 +176,56 @@ def train_gan(
     return log
 
 
-class _Wrapped:
-    """Lets :class:`~dalle2_lessons.training.Curve` (written for EMA models) measure a plain module."""
-
-    def __init__(self, module: nn.Module):
-        self.module = module
-
-
 @torch.no_grad()
 def evaluate(gen: Generator, cond: torch.Tensor, attrs: torch.Tensor, seed: int = 0) -> judge.JudgeReport:
     """One sample per condition, read by the judge."""
     return judge.load_judge("single").score(gen.sample(cond, torch.Generator().manual_seed(seed)), attrs)
 
 
-def build(profile_name: str, steps: int | None = None, device: str | torch.device = "cpu", progress: bool = True,
-          eval_every: int | None = None, n_eval: int = 256, loss: str | None = None, use_spectral_norm: bool | None = None,
-          lr: float | None = None, clip_model: CLIP | None = None) -> tuple[Generator, dict[str, list[float]], float, list[dict]]:
-    """Train a conditional GAN with a profile's settings (the keyword arguments override them), conditioned on
-    ``clip_model``'s text embeddings (default: the course CLIP).
+# ----------------------------------------------------------------------------------------------
+# Settings: the sizes and step counts of the ci / cpu / gpu profiles (profiles.py combines them).
 
-    Returns ``(generator, per-step log, train_seconds, curve)``; the curve judges ``n_eval`` test captions
-    every ``eval_every`` steps (judging time is not counted as training time).
-    """
-    s = profiles.get_profile(profile_name).gan
-    steps = steps or s.steps
-    profiles.seed_everything(s.seed)
-    data = shapes.ShapesDataset("train", n=s.n_train, resolution=16)
-    clip_model = clip_model or load_clip()
-    get_cond = make_condition_sampler("clip", data.attrs, clip_caption_embeddings(clip_model, tokenizer.Tokenizer(), data.attrs))
-    config = GANConfig(latent_dim=s.latent_dim)
+
+@dataclass(frozen=True)
+class GANSettings:
+    """Lesson 11 (and ``python -m dalle2_lessons.gan``, which builds the course checkpoint)."""
+
+    n_train: int  #: training images (16×16) with their captions
+    steps: int  #: alternating discriminator + generator steps
+    batch_size: int
+    lr: float
+    n_eval: int  #: test / held-out captions judged per table row
+    latent_dim: int = 32
+    loss: str = "hinge"  #: "hinge" or "non-saturating"
+    spectral_norm: bool = True  #: spectral normalisation of the discriminator's layers (the stabiliser)
+    seed: int = 0
+
+
+PRESETS: dict[str, GANSettings] = {
+    "ci": GANSettings(n_train=2_000, steps=40, batch_size=64, lr=2e-4, n_eval=32),
+    "cpu": GANSettings(n_train=20_000, steps=1_500, batch_size=128, lr=2e-4, n_eval=256),
+    "gpu": GANSettings(n_train=20_000, steps=15_000, batch_size=128, lr=2e-4, n_eval=1_000),
+}
+
+
+def build(cfg: GANSettings, device: str | torch.device = "cpu", *, clip: CLIP | None = None,
+          eval_every: int | None = None, n_eval: int = 256, progress: bool = True) -> Built:
+    """Train a conditional GAN with ``cfg`` (its ``loss``, ``spectral_norm`` and ``lr`` are the knobs lesson 11
+    turns), conditioned on ``clip``'s text embeddings (default: the course CLIP). ``Built.model`` is the generator,
+    ``Built.losses`` the per-step log of :func:`train_gan` (``"loss"``: the generator's); the curve judges ``n_eval``
+    test captions every ``eval_every`` steps (judging time is not counted as training time)."""
+    profiles.seed_everything(cfg.seed)
+    data = shapes.ShapesDataset("train", n=cfg.n_train, resolution=16)
+    clip = clip or load_clip()
+    get_cond = make_condition_sampler("clip", data.attrs, clip_caption_embeddings(clip, tokenizer.Tokenizer(), data.attrs))
+    config = GANConfig(latent_dim=cfg.latent_dim)
     gen = Generator(config)
-    disc = Discriminator(config, s.spectral_norm if use_spectral_norm is None else use_spectral_norm)
-    eval_cond, eval_attrs, _ = eval_conditions("clip", n_eval, clip_model)
-
-    def measure(m: Generator) -> dict[str, float]:
-        report = evaluate(m, eval_cond, eval_attrs).as_dict()
-        m.train()
-        return report
-
-    curve = Curve(steps, eval_every, measure)
-    log = train_gan(gen, disc, data.images, get_cond, steps, s.batch_size, lr or s.lr, loss or s.loss, s.seed, device,
-                    progress, callback=lambda step, m: curve(step, _Wrapped(m)), desc=f"GAN ({loss or s.loss})")
-    return gen.eval(), log, curve.train_seconds, curve.points
+    disc = Discriminator(config, cfg.spectral_norm)
+    eval_cond, eval_attrs, _ = eval_conditions("clip", n_eval, clip)
+    curve = Curve(cfg.steps, eval_every, lambda m: evaluate(m, eval_cond, eval_attrs).as_dict())
+    log = train_gan(gen, disc, data.images, get_cond, cfg.steps, cfg.batch_size, cfg.lr, cfg.loss, cfg.seed, device,
+                    progress, callback=curve, desc=f"GAN ({cfg.loss})")
+    return Built(gen.eval(), {"loss": log["g_loss"], **log}, curve.train_seconds, curve.points, cfg)
 
 
 def load_gan(profile: str | None = None, device: str | torch.device = "cpu", *, clip: CLIP) -> Generator:
@@ -227,16 +236,15 @@ def load_gan(profile: str | None = None, device: str | torch.device = "cpu", *, 
 
 def main(argv: list[str] | None = None) -> None:
     p = checkpoints.build_parser("Train the course's conditional GAN (hinge loss, spectral norm) and save its generator.",
-                                 "judge the generator every N steps (the accuracy-vs-minutes curve)", 512, "test / held-out captions judged at the end")
+                                 "judge the generator every N steps (the accuracy-vs-minutes curve)", 512,
+                                 "test / held-out captions judged at the end")
     args = p.parse_args(argv)
-    clip_model = builder_clip(args)
-    gen, log, seconds, curve = build(args.profile, args.steps, args.device, eval_every=args.eval_every, clip_model=clip_model)
-    gen.cpu()
-    results = judge_caption_samples(gen.sample, clip_model, args.n_eval)
-    s = profiles.get_profile(args.profile).gan
+    cfg = checkpoints.settings_for(PRESETS, args)
+    clip = builder_clip(args)
+    built = build(cfg, args.device, clip=clip, eval_every=args.eval_every)
+    results = judge_caption_samples(built.model.cpu().sample, clip, args.n_eval)
     rebuild = checkpoints.command("gan", profile=args.profile, steps=args.steps, eval_every=args.eval_every)
-    checkpoints.save_build(CHECKPOINT, gen, args, {"eval": results}, log["g_loss"], seconds, curve, args.steps or s.steps, rebuild,
-                           parents={"clip": clip_model})
+    checkpoints.save_build(CHECKPOINT, built, args, {"eval": results}, rebuild, parents={"clip": clip})
 
 
 if __name__ == "__main__":

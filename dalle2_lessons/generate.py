@@ -70,24 +70,30 @@ def picture_grid(images, prompts: list[str], n: int, min_size: int = MIN_SIZE):
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m dalle2_lessons.generate",
-                                description="Draw pictures from captions with the course's unCLIP (CLIP → prior → decoder → "
-                                            "upsampler) and save them as one grid, a row per caption.")
+                                description="Draw pictures from captions with the course's unCLIP "
+                                            "(CLIP → prior → decoder → upsampler) and save them as one grid, "
+                                            "a row per caption.")
     p.add_argument("prompts", nargs="+", help="one or more captions, e.g. \"a small red circle in the top left\"")
     p.add_argument("-n", "--num", type=int, default=8, help="images per prompt (default: 8)")
     p.add_argument("-o", "--out", default="unclip.png",
-                   help=f"the picture to write, in the format its extension names (.png, .jpg, ...; default: unclip.png); "
-                        f"each image is shown at {MIN_SIZE} px or more")
-    p.add_argument("--seed", type=int, default=0, help="random seed: the same seed and arguments draw the same pictures (default: 0)")
-    p.add_argument("--prior-scale", type=float, default=1.0, help="classifier-free guidance of the prior (default: 1.0)")
-    p.add_argument("--decoder-scale", type=float, default=3.0, help="classifier-free guidance of the decoder (default: 3.0)")
+                   help="the picture to write, in the format its extension names (.png, .jpg, ...; "
+                        f"default: unclip.png); each image is shown at {MIN_SIZE} px or more")
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed: the same seed and arguments draw the same pictures (default: 0)")
+    p.add_argument("--prior-scale", type=float, default=1.0,
+                   help="classifier-free guidance of the prior (default: 1.0)")
+    p.add_argument("--decoder-scale", type=float, default=3.0,
+                   help="classifier-free guidance of the decoder (default: 3.0)")
     p.add_argument("--prior-steps", type=int, default=64, help="DDIM steps of the prior (default: 64)")
     p.add_argument("--decoder-steps", type=int, default=50, help="DDIM steps of the decoder (default: 50)")
     p.add_argument("--upsampler-steps", type=int, default=25, help="DDIM steps of the upsampler (default: 25)")
-    p.add_argument("--batch-size", type=int, default=64, help="images drawn at once; more is faster and takes more memory (default: 64)")
-    p.add_argument("--no-prior", action="store_true", help="decode the text embedding itself (the baseline of lesson 06)")
+    p.add_argument("--batch-size", type=int, default=64,
+                   help="images drawn at once; more is faster and takes more memory (default: 64)")
+    p.add_argument("--no-prior", action="store_true",
+                   help="decode the text embedding itself (the baseline of lesson 06)")
     p.add_argument("--profile", default=None, choices=PROFILE_NAMES,
-                   help="use your own checkpoints saved under runs/<profile>/ where present, each only with the CLIP it was "
-                        "trained on (default: the course's)")
+                   help="use your own checkpoints saved under runs/<profile>/ where present, each only with the CLIP "
+                        "it was trained on (default: the course's)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: the best available)")
     args = p.parse_args(argv)
     for flag in ("num", "prior_steps", "decoder_steps", "upsampler_steps", "batch_size"):
@@ -144,11 +150,13 @@ def pick_device(name: str | None):
     except RuntimeError as err:
         raise UsageError(f"--device {name}: not a device name; use cpu, cuda, cuda:N or mps ({err})") from err
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {name}: PyTorch sees no CUDA GPU here; leave --device out to use the best available")
+        raise UsageError(f"--device {name}: PyTorch sees no CUDA GPU here; leave --device out to use the best "
+                         "available")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
         raise UsageError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA device(s)")
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise UsageError(f"--device {name}: Apple's MPS is not available here; leave --device out to use the best available")
+        raise UsageError(f"--device {name}: Apple's MPS is not available here; leave --device out to use the best "
+                         "available")
     if device.type not in ("cpu", "cuda", "mps"):
         raise UsageError(f"--device {name}: the course runs on cpu, cuda or mps")
     return device
@@ -182,9 +190,10 @@ def main(argv: list[str] | None = None) -> int:
     with tqdm(total=len(wanted), desc="unCLIP", unit="image") as bar, torch.no_grad():
         for k, start in enumerate(range(0, len(wanted), args.batch_size)):
             batch = wanted[start:start + args.batch_size]
-            result = model.generate(batch, n=1, seed=args.seed + k, prior_scale=args.prior_scale, decoder_scale=args.decoder_scale,
-                                    prior_steps=args.prior_steps, decoder_steps=args.decoder_steps,
-                                    upsampler_steps=args.upsampler_steps, use_prior=not args.no_prior, progress=False)
+            result = model.generate(batch, n=1, seed=args.seed + k, prior_scale=args.prior_scale,
+                                    decoder_scale=args.decoder_scale, prior_steps=args.prior_steps,
+                                    decoder_steps=args.decoder_steps, upsampler_steps=args.upsampler_steps,
+                                    use_prior=not args.no_prior, progress=False)
             images.append(result.images.cpu())
             bar.update(len(batch))
     seconds = time.perf_counter() - t0

@@ -19,11 +19,9 @@ embedding has norm 1, so zero is unambiguous), so one network learns both ``ε(x
 ``s = 0`` is the unconditional model, ``s = 1`` the plain conditional one, ``s > 1`` trades
 diversity for faithfulness to the caption (GLIDE's convention for ``s``).
 
-Rebuild the course checkpoints (the "GLIDE-like" text-to-image baseline of the unCLIP lessons, and
-the attribute-token model of the lesson's comparison; the lesson itself trains for fewer steps)::
-
-    python -m dalle2_lessons.guidance --profile cpu --steps 1500 --eval-every 250
-    python -m dalle2_lessons.guidance --profile cpu --steps 1500 --condition attributes
+The course checkpoints (the "GLIDE-like" text-to-image baseline of the unCLIP lessons, and the attribute-token
+model of the lesson's comparison; the lesson itself trains for fewer steps) are ``text-diffusion`` and
+``text-diffusion-attributes``; the commands that rebuild them are in :data:`~dalle2_lessons.checkpoints.REBUILD_COMMANDS`.
 """
 
 from __future__ import annotations
@@ -37,6 +35,7 @@ import torch.nn as nn
 
 from . import checkpoints, diffusion, judge, profiles, shapes, tokenizer
 from .clip import CLIP, builder_clip, caption_tokens, embed_texts, load_clip
+from .checkpoints import Built
 from .training import Curve, train
 from .unet import UNet, UNetConfig
 
@@ -134,10 +133,7 @@ def guided_eps(model: Callable, x: torch.Tensor, t: torch.Tensor, c: torch.Tenso
     Both predictions come from one batched call of ``model(x, t, c)`` on ``2B`` images; ``scale == 1``
     needs only the conditional half.
     """
-    if scale == 1.0:
-        return model(x, t, c)
-    eps_c, eps_u = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([c, torch.zeros_like(c)])).chunk(2)
-    return eps_u + scale * (eps_c - eps_u)
+    return diffusion.guide(model, (x, t, c), (x, t, torch.zeros_like(c)), scale)
 
 
 def conditional_loss(
@@ -250,41 +246,65 @@ def evaluate(
     return judge.load_judge("single").score(images, attrs)
 
 
-def build(
-    profile_name: str, condition: str = "clip", steps: int | None = None, device: str | torch.device = "cpu",
-    progress: bool = True, eval_every: int | None = None, n_eval: int = 128, eval_scale: float = 3.0,
-    clip_model: CLIP | None = None,
-) -> tuple[ConditionalUNet, list[float], float, list[dict]]:
-    """Train a text-conditional U-Net with a profile's settings (``steps`` overrides the profile's), conditioned on
-    ``clip_model``'s text embeddings (default: the course CLIP) or on attribute tokens.
+# ----------------------------------------------------------------------------------------------
+# Settings: the sizes and step counts of the ci / cpu / gpu profiles (profiles.py combines them).
 
-    With ``eval_every``, the EMA model is judged every so many steps on ``n_eval`` test captions
-    (DDIM-50, guidance ``eval_scale``; sampling time is not counted as training time), which gives
-    the accuracy-vs-training-minutes curve. Returns ``(ema_model, losses, train_seconds, curve)``.
+
+@dataclass(frozen=True)
+class GuidanceSettings:
+    """Lesson 05 (and ``python -m dalle2_lessons.guidance``, which builds the course checkpoint)."""
+
+    n_train: int  #: training images (16×16) with their captions
+    steps: int  #: optimiser steps of the model the lesson trains (the course checkpoint trained longer)
+    batch_size: int
+    lr: float
+    n_eval: int  #: test captions per guidance scale in the sweep
+    n_per_caption: int  #: samples per caption for the diversity measurement
+    n_compare: int  #: test captions for the sampler-bug and condition comparisons
+    n_ddpm: int  #: captions sampled with 1000-step DDPM (the slow one)
+    scales: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0, 5.0, 8.0)
+    p_uncond: float = 0.1  #: condition dropout: how often the null condition replaces the caption
+    condition: str = "clip"  #: "clip" (the caption's CLIP text embedding) or "attributes" (learned vectors)
+    cond_dim: int = 64  #: size of the learned attribute vectors (the CLIP embedding has its own size)
+    seed: int = 0
+
+
+PRESETS: dict[str, GuidanceSettings] = {
+    "ci": GuidanceSettings(n_train=2_000, steps=40, batch_size=32, lr=2e-3, n_eval=16, n_per_caption=4, n_compare=8, n_ddpm=4),
+    "cpu": GuidanceSettings(n_train=20_000, steps=400, batch_size=128, lr=2e-3, n_eval=128, n_per_caption=8, n_compare=64, n_ddpm=16),
+    "gpu": GuidanceSettings(n_train=20_000, steps=6_000, batch_size=128, lr=2e-3, n_eval=512, n_per_caption=16, n_compare=256, n_ddpm=128),
+}
+
+
+def build(cfg: GuidanceSettings, device: str | torch.device = "cpu", *, clip: CLIP | None = None,
+          eval_every: int | None = None, n_eval: int = 128, eval_scale: float = 3.0, progress: bool = True) -> Built:
+    """Train a text-conditional U-Net with ``cfg``, conditioned on ``clip``'s text embeddings (default: the course
+    CLIP) or, with ``cfg.condition == "attributes"``, on learned attribute vectors.
+
+    With ``eval_every``, the EMA model is judged every so many steps on ``n_eval`` test captions (DDIM-50, guidance
+    ``eval_scale``; sampling time is not counted as training time), which gives the accuracy-vs-minutes curve.
     """
-    s = profiles.get_profile(profile_name).guidance
-    steps = steps or s.steps
-    profiles.seed_everything(s.seed)
-    data = shapes.ShapesDataset("train", n=s.n_train, resolution=16)
-    clip_model = (clip_model or load_clip()) if condition == "clip" else None
-    emb = clip_caption_embeddings(clip_model, tokenizer.Tokenizer(), data.attrs) if clip_model is not None else None
-    get_cond = make_condition_sampler(condition, data.attrs, emb)
-    cond_dim = emb.shape[-1] if emb is not None else s.cond_dim
-    model = ConditionalUNet(ConditionalConfig(unet_config(cond_dim), condition))
+    profiles.seed_everything(cfg.seed)
+    data = shapes.ShapesDataset("train", n=cfg.n_train, resolution=16)
+    clip = (clip or load_clip()) if cfg.condition == "clip" else None
+    emb = clip_caption_embeddings(clip, tokenizer.Tokenizer(), data.attrs) if clip is not None else None
+    get_cond = make_condition_sampler(cfg.condition, data.attrs, emb)
+    cond_dim = emb.shape[-1] if emb is not None else cfg.cond_dim
+    model = ConditionalUNet(ConditionalConfig(unet_config(cond_dim), cfg.condition))
     schedule = diffusion.cosine_schedule()
     images = data.images.to(device)
 
     def loss_fn(m, idx, gen):
-        return conditional_loss(m, images[idx.to(device)], get_cond(idx, gen).to(device), schedule, s.p_uncond, gen)
+        return conditional_loss(m, images[idx.to(device)], get_cond(idx, gen).to(device), schedule, cfg.p_uncond, gen)
 
     eval_cond = eval_attrs = None
     if eval_every:
-        eval_cond, eval_attrs, _ = eval_conditions(condition, n_eval, clip_model)
-    curve = Curve(steps, eval_every, lambda m: evaluate(m, schedule, eval_cond, eval_attrs, eval_scale, device=device).as_dict())
-    ema, losses = train(model, loss_fn, data.images, steps, s.batch_size, s.lr, seed=s.seed, device=device,
-                        desc=f"text-conditional U-Net ({condition})", progress=progress, callback=curve)
-    seconds, curve = curve.train_seconds, curve.points
-    return ema.module, losses, seconds, curve
+        eval_cond, eval_attrs, _ = eval_conditions(cfg.condition, n_eval, clip)
+    curve = Curve(cfg.steps, eval_every,
+                  lambda m: evaluate(m, schedule, eval_cond, eval_attrs, eval_scale, device=device).as_dict())
+    ema, losses = train(model, loss_fn, data.images, cfg.steps, cfg.batch_size, cfg.lr, seed=cfg.seed, device=device,
+                        desc=f"text-conditional U-Net ({cfg.condition})", progress=progress, callback=curve)
+    return Built(ema.module.eval(), {"loss": losses}, curve.train_seconds, curve.points, cfg)
 
 
 def load_text_diffusion(profile: str | None = None, device: str | torch.device = "cpu", *, clip: CLIP) -> ConditionalUNet:
@@ -297,30 +317,32 @@ def load_text_diffusion(profile: str | None = None, device: str | torch.device =
 def main(argv: list[str] | None = None) -> None:
     p = checkpoints.build_parser(
         "Train the course's text-conditional (GLIDE-like) U-Net and save it.",
-        "judge the model every N steps (the accuracy-vs-minutes curve)", 256, "test captions for the final guidance sweep and the DDPM/DDIM comparison")
+        "judge the model every N steps (the accuracy-vs-minutes curve)", 256,
+        "test captions for the final guidance sweep and the DDPM/DDIM comparison")
     p.add_argument("--condition", default="clip", choices=("clip", "attributes"))
     args = p.parse_args(argv)
-    clip_model = builder_clip(args) if args.condition == "clip" else None
-    model, losses, seconds, curve = build(args.profile, args.condition, args.steps, args.device, eval_every=args.eval_every,
-                                          clip_model=clip_model)
-    model.cpu()
-    s = profiles.get_profile(args.profile).guidance
+    cfg = checkpoints.settings_for(PRESETS, args, condition=args.condition)
+    clip = builder_clip(args) if cfg.condition == "clip" else None
+    built = build(cfg, args.device, clip=clip, eval_every=args.eval_every)
+    model = built.model.cpu()
     schedule = diffusion.cosine_schedule()
-    cond, attrs, _ = eval_conditions(args.condition, args.n_eval, clip_model)
+    cond, attrs, _ = eval_conditions(cfg.condition, args.n_eval, clip)
     results = {}
-    for scale in s.scales:
+    for scale in cfg.scales:
         results[f"ddim50_s{scale:g}"] = evaluate(model, schedule, cond, attrs, scale).as_dict()
         print(f"DDIM-50, guidance {scale:g}: {results[f'ddim50_s{scale:g}']}", flush=True)
-    best = max(s.scales, key=lambda sc: results[f"ddim50_s{sc:g}"]["all"])
-    if args.condition == "clip":  # the lesson's DDIM-vs-DDPM target concerns the CLIP model (this takes the longest)
+    best = max(cfg.scales, key=lambda sc: results[f"ddim50_s{sc:g}"]["all"])
+    if cfg.condition == "clip":  # the lesson's DDIM-vs-DDPM target concerns the CLIP model (this takes the longest)
         t0 = time.perf_counter()
         results[f"ddpm1000_s{best:g}"] = evaluate(model, schedule, cond, attrs, best, steps=None).as_dict()
-        print(f"DDPM-1000, guidance {best:g}: {results[f'ddpm1000_s{best:g}']} ({time.perf_counter() - t0:.0f} s)", flush=True)
+        print(f"DDPM-1000, guidance {best:g}: {results[f'ddpm1000_s{best:g}']} ({time.perf_counter() - t0:.0f} s)",
+              flush=True)
     rebuild = checkpoints.command("guidance", profile=args.profile, steps=args.steps,
-                                  condition=args.condition if args.condition != "clip" else None, eval_every=args.eval_every)
-    name = CHECKPOINT if args.condition == "clip" else f"{CHECKPOINT}-attributes"
-    checkpoints.save_build(name, model, args, {"eval": results, "best_scale": best}, losses, seconds, curve, args.steps or s.steps, rebuild,
-                           parents={"clip": clip_model} if clip_model is not None else None)
+                                  condition=cfg.condition if cfg.condition != "clip" else None,
+                                  eval_every=args.eval_every)
+    name = CHECKPOINT if cfg.condition == "clip" else f"{CHECKPOINT}-attributes"
+    checkpoints.save_build(name, built, args, {"eval": results, "best_scale": best}, rebuild,
+                           parents={"clip": clip} if clip is not None else None)
 
 
 if __name__ == "__main__":

@@ -10,10 +10,8 @@ the held-out ones that generative models never see) and with blur, noise and col
 that a slightly soft or noisy sample is still judged on its content. It looks at images at 32×32:
 smaller images are upsampled first, so a 16-px image that lost the shape is judged as such.
 
-Rebuild the shipped checkpoints (about 4 minutes each on 2 CPU cores)::
-
-    python -m dalle2_lessons.judge --tier single
-    python -m dalle2_lessons.judge --tier relation
+The shipped checkpoints are ``judge-single`` and ``judge-relation``; the commands that rebuild them are in
+:data:`~dalle2_lessons.checkpoints.REBUILD_COMMANDS`.
 """
 
 from __future__ import annotations
@@ -194,7 +192,8 @@ def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         kernel = (k[:, :, None] * k[:, None, :])[:, None]  # (n, 1, 3, 3)
         x = out[blurred]
         n, c, h, w = x.shape
-        x = F.conv2d(F.pad(x.reshape(1, n * c, h, w), (1, 1, 1, 1), mode="replicate"), kernel.repeat_interleave(c, 0), groups=n * c)
+        x = F.conv2d(F.pad(x.reshape(1, n * c, h, w), (1, 1, 1, 1), mode="replicate"), kernel.repeat_interleave(c, 0),
+                     groups=n * c)
         out[blurred] = x.reshape(n, c, h, w)
     gain = 1 + 0.2 * (u(b, 3, 1, 1) - 0.5)
     shift = 0.2 * (u(b, 3, 1, 1) - 0.5)
@@ -240,7 +239,10 @@ def train_judge(
 
 
 def evaluate_judge(
-    judge: AttributeJudge, n: int = 2000, resolutions: tuple[int, ...] = (16, 32), splits: tuple[str, ...] = ("test", "heldout")
+    judge: AttributeJudge,
+    n: int = 2000,
+    resolutions: tuple[int, ...] = (16, 32),
+    splits: tuple[str, ...] = ("test", "heldout"),
 ) -> dict[str, dict[str, float]]:
     """Accuracy on clean renders it never saw: ``{"test@16": {"colour": 0.998, ..., "all": ...}, ...}``."""
     results = {}
@@ -269,13 +271,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args(argv)
     t0 = time.time()
-    judge, losses = train_judge(args.tier, args.steps, args.batch_size, width=args.width, seed=args.seed, device=args.device)
+    judge, losses = train_judge(args.tier, args.steps, args.batch_size, width=args.width, seed=args.seed,
+                                device=args.device)
     minutes = (time.time() - t0) / 60
     judge = judge.cpu()
     results = evaluate_judge(judge)
     for key, acc in results.items():
         print(f"{key:12s} " + "  ".join(f"{k} {v:.4f}" for k, v in acc.items()))
-    metrics = {"clean_accuracy": results, "train_minutes": round(minutes, 2), "final_loss": float(np.mean(losses[-50:]))}
+    metrics = {"clean_accuracy": results, "train_minutes": round(minutes, 2),
+               "final_loss": float(np.mean(losses[-50:]))}
     config = {"tier": args.tier, "width": args.width}
     rebuild = f"python -m dalle2_lessons.judge --tier {args.tier}"
     if (args.steps, args.batch_size, args.width, args.seed) != (3000, 128, 24, 0):
@@ -288,3 +292,23 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# ----------------------------------------------------------------------------------------------
+# Settings: the sizes and step counts of the ci / cpu / gpu profiles (profiles.py combines them).
+
+
+@dataclass(frozen=True)
+class WelcomeSettings:
+    """Lesson 00."""
+
+    n_tour: int  #: scenes shown in each dataset grid
+    n_stats: int  #: training scenes counted for the attribute histograms
+    n_judge_eval: int  #: clean renders per split and resolution on which the judge's accuracy is measured
+
+
+WELCOME_PRESETS: dict[str, WelcomeSettings] = {
+    "ci": WelcomeSettings(n_tour=16, n_stats=2_000, n_judge_eval=256),
+    "cpu": WelcomeSettings(n_tour=32, n_stats=20_000, n_judge_eval=2_000),
+    "gpu": WelcomeSettings(n_tour=32, n_stats=20_000, n_judge_eval=2_000),
+}

@@ -124,7 +124,8 @@ class CaptionedImages:
     def class_prompts(self) -> list[list[str]]:
         """For each class, its caption under every template (the prompts of zero-shot classification)."""
         if self.classes is None or self.templates is None:
-            raise ValueError(f"{self.name!r} has no class labels, so there is nothing to classify; use retrieval instead.")
+            raise ValueError(f"{self.name!r} has no class labels, so there is nothing to classify; "
+                             "use retrieval instead.")
         return [[caption(t, c) for t in self.templates] for c in self.classes]
 
     def all_texts(self) -> list[str]:
@@ -199,7 +200,8 @@ def load_torchvision(
     import torchvision.datasets as tvd
 
     if name not in DATASETS:
-        raise ValueError(f"Unknown dataset {name!r}; choose one of {', '.join(DATASETS)} or use load_folder() for your own pictures.")
+        raise ValueError(f"Unknown dataset {name!r}; choose one of {', '.join(DATASETS)} or use load_folder() "
+                         "for your own pictures.")
     info = DATASETS[name]
     cls = getattr(tvd, info.torchvision_class)
     module = importlib.import_module(cls.__module__)  # where torchvision's check_integrity is looked up
@@ -220,7 +222,8 @@ def load_torchvision(
     if n is not None and n < len(labels):
         keep = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:n].sort().values
         pixels, labels = pixels[keep.numpy()], labels[keep]
-    return CaptionedImages(name, to_course_images(pixels), _captions_for(labels, info), labels, info.classes, info.templates)
+    return CaptionedImages(name, to_course_images(pixels), _captions_for(labels, info), labels, info.classes,
+                           info.templates)
 
 
 def load_folder(folder: str | Path, name: str | None = None) -> CaptionedImages:
@@ -236,7 +239,8 @@ def load_folder(folder: str | Path, name: str | None = None) -> CaptionedImages:
         with open(folder / "captions.csv", newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
             if not reader.fieldnames or not {"file", "caption"} <= set(reader.fieldnames):
-                raise ValueError(f"{folder / 'captions.csv'} needs a header with the columns 'file' and 'caption', got {reader.fieldnames}.")
+                raise ValueError(f"{folder / 'captions.csv'} needs a header with the columns 'file' and 'caption', "
+                                 f"got {reader.fieldnames}.")
             for row in reader:
                 captions.setdefault(row["file"], []).append(row["caption"].strip())
     elif (folder / "captions.jsonl").is_file():
@@ -244,7 +248,8 @@ def load_folder(folder: str | Path, name: str | None = None) -> CaptionedImages:
             if line.strip():
                 record = json.loads(line)
                 if "file" not in record or not ("caption" in record or "captions" in record):
-                    raise ValueError(f"{folder / 'captions.jsonl'} line {i}: expected 'file' and 'caption' (or 'captions'), got {sorted(record)}.")
+                    raise ValueError(f"{folder / 'captions.jsonl'} line {i}: expected 'file' and 'caption' "
+                                     f"(or 'captions'), got {sorted(record)}.")
                 texts = record.get("captions") or [record["caption"]]
                 captions.setdefault(record["file"], []).extend(t.strip() for t in texts)
     else:
@@ -252,7 +257,8 @@ def load_folder(folder: str | Path, name: str | None = None) -> CaptionedImages:
                            "whose header is 'file,caption' (one row per caption).")
     missing = sorted(f for f in captions if not (folder / f).is_file())
     if missing:
-        raise DataNotFound(f"{len(missing)} captioned file(s) are not in {folder}: {', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else ""))
+        raise DataNotFound(f"{len(missing)} captioned file(s) are not in {folder}: {', '.join(missing[:5])}"
+                           + (" ..." if len(missing) > 5 else ""))
     files = sorted(captions)
     if not files:
         raise ValueError(f"{folder} has a captions file but no captions in it.")
@@ -312,13 +318,15 @@ def write_standin(name: str, root: str | Path, n_train: int = 600, n_test: int =
     # CIFAR-10: five training batches and a test batch, each a pickled dict of (n, 3072) uint8 rows (R, G, B planes)
     # and a label list, plus batches.meta with the class names.
     train_parts = np.array_split(np.arange(n_train), 5)
-    batches = {f"data_batch_{i + 1}": splits["train"][part] for i, part in enumerate(train_parts)} | {"test_batch": splits["test"]}
+    batches = ({f"data_batch_{i + 1}": splits["train"][part] for i, part in enumerate(train_parts)}
+               | {"test_batch": splits["test"]})
     for i, (file, labels) in enumerate(batches.items()):
         pixels = glyph_images(labels, 32, True, seed + i).transpose(0, 3, 1, 2).reshape(len(labels), -1)
         with open(out / file, "wb") as f:
             pickle.dump({"data": pixels, "labels": labels.tolist(), "batch_label": file}, f)
     with open(out / "batches.meta", "wb") as f:
-        pickle.dump({"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]}, f)
+        label_names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+        pickle.dump({"label_names": label_names}, f)
     return out
 
 
@@ -353,8 +361,8 @@ def load_or_standin(name: str, root: str | Path, n_train: int, n_test: int, down
         test = load_torchvision(name, root, False, download, n_test, seed)
         return train, test, True
     except DataNotFound as e:
-        print(f"{e}\n\n→ Using stand-in files instead (digit glyphs in {name}'s format): the pipeline runs, the pictures are not {name}.")
+        print(f"{e}\n\n→ Using stand-in files instead (digit glyphs in {name}'s format): the pipeline runs, "
+              f"the pictures are not {name}.")
     write_standin(name, standin_root, n_train, n_test, seed)
     return (load_torchvision(name, standin_root, True, n=n_train, seed=seed, verify=False),
             load_torchvision(name, standin_root, False, n=n_test, seed=seed, verify=False), False)
-

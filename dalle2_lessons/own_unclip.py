@@ -22,15 +22,15 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from . import diffusion, profiles, training
+from . import profiles
 from . import upsampler as upsampler_lib
-from .clip import CLIP, CaptionBank, CLIPConfig, embed_images, embed_texts, train_clip
-from .decoder import Decoder, decoder_config, decoder_loss
+from .clip import CLIP, CaptionBank, CLIPConfig, ClipSettings, embed_images, embed_texts, train_clip
+from .decoder import DecoderSettings, train_decoder
 from .own_data import CaptionedImages
-from .prior import DiffusionPrior, PriorConfig, prior_loss
+from .prior import PriorSettings, train_prior
 from .tokenizer import Tokenizer
 from .unclip import UnCLIP
-from .unet import UNet
+from .upsampler import UpsamplerSettings, train_upsampler
 
 LOW = upsampler_lib.LOW  #: the decoder draws LOW × LOW images; the upsampler doubles them
 
@@ -46,14 +46,69 @@ def embed(clip_model: CLIP, images: torch.Tensor) -> torch.Tensor:
     return embed_images(clip_model, clip_view(clip_model, images))
 
 
-def train_clip_stage(data: CaptionedImages, tok: Tokenizer, s: profiles.OwnDataSettings, seed: int = 0,
-                     device: str | torch.device = "cpu", progress: bool = True, steps: int | None = None) -> tuple[CLIP, list[float]]:
-    """Lesson 01 on this data: a CLIP reading ``s.clip_resolution`` pixels and this dataset's words (``steps``
-    overrides the profile's). Returns ``(clip, losses)``."""
-    profiles.seed_everything(seed)
-    model = CLIP(CLIPConfig(tok.vocab_size, tok.context_length, resolution=s.clip_resolution, embed_dim=s.embed_dim))
-    losses = train_clip(model, clip_view(model, data.images), data.tokens(tok), steps or s.clip_steps, s.batch_size, s.clip_lr,
-                        seed=seed, device=device, progress=progress, desc="CLIP" if seed == s.seed else f"CLIP (seed {seed})")
+# ----------------------------------------------------------------------------------------------
+# Settings: each stage's own settings class, combined (profiles.py picks the preset).
+
+
+@dataclass(frozen=True)
+class OwnDataSettings:
+    """Lesson 14: the four stages trained on a torchvision dataset (or your folder), each with its own settings."""
+
+    n_train: int  #: training images taken from the dataset (stand-in files are written with this many)
+    n_test: int  #: test images for zero-shot accuracy and the real-image scores
+    n_per_class: int  #: samples per class in the grid and the scores
+    #: ``clip.resolution``: CLIP reads the 32×32 pictures downsampled to this (32 on a GPU: CIFAR-10 needs the pixels)
+    clip: ClipSettings
+    prior: PriorSettings
+    decoder: DecoderSettings
+    upsampler: UpsamplerSettings
+    decoder_sample_steps: int = 50  #: DDIM steps of the decoder when generating
+    dataset: str = "fashion_mnist"
+    seed: int = 0
+    referee_seed: int = 1  #: the second CLIP, which scores the samples without having shaped them
+
+
+def _own(n_train: int, n_test: int, n_per_class: int, clip_steps: int, prior_steps: int, decoder_steps: int,
+         upsampler_steps: int, batch: int, clip_batch: int = 128, clip_resolution: int = 16,
+         sample_steps: tuple[int, int, int] = (64, 50, 25)) -> OwnDataSettings:
+    """A preset. ``batch``: the diffusion stages' batch (on a CPU, more small steps beat fewer big ones); the prior,
+    whose examples are single vectors, takes twice as many. ``clip_batch``: CLIP's, larger, since contrastive
+    learning wants many negatives."""
+    prior_steps_sample, decoder_sample_steps, upsampler_sample_steps = sample_steps
+    return OwnDataSettings(
+        n_train, n_test, n_per_class,
+        clip=ClipSettings(clip_resolution, n_train=n_train, steps=clip_steps, batch_size=clip_batch,
+                          lr=2e-3, embed_dim=64, n_eval=n_test, n_retrieval=min(256, n_test), n_probe=n_train),
+        prior=PriorSettings(n_train=n_train, steps=prior_steps, batch_size=2 * batch, lr=1e-3, n_eval=n_test,
+                            sample_steps=prior_steps_sample),
+        decoder=DecoderSettings(n_train=n_train, steps=decoder_steps, batch_size=batch, lr=2e-3, n_eval=n_test),
+        upsampler=UpsamplerSettings(n_train=n_train, steps=upsampler_steps, batch_size=batch, lr=2e-3, n_eval=n_test,
+                                    sample_steps=upsampler_sample_steps),
+        decoder_sample_steps=decoder_sample_steps,
+    )
+
+
+PRESETS: dict[str, OwnDataSettings] = {
+    "ci": _own(500, 100, 2, clip_steps=40, prior_steps=30, decoder_steps=30, upsampler_steps=20, batch=32,
+               clip_batch=32, sample_steps=(8, 8, 5)),
+    "cpu": _own(10_000, 1_000, 8, clip_steps=400, prior_steps=400, decoder_steps=600, upsampler_steps=300, batch=64),
+    "gpu": _own(50_000, 5_000, 16, clip_steps=2_000, prior_steps=2_000, decoder_steps=4_000, upsampler_steps=2_000,
+                batch=128, clip_resolution=32),
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# Training: the stages' own trainers, on this data.
+
+
+def train_clip_stage(data: CaptionedImages, tok: Tokenizer, cfg: ClipSettings, device: str | torch.device = "cpu",
+                     progress: bool = True) -> tuple[CLIP, list[float]]:
+    """Lesson 01 on this data: a CLIP reading ``cfg.resolution`` pixels and this dataset's words (``tok``), trained
+    with :func:`~dalle2_lessons.clip.train_clip`. Returns ``(clip, losses)``."""
+    profiles.seed_everything(cfg.seed)
+    model = CLIP(CLIPConfig(tok.vocab_size, tok.context_length, resolution=cfg.resolution, embed_dim=cfg.embed_dim))
+    losses = train_clip(model, clip_view(model, data.images), data.tokens(tok), cfg.steps, cfg.batch_size, cfg.lr,
+                        seed=cfg.seed, device=device, progress=progress, desc=f"CLIP (seed {cfg.seed})")
     return model.eval(), losses
 
 
@@ -62,72 +117,19 @@ def caption_bank(clip_model: CLIP, data: CaptionedImages, tok: Tokenizer) -> Cap
     return CaptionBank.build(clip_model, data.tokens(tok))
 
 
-def train_prior_stage(clip_model: CLIP, data: CaptionedImages, bank: CaptionBank, s: profiles.OwnDataSettings,
-                      device: str | torch.device = "cpu", progress: bool = True,
-                      z_images: torch.Tensor | None = None) -> tuple[DiffusionPrior, list[float]]:
-    """Lesson 06 on this data: caption → CLIP image embedding. ``z_images`` ``(N, D)``: the images' CLIP embeddings if
-    already computed (else they are). Returns ``(ema_prior, losses)``."""
-    profiles.seed_everything(s.seed)
-    z_images = embed(clip_model, data.images) if z_images is None else z_images
-    model = DiffusionPrior(PriorConfig(embed_dim=z_images.shape[-1], token_width=bank.features.shape[-1],
-                                       context_length=bank.features.shape[1]))
-    schedule = diffusion.cosine_schedule()
-
-    def loss_fn(m, idx, gen):
-        text, feats, mask = bank.random_paraphrase(idx, gen)
-        return prior_loss(m, z_images[idx].to(device), text.to(device), feats.to(device), mask.to(device), schedule, 0.1, gen)
-
-    ema, losses = training.train(model, loss_fn, z_images, s.prior_steps, 2 * s.diffusion_batch_size, 1e-3, weight_decay=1e-2, seed=s.seed,
-                                 device=device, desc="diffusion prior", progress=progress)
-    return ema.module.eval(), losses
-
-
-def train_decoder_stage(clip_model: CLIP, data: CaptionedImages, bank: CaptionBank, s: profiles.OwnDataSettings,
-                        device: str | torch.device = "cpu", progress: bool = True,
-                        z_images: torch.Tensor | None = None) -> tuple[Decoder, list[float]]:
-    """Lesson 07 on this data: CLIP image embedding (+ caption) → a 16×16 picture. ``z_images`` as in
-    :func:`train_prior_stage`. Returns ``(ema_decoder, losses)``."""
-    profiles.seed_everything(s.seed)
-    z_images = embed(clip_model, data.images) if z_images is None else z_images
-    low = upsampler_lib.downsample(data.images, LOW).to(device)
-    model = Decoder(decoder_config(z_images.shape[-1]))  # lesson 07's decoder: lesson 05's U-Net at 16×16
-    schedule = diffusion.cosine_schedule()
-
-    def loss_fn(m, idx, gen):
-        _, feats, mask = bank.random_paraphrase(idx, gen)
-        return decoder_loss(m, low[idx.to(device)], z_images[idx].to(device), feats.to(device), mask.to(device), schedule, 0.1, 0.5, gen)
-
-    ema, losses = training.train(model, loss_fn, low, s.decoder_steps, s.diffusion_batch_size, 2e-3, seed=s.seed, device=device,
-                                 desc="unCLIP decoder", progress=progress)
-    return ema.module.eval(), losses
-
-
-def train_upsampler_stage(data: CaptionedImages, s: profiles.OwnDataSettings, device: str | torch.device = "cpu",
-                          progress: bool = True) -> tuple[UNet, list[float]]:
-    """Lesson 08 on this data: 16×16 → 32×32 (no caption). Returns ``(ema_upsampler, losses)``."""
-    profiles.seed_everything(s.seed)
-    model = UNet(upsampler_lib.upsampler_config())
-    schedule = diffusion.cosine_schedule()
-    images = data.images.to(device)
-
-    def loss_fn(m, idx, gen):
-        return upsampler_lib.upsampler_loss(m, images[idx.to(device)], schedule, 0.6, LOW, gen)
-
-    ema, losses = training.train(model, loss_fn, images, s.upsampler_steps, s.diffusion_batch_size, 2e-3, seed=s.seed, device=device,
-                                 desc="upsampler 16→32", progress=progress)
-    return ema.module.eval(), losses
-
-
-def train_all(data: CaptionedImages, s: profiles.OwnDataSettings, device: str | torch.device = "cpu",
+def train_all(data: CaptionedImages, s: OwnDataSettings, device: str | torch.device = "cpu",
               progress: bool = True) -> tuple[UnCLIP, dict[str, list[float]]]:
-    """All four stages in order; returns the assembled :class:`~dalle2_lessons.unclip.UnCLIP` and every stage's losses."""
+    """All four stages in order, each with its own lesson's trainer (lessons 01, 06, 07, 08); returns the assembled
+    :class:`~dalle2_lessons.unclip.UnCLIP` and every stage's losses. The decoder paints LOW × LOW pictures and the
+    upsampler doubles them."""
     tok = data.tokenizer()
-    clip_model, clip_losses = train_clip_stage(data, tok, s, s.seed, device, progress)
+    clip_model, clip_losses = train_clip_stage(data, tok, s.clip, device, progress)
     bank = caption_bank(clip_model, data, tok)
     z_images = embed(clip_model, data.images)  # once, for both stages
-    prior, prior_losses = train_prior_stage(clip_model, data, bank, s, device, progress, z_images)
-    dec, decoder_losses = train_decoder_stage(clip_model, data, bank, s, device, progress, z_images)
-    up, upsampler_losses = train_upsampler_stage(data, s, device, progress)
+    prior, prior_losses = train_prior(s.prior, z_images, bank, device, progress)
+    low = upsampler_lib.downsample(data.images, LOW)
+    dec, decoder_losses = train_decoder(s.decoder, low, z_images, bank, device, progress)
+    up, upsampler_losses = train_upsampler(s.upsampler, data.images, device, progress)
     losses = {"CLIP": clip_losses, "prior": prior_losses, "decoder": decoder_losses, "upsampler": upsampler_losses}
     return UnCLIP(clip_model, prior, dec, up, tok), losses
 

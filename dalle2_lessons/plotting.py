@@ -68,14 +68,17 @@ def show_grid(images: torch.Tensor, nrow: int = 16, size: float = 0.5, title: st
     return fig
 
 
-def plot_losses(losses: Sequence[float], title: str = "training loss", smooth: int = 25, ax: plt.Axes | None = None) -> plt.Figure:
+def plot_losses(
+    losses: Sequence[float], title: str = "training loss", smooth: int = 25, ax: plt.Axes | None = None
+) -> plt.Figure:
     """The raw loss per step (faint) and its moving average over ``smooth`` steps."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3))
     y = np.asarray(losses, dtype=float)
     ax.plot(y, alpha=0.3, lw=0.8, label="per step")
     if len(y) >= smooth > 1:
-        ax.plot(np.arange(smooth - 1, len(y)), np.convolve(y, np.ones(smooth) / smooth, mode="valid"), label=f"mean of {smooth}")
+        ax.plot(np.arange(smooth - 1, len(y)), np.convolve(y, np.ones(smooth) / smooth, mode="valid"),
+                label=f"mean of {smooth}")
     ax.set(xlabel="step", ylabel="loss", title=title)
     ax.legend()
     ax.figure.tight_layout()
@@ -136,6 +139,7 @@ def draw_unclip_map() -> plt.Figure:
         end = (xb - dx, yb) if xa != xb else (xb, yb - dy)
         ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=14, lw=1.4, ls=style, color="#333"))
     ax.text(2.4, 0.55, "training & variations: image → $z_i$", ha="center", fontsize=8, color="#555")
-    ax.set_title("DALL·E 2 = unCLIP: CLIP embeddings, a prior, a diffusion decoder and a diffusion upsampler", fontsize=11)
+    ax.set_title("DALL·E 2 = unCLIP: CLIP embeddings, a prior, a diffusion decoder and a diffusion upsampler",
+                 fontsize=11)
     fig.tight_layout()
     return fig

@@ -22,6 +22,8 @@ at the end.
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -30,7 +32,9 @@ import torch.nn.functional as F
 
 from . import checkpoints, diffusion, profiles, shapes, tokenizer
 from .clip import CLIP, CaptionBank, builder_clip, caption_tokens, embed_images, encode_captions, load_clip
+from .checkpoints import Built
 from .training import Curve, train
+from .transformer import Block
 from .unet import timestep_embedding
 
 
@@ -46,24 +50,16 @@ class PriorConfig:
     heads: int = 4
 
 
-class PriorBlock(nn.Module):
-    """Pre-norm transformer block with a boolean attention mask: ``(B, S, W)`` → same."""
-
-    def __init__(self, width: int, heads: int):
-        super().__init__()
-        self.heads = heads
-        self.ln_1, self.ln_2 = nn.LayerNorm(width), nn.LayerNorm(width)
-        self.qkv = nn.Linear(width, 3 * width)
-        self.proj = nn.Linear(width, width)
-        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``mask`` ``(B, 1, S, S)`` bool: True where query ``i`` may attend to key ``j``."""
-        b, s, w = x.shape
-        q, k, v = self.qkv(self.ln_1(x)).view(b, s, 3, self.heads, w // self.heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # lesson 01 wrote this by hand
-        x = x + self.proj(y.transpose(1, 2).reshape(b, s, w))
-        return x + self.mlp(self.ln_2(x))
+def _rename_old_block_keys(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
+    """Let checkpoints saved before the prior shared :class:`~dalle2_lessons.transformer.Block` load: their blocks
+    named the attention's two layers ``qkv`` and ``proj`` (``blocks.0.qkv.weight``), the shared block calls them
+    ``attn.qkv`` and ``attn.out``. The tensors and their layout are the same, so renaming the keys is all it takes
+    (for the shipped prior and for learners' own in ``runs/``). :class:`DiffusionPrior`'s ``load_state_dict`` pre-hook.
+    """
+    old = re.compile(rf"^{re.escape(prefix)}blocks\.(\d+)\.(qkv|proj)\.")
+    for key in [k for k in state_dict if old.match(k)]:
+        new = old.sub(lambda m: f"{prefix}blocks.{m[1]}.attn.{'qkv' if m[2] == 'qkv' else 'out'}.", key)
+        state_dict[new] = state_dict.pop(key)
 
 
 class DiffusionPrior(nn.Module):
@@ -86,9 +82,11 @@ class DiffusionPrior(nn.Module):
         self.z_proj = nn.Linear(c.embed_dim, c.width)
         self.query = nn.Parameter(torch.randn(c.width) * 0.02)
         self.pos = nn.Parameter(torch.randn(c.context_length + 4, c.width) * 0.01)
-        self.blocks = nn.ModuleList(PriorBlock(c.width, c.heads) for _ in range(c.layers))
+        # not causal by itself: attention_mask() says who sees whom (causal, and the caption's padding hidden)
+        self.blocks = nn.ModuleList(Block(c.width, c.heads) for _ in range(c.layers))
         self.ln_final = nn.LayerNorm(c.width)
         self.out = nn.Linear(c.width, c.embed_dim)
+        self.register_load_state_dict_pre_hook(_rename_old_block_keys)
 
     def sequence(self, z_t: torch.Tensor, t: torch.Tensor, text_emb: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """The input sequence ``(B, L + 4, W)``: caption tokens, text embedding, timestep, noised embedding, query."""
@@ -146,22 +144,20 @@ def prior_loss(
 
 
 def guided_x0(prior: DiffusionPrior, z_t, t, text_emb, tokens, token_mask, scale: float) -> torch.Tensor:
-    """Classifier-free guidance on the x0 prediction: ``x̂0(∅) + s·(x̂0(c) − x̂0(∅))`` (one batched call)."""
-    if scale == 1.0:
-        return prior(z_t, t, text_emb, tokens, token_mask)
-    both = prior(
-        torch.cat([z_t, z_t]), torch.cat([t, t]), torch.cat([text_emb, torch.zeros_like(text_emb)]),
-        torch.cat([tokens, tokens]), torch.cat([token_mask, torch.zeros_like(token_mask)]),
-    )
-    x0_c, x0_u = both.chunk(2)
-    return x0_u + scale * (x0_c - x0_u)
+    """Classifier-free guidance on the x0 prediction: ``x̂0(∅) + s·(x̂0(c) − x̂0(∅))`` ``(B, D)`` (one batched call,
+    :func:`~dalle2_lessons.diffusion.guide`), where ∅ zeroes the text embedding and hides every caption token."""
+    null = (z_t, t, torch.zeros_like(text_emb), tokens, torch.zeros_like(token_mask))
+    return diffusion.guide(prior, (z_t, t, text_emb, tokens, token_mask), null, scale)
 
 
 def x0_ddim_step(x0: torch.Tensor, t: int, t_prev: int, z_t: torch.Tensor, schedule: diffusion.NoiseSchedule) -> torch.Tensor:
     """A deterministic DDIM step (η = 0) for a network that predicts x̂0 instead of ε: recover the
-    noise that ``z_t`` must contain given ``x̂0``, then re-noise ``x̂0`` to level ``t_prev`` with it."""
-    eps = diffusion.predict_eps(z_t, t, x0, schedule)
-    return diffusion.ddim_step(eps, t, t_prev, z_t, schedule, eta=0.0)[0]
+    noise that ``z_t`` ``(B, D)`` must contain given ``x̂0`` ``(B, D)``, then re-noise ``x̂0`` to level ``t_prev``
+    with it.
+
+    This is the step :func:`sample` takes: :func:`~dalle2_lessons.diffusion.sample_ddim` with
+    ``prediction_type="sample"`` and no clamping calls :func:`~dalle2_lessons.diffusion.ddim_step` exactly so."""
+    return diffusion.ddim_step(x0, t, t_prev, z_t, schedule, eta=0.0, prediction_type="sample")[0]
 
 
 @torch.no_grad()
@@ -172,19 +168,18 @@ def sample(
 ) -> torch.Tensor:
     """Image embeddings for captions: ``(B, D)`` unit vectors.
 
-    Draws ``candidates`` embeddings per caption with ``steps`` DDIM steps and keeps, for each caption,
-    the one with the largest dot product with its text embedding (unCLIP, section 2.2).
+    Draws ``candidates`` embeddings per caption with ``steps`` DDIM steps (η = 0, each one :func:`x0_ddim_step`)
+    and keeps, for each caption, the one with the largest dot product with its text embedding (unCLIP, section 2.2).
     """
     device = text_emb.device
     b, d = text_emb.shape
     k = candidates
     rep = lambda x: x.repeat_interleave(k, 0)  # noqa: E731
     te, tk, tm = rep(text_emb), rep(tokens), rep(token_mask)
-    z = torch.randn(b * k, d, generator=generator).to(device)
-    ts = diffusion.ddim_timesteps(schedule.T, steps)
-    for i, t in enumerate(ts):
-        x0 = guided_x0(prior, z, torch.full((b * k,), t, device=device), te, tk, tm, scale)
-        z = x0_ddim_step(x0, t, ts[i + 1] if i + 1 < len(ts) else -1, z, schedule)
+    x0_model = lambda z_t, t: guided_x0(prior, z_t, t, te, tk, tm, scale)  # noqa: E731
+    # lesson 04's sampler; the network predicts x̂0, and √D-scaled embeddings are not images: nothing to clamp
+    z = diffusion.sample_ddim(x0_model, (b * k, d), schedule, steps, 0.0, generator, device, progress=False,
+                              prediction_type="sample", clip_x0=False, clip_output=False)
     z = F.normalize(z, dim=-1).view(b, k, d)
     best = (z * text_emb[:, None]).sum(-1).argmax(dim=1)
     return z[torch.arange(b), best]
@@ -254,30 +249,65 @@ def compare(
     }
 
 
-def build(profile_name: str, steps: int | None = None, device: str | torch.device = "cpu", progress: bool = True,
-          eval_every: int | None = None, n_eval: int = 500,
-          clip_model: CLIP | None = None) -> tuple[DiffusionPrior, list[float], float, list[dict], PriorData]:
-    """Train the prior with a profile's settings (``steps`` overrides) on ``clip_model``'s embeddings (default: the
-    course CLIP). With ``eval_every``, the EMA prior's mean cosine to the true image embedding on ``n_eval`` test
-    captions is measured every so many steps. Returns ``(ema_prior, losses, train_seconds, curve, training_data)``."""
-    s = profiles.get_profile(profile_name).prior
-    steps = steps or s.steps
-    profiles.seed_everything(s.seed)
-    clip_model = clip_model or load_clip()
-    data = PriorData.build(clip_model, s.n_train)
-    feats = data.bank.features
-    model = DiffusionPrior(PriorConfig(embed_dim=data.image_emb.shape[-1], token_width=feats.shape[-1], context_length=feats.shape[1]))
+# ----------------------------------------------------------------------------------------------
+# Settings: the sizes and step counts of the ci / cpu / gpu profiles (profiles.py combines them).
+
+
+@dataclass(frozen=True)
+class PriorSettings:
+    """Lesson 06 (and ``python -m dalle2_lessons.prior``, which builds the course checkpoint)."""
+
+    n_train: int  #: training scenes whose (caption, image embedding) pairs the prior learns from
+    steps: int  #: optimiser steps
+    batch_size: int
+    lr: float
+    n_eval: int  #: test captions for the cosine table
+    sample_steps: int = 64  #: DDIM steps when sampling an embedding (the paper uses 64)
+    candidates: int = 2  #: samples per caption, of which the one closest to the text embedding is kept
+    p_uncond: float = 0.1  #: caption dropout (tokens and text embedding together)
+    weight_decay: float = 1e-2  #: AdamW's
+    seed: int = 0
+
+
+PRESETS: dict[str, PriorSettings] = {
+    "ci": PriorSettings(n_train=2_000, steps=40, batch_size=64, lr=1e-3, n_eval=32, sample_steps=16),
+    "cpu": PriorSettings(n_train=20_000, steps=500, batch_size=256, lr=1e-3, n_eval=250),
+    "gpu": PriorSettings(n_train=20_000, steps=3_000, batch_size=256, lr=1e-3, n_eval=2_000),
+}
+
+
+def train_prior(cfg: PriorSettings, image_emb: torch.Tensor, bank: CaptionBank, device: str | torch.device = "cpu",
+                progress: bool = True, callback: Callable | None = None) -> tuple[DiffusionPrior, list[float]]:
+    """Train a prior from scratch on ``image_emb`` ``(N, D)`` (unit CLIP image embeddings) and the captions of the same
+    ``N`` scenes in ``bank``, with ``cfg``. Returns ``(ema_prior, losses)``: what lesson 06, the course checkpoint
+    and lesson 14 (other data) all train with. ``callback`` as in :func:`~dalle2_lessons.training.train`."""
+    profiles.seed_everything(cfg.seed)
+    feats = bank.features
+    model = DiffusionPrior(PriorConfig(embed_dim=image_emb.shape[-1], token_width=feats.shape[-1],
+                                       context_length=feats.shape[1]))
     schedule = diffusion.cosine_schedule()
 
     def loss_fn(m, idx, gen):
-        text, tokens, mask = data.bank.random_paraphrase(idx, gen)
-        return prior_loss(m, data.image_emb[idx].to(device), text.to(device), tokens.to(device), mask.to(device), schedule, s.p_uncond, gen)
+        text, tokens, mask = bank.random_paraphrase(idx, gen)
+        return prior_loss(m, image_emb[idx].to(device), text.to(device), tokens.to(device), mask.to(device), schedule,
+                          cfg.p_uncond, gen)
 
-    curve = Curve(steps, eval_every, lambda m: compare(m, clip_model, data, n_eval, steps=s.sample_steps, candidates=s.candidates))
-    ema, losses = train(model, loss_fn, data.image_emb, steps, s.batch_size, s.lr, weight_decay=1e-2, seed=s.seed, device=device,
-                        desc="diffusion prior", progress=progress, callback=curve)
-    seconds, curve = curve.train_seconds, curve.points
-    return ema.module.eval(), losses, seconds, curve, data
+    ema, losses = train(model, loss_fn, image_emb, cfg.steps, cfg.batch_size, cfg.lr, weight_decay=cfg.weight_decay,
+                        seed=cfg.seed, device=device, desc="diffusion prior", progress=progress, callback=callback)
+    return ema.module.eval(), losses
+
+
+def build(cfg: PriorSettings, device: str | torch.device = "cpu", *, clip: CLIP | None = None,
+          eval_every: int | None = None, n_eval: int = 500, progress: bool = True) -> Built:
+    """The course prior: :func:`train_prior` on ``cfg.n_train`` Shapes scenes embedded by ``clip`` (default: the
+    course CLIP). With ``eval_every``, the EMA prior's mean cosine to the true image embedding on ``n_eval`` test
+    captions is measured every so many steps. ``Built.extra["data"]`` is the :class:`PriorData` it trained on."""
+    clip = clip or load_clip()
+    data = PriorData.build(clip, cfg.n_train)
+    curve = Curve(cfg.steps, eval_every,
+                  lambda m: compare(m, clip, data, n_eval, steps=cfg.sample_steps, candidates=cfg.candidates))
+    model, losses = train_prior(cfg, data.image_emb, data.bank, device, progress, curve)
+    return Built(model, {"loss": losses}, curve.train_seconds, curve.points, cfg, {"data": data})
 
 
 def load_prior(profile: str | None = None, device: str | torch.device = "cpu", *, clip: CLIP) -> DiffusionPrior:
@@ -291,19 +321,19 @@ def main(argv: list[str] | None = None) -> None:
         "Train the course's diffusion prior (CLIP text embedding → CLIP image embedding) and save it.",
         "measure the cosine table every N steps", 1000, "captions per split for the final cosine table")
     args = p.parse_args(argv)
-    clip_model = builder_clip(args)
-    model, losses, seconds, curve, data = build(args.profile, args.steps, args.device, eval_every=args.eval_every, clip_model=clip_model)
-    model.cpu()
-    s = profiles.get_profile(args.profile).prior
+    cfg = checkpoints.settings_for(PRESETS, args)
+    clip = builder_clip(args)
+    built = build(cfg, args.device, clip=clip, eval_every=args.eval_every)
+    model = built.model.cpu()
     results = {}
     for split in ("test", "heldout"):
         for scale in (1.0, 2.0):
             key = f"{split}_s{scale:g}"
-            results[key] = {k: round(v, 4) for k, v in compare(model, clip_model, data, args.n_eval, split, scale, s.sample_steps, s.candidates).items()}
+            table = compare(model, clip, built.extra["data"], args.n_eval, split, scale, cfg.sample_steps, cfg.candidates)
+            results[key] = {k: round(v, 4) for k, v in table.items()}
             print(f"{key}: {results[key]}", flush=True)
     rebuild = checkpoints.command("prior", profile=args.profile, steps=args.steps, eval_every=args.eval_every)
-    checkpoints.save_build(CHECKPOINT, model, args, {"cosine": results}, losses, seconds, curve, args.steps or s.steps, rebuild,
-                           parents={"clip": clip_model})
+    checkpoints.save_build(CHECKPOINT, built, args, {"cosine": results}, rebuild, parents={"clip": clip})
 
 
 if __name__ == "__main__":

@@ -28,13 +28,17 @@ you how well a model fits the distribution, ``heldout`` whether it generalises.
 from __future__ import annotations
 
 import itertools
-import re
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
+
+# The caption templates and phrases live in captions.py; lessons and modules read them here too (shapes.caption_single).
+from .captions import RELATION_PHRASES as _RELATION_PHRASES  # noqa: F401
+from .captions import RELATION_TEMPLATES, SINGLE_TEMPLATES, caption_relation, caption_single, n_templates  # noqa: F401
+from .captions import location_phrase
 
 # ----------------------------------------------------------------------------------------------
 # Attribute vocabularies. The order of each tuple is the class index used everywhere.
@@ -60,13 +64,9 @@ POSITIONS: tuple[str, ...] = (
     "bottom left", "bottom", "bottom right",
 )  # fmt: skip
 #: How each position reads inside a sentence ("a red circle *at the top*").
-LOCATION_PHRASES: dict[str, str] = {
-    p: ("in the " if " " in p or p == "centre" else "at the " if p in ("top", "bottom") else "on the ") + p
-    for p in POSITIONS
-}
-#: Canonical relations: A is above B, or A is left of B.
+LOCATION_PHRASES: dict[str, str] = {p: location_phrase(p) for p in POSITIONS}
+#: Canonical relations: A is above B, or A is left of B (read backwards in captions: ``_RELATION_PHRASES``).
 RELATIONS: tuple[str, ...] = ("above", "left of")
-_RELATION_PHRASES = {"above": ("above", "below"), "left of": ("to the left of", "to the right of")}
 
 TIERS: dict[str, tuple[str, ...]] = {
     "single": ("colour", "shape", "size", "position"),
@@ -95,45 +95,7 @@ SPLITS: tuple[str, ...] = ("train", "test", "heldout", "judge")
 SPLIT_SIZES: dict[str, int] = {"train": 20_000, "test": 2_000, "heldout": 2_000, "judge": 100_000}
 
 # ----------------------------------------------------------------------------------------------
-# Captions. Several paraphrases per scene so the text encoder must learn meaning, not one string.
-
-SINGLE_TEMPLATES: tuple[str, ...] = (
-    "a {size} {colour} {shape} {location}",
-    "{position}: {size} {colour} {shape}",
-    "a {colour} {shape}, {size}, {location}",
-    "there is a {size} {colour} {shape} {location}",
-    "{location} there is a {size} {colour} {shape}",
-    "a {size} {shape} coloured {colour} {location}",
-)
-#: ``{a}`` and ``{b}`` are "colour shape"; ``{rel}``/``{inv}`` the relation read forwards/backwards.
-RELATION_TEMPLATES: tuple[str, ...] = (
-    "a {a} {rel} a {b}",
-    "a {b} {inv} a {a}",
-    "there is a {a} {rel} a {b}",
-    "{b} {inv} {a}",
-)
-
-
-def caption_single(colour: str, shape: str, size: str, position: str, template: int = 0) -> str:
-    """One caption of a single-object scene, e.g. ``"a small red circle in the top left"``."""
-    text = SINGLE_TEMPLATES[template].format(
-        colour=colour, shape=shape, size=size, position=position, location=LOCATION_PHRASES[position]
-    )
-    return _fix_articles(text)
-
-
-def caption_relation(
-    colour_a: str, shape_a: str, relation: str, colour_b: str, shape_b: str, template: int = 0
-) -> str:
-    """One caption of "A <relation> B", e.g. ``"a blue square below a red circle"`` for template 1."""
-    rel, inv = _RELATION_PHRASES[relation]
-    text = RELATION_TEMPLATES[template].format(a=f"{colour_a} {shape_a}", b=f"{colour_b} {shape_b}", rel=rel, inv=inv)
-    return _fix_articles(text)
-
-
-def _fix_articles(text: str) -> str:
-    """"a orange cross" → "an orange cross"."""
-    return re.sub(r"\ba (?=[aeiou])", "an ", text)
+# Captions: several paraphrases per scene (the templates and phrases are in captions.py).
 
 
 def caption(tier: str, attrs: dict[str, str] | tuple[int, ...] | torch.Tensor, template: int = 0) -> str:
@@ -147,10 +109,6 @@ def caption(tier: str, attrs: dict[str, str] | tuple[int, ...] | torch.Tensor, t
 def attribute_names(tier: str, ids: tuple[int, ...] | torch.Tensor | np.ndarray) -> dict[str, str]:
     """Class indices ``(A,)`` → ``{"colour": "red", ...}`` for one scene."""
     return {name: ATTRIBUTE_VALUES[name][int(i)] for name, i in zip(TIERS[tier], ids)}
-
-
-def n_templates(tier: str) -> int:
-    return len(SINGLE_TEMPLATES if tier == "single" else RELATION_TEMPLATES)
 
 
 # ----------------------------------------------------------------------------------------------

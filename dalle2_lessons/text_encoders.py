@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from . import clip, shapes, tokenizer
+from . import clip, clip_embeddings, shapes, tokenizer
 
 # ----------------------------------------------------------------------------------------------
 # Stop words. Only the words of *our* vocabulary are listed, with the public list that contains them.
@@ -283,8 +283,8 @@ def evaluate(model: clip.CLIP, tok: tokenizer.Tokenizer, resolution: int, n: int
     twin_gallery = clip.embed_images(model, shapes.render(twins[:k], resolution))
     a, a_twin = torch.from_numpy(scenes.attrs[:k]), torch.from_numpy(twins.attrs[:k])
     row = {
-        "t2i@1": clip.recall_at_k(text @ gallery[:k].T, a, a, ks=(1,))[1],
-        "t2i@1 +twins": clip.recall_at_k(text @ torch.cat([gallery[:k], twin_gallery]).T, a, torch.cat([a, a_twin]), ks=(1,))[1],
+        "t2i@1": clip_embeddings.recall_at_k(text @ gallery[:k].T, a, a, ks=(1,))[1],
+        "t2i@1 +twins": clip_embeddings.recall_at_k(text @ torch.cat([gallery[:k], twin_gallery]).T, a, torch.cat([a, a_twin]), ks=(1,))[1],
     }
     swapped = pair_similarities(model, tok, scenes, twins, resolution)
     row["objects swapped"] = pair_accuracy(swapped)
@@ -293,3 +293,28 @@ def evaluate(model: clip.CLIP, tok: tokenizer.Tokenizer, resolution: int, n: int
     ok = can_swap_colours(scenes.attrs)
     row["colours swapped"] = pair_accuracy(pair_similarities(model, tok, scenes[ok], swap_colours(scenes[ok]), resolution))
     return row
+
+
+# ----------------------------------------------------------------------------------------------
+# Settings: the sizes and step counts of the ci / cpu / gpu profiles (profiles.py combines them).
+
+
+@dataclass(frozen=True)
+class TextEncoderSettings:
+    """Lesson 02: five text encoders inside the same CLIP, on two-object relation captions."""
+
+    n_train: int  #: relation training scenes
+    steps: int  #: optimiser steps, the same for every encoder
+    batch_size: int
+    lr: float
+    n_eval: int  #: test scenes for the pair tests (each gets a swapped twin)
+    n_retrieval: int  #: test captions and pictures for retrieval recall@1
+    resolution: int = 16
+    seed: int = 0
+
+
+PRESETS: dict[str, TextEncoderSettings] = {
+    "ci": TextEncoderSettings(n_train=2_000, steps=20, batch_size=64, lr=2e-3, n_eval=128, n_retrieval=64),
+    "cpu": TextEncoderSettings(n_train=20_000, steps=300, batch_size=128, lr=2e-3, n_eval=1_000, n_retrieval=256),
+    "gpu": TextEncoderSettings(n_train=20_000, steps=1_500, batch_size=128, lr=2e-3, n_eval=2_000, n_retrieval=256),
+}

@@ -71,7 +71,9 @@ class Tokenizer:
         source: what the vocabulary was made from, for error messages.
     """
 
-    def __init__(self, vocab: tuple[str, ...] = VOCAB, context_length: int = CONTEXT_LENGTH, source: str = "Shapes captions"):
+    def __init__(
+        self, vocab: tuple[str, ...] = VOCAB, context_length: int = CONTEXT_LENGTH, source: str = "Shapes captions"
+    ):
         self.vocab = tuple(vocab)
         self.context_length = context_length
         self.source = source
@@ -104,7 +106,8 @@ class Tokenizer:
             raise PromptError(f"A prompt must be a string, got {type(text).__name__}: {text!r}.")
         words = [ALIASES.get(w, w) for w in _split(text.strip().rstrip(".!?;").rstrip())]
         if not words:
-            example = "'a small red circle in the top left'" if self.vocab == VOCAB else f"the words of the {self.source}"
+            example = ("'a small red circle in the top left'" if self.vocab == VOCAB
+                       else f"the words of the {self.source}")
             raise PromptError(f"The prompt is empty. Describe an image with the course's words, e.g. {example}.")
         unknown = sorted({w for w in words if w not in self.ids or w in SPECIAL_TOKENS})
         if unknown:
@@ -130,7 +133,9 @@ class Tokenizer:
 
     def encode_batch(self, texts: list[str]) -> torch.Tensor:
         """A list of ``B`` prompts → ``(B, context_length)`` int64."""
-        return torch.stack([self.encode(t) for t in texts]) if texts else torch.empty(0, self.context_length, dtype=torch.long)
+        if not texts:
+            return torch.empty(0, self.context_length, dtype=torch.long)
+        return torch.stack([self.encode(t) for t in texts])
 
     def decode(self, ids: torch.Tensor | list[int]) -> str:
         """``(context_length,)`` ids → the normalised text (special tokens dropped)."""

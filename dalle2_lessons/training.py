@@ -24,6 +24,22 @@ def ema_update(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch.Tens
     return update
 
 
+def warmup_cosine(steps: int, warmup: int | None = None, max_warmup: int = 200) -> Callable[[int], float]:
+    """The course's learning-rate rule, as the multiplier of step ``s`` (counted from 0) that
+    ``torch.optim.lr_scheduler.LambdaLR`` wants: a linear warm-up over the first ``warmup`` steps times a cosine
+    that falls from 1 at step 0 to 0 at step ``steps``.
+
+    The warm-up keeps Adam's first, badly estimated steps small; the decay lets the weights settle at the end.
+    ``warmup`` defaults to a tenth of ``steps``, at least 1 and at most ``max_warmup``.
+    """
+    warmup = warmup or max(1, min(max_warmup, steps // 10))
+
+    def factor(s: int) -> float:
+        return min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
+
+    return factor
+
+
 def train(
     model: torch.nn.Module,
     loss_fn: Callable[[torch.nn.Module, torch.Tensor, torch.Generator], torch.Tensor],
@@ -56,8 +72,7 @@ def train(
     model.to(device).train()
     ema = AveragedModel(model, avg_fn=ema_update(ema_decay))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    warmup = max(1, min(200, steps // 10))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(steps))
     losses: list[float] = []
     bar = tqdm(range(steps), desc=desc, disable=not progress)
     for step in bar:
@@ -93,12 +108,14 @@ class Curve:
     def train_seconds(self) -> float:
         return self.last - self.t0 - self.measuring
 
-    def __call__(self, step: int, ema: AveragedModel) -> None:
+    def __call__(self, step: int, model: torch.nn.Module) -> None:
+        """``model``: the network to measure, or the :class:`AveragedModel` holding it (what :func:`train` passes)."""
+        net = model.module if isinstance(model, AveragedModel) else model
         now = time.perf_counter()
         if self.every and (step % self.every == 0 or step == self.steps):
             minutes = (now - self.t0 - self.measuring) / 60
-            values = self.measure(ema.module)
-            ema.module.train()
+            values = self.measure(net)
+            net.train()
             self.points.append({"step": step, "train_minutes": round(minutes, 2), **{k: round(float(v), 4) for k, v in values.items()}})
             print(f"step {step:5d}  {minutes:5.1f} train-min  " + "  ".join(f"{k} {v:.4f}" for k, v in values.items()), flush=True)
             self.measuring += time.perf_counter() - now

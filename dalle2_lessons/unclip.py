@@ -71,7 +71,8 @@ class UnCLIP:
         decoder were trained on the CLIP they are fed: ``clip`` if given, else yours only if both were trained on it
         (see :func:`~dalle2_lessons.clip.load_clip`). The upsampler reads pixels only, so any fits."""
         clip = clip or load_clip(profile, device, for_stages=("prior", "decoder"))
-        return cls(clip, load_prior(profile, device, clip=clip), load_decoder(profile, device, clip=clip), load_upsampler(profile, device))
+        return cls(clip, load_prior(profile, device, clip=clip), load_decoder(profile, device, clip=clip),
+                   load_upsampler(profile, device))
 
     @property
     def device(self) -> torch.device:
@@ -89,7 +90,8 @@ class UnCLIP:
         if not use_prior:
             return text.clone()
         d = self.device
-        return prior_lib.sample(self.prior, text.to(d), tokens.to(d), mask.to(d), self.schedule, scale, steps, candidates, generator).cpu()
+        return prior_lib.sample(self.prior, text.to(d), tokens.to(d), mask.to(d), self.schedule, scale, steps,
+                                candidates, generator).cpu()
 
     def decode(self, z: torch.Tensor, scale: float = 3.0, steps: int = 50, generator: torch.Generator | None = None,
                x_T: torch.Tensor | None = None, tokens: torch.Tensor | None = None, mask: torch.Tensor | None = None,  # noqa: N803
@@ -97,7 +99,8 @@ class UnCLIP:
         """Stage 3: image embeddings ``(B, D)`` → ``(B, 3, 16, 16)`` (caption tokens optional)."""
         return decoder_lib.sample(self.decoder, z, tokens, mask, self.schedule, scale, steps, eta, generator, x_T)
 
-    def upsample(self, low: torch.Tensor, steps: int = 25, generator: torch.Generator | None = None, eta: float = 1.0) -> torch.Tensor:
+    def upsample(self, low: torch.Tensor, steps: int = 25, generator: torch.Generator | None = None,
+                 eta: float = 1.0) -> torch.Tensor:
         """Stage 4: ``(B, 3, 16, 16)`` → ``(B, 3, 32, 32)`` (η = 1 by default: it measured better here, lesson 08)."""
         return upsampler_lib.sample(self.upsampler, low, steps, eta, schedule=self.schedule, generator=generator)
 
@@ -105,7 +108,8 @@ class UnCLIP:
     def generate(
         self, prompts: str | list[str], n: int = 1, seed: int = 0, prior_scale: float = 1.0, decoder_scale: float = 3.0,
         prior_steps: int = 64, decoder_steps: int = 50, upsampler_steps: int = 25, candidates: int = 2,
-        use_prior: bool = True, caption: bool = False, progress: bool = True, decoder_eta: float = 0.0, upsampler_eta: float = 1.0,
+        use_prior: bool = True, caption: bool = False, progress: bool = True, decoder_eta: float = 0.0,
+        upsampler_eta: float = 1.0,
     ) -> Generation:
         """``n`` images per prompt: text → prior → decoder → upsampler, with a progress bar over the stages.
 
@@ -131,8 +135,8 @@ class UnCLIP:
         z = self.image_embeddings(text, tokens, mask, prior_scale, prior_steps, candidates, gen, use_prior)
         stage("prior", t0)
         t0 = time.perf_counter()
-        low = self.decode(z, decoder_scale, decoder_steps, gen, tokens=tokens if caption else None, mask=mask if caption else None,
-                          eta=decoder_eta)
+        low = self.decode(z, decoder_scale, decoder_steps, gen, tokens=tokens if caption else None,
+                          mask=mask if caption else None, eta=decoder_eta)
         stage("decoder", t0)
         t0 = time.perf_counter()
         images = self.upsample(low, upsampler_steps, gen, upsampler_eta)
@@ -149,7 +153,8 @@ class UnCLIP:
             images = upsampler_lib.downsample(images, self.clip.config.resolution)
         return embed_images(self.clip, images)
 
-    def variations(self, images: torch.Tensor, n: int = 4, seed: int = 0, scale: float = 3.0, steps: int = 50) -> torch.Tensor:
+    def variations(self, images: torch.Tensor, n: int = 4, seed: int = 0, scale: float = 3.0,
+                   steps: int = 50) -> torch.Tensor:
         """``n`` new 32×32 images per input image: encode it with CLIP, decode the embedding with fresh noise.
         Returns ``(B·n, 3, 32, 32)``, image-major."""
         gen = torch.Generator().manual_seed(seed)
@@ -169,8 +174,9 @@ class UnCLIP:
         up_gen = torch.Generator().manual_seed(seed + 1)
         return self.upsample(low, generator=up_gen)
 
-    def text_diff(self, image: torch.Tensor, source: str, target: str, weights: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6),
-                  seed: int = 0, scale: float = 3.0, steps: int = 50) -> torch.Tensor:
+    def text_diff(self, image: torch.Tensor, source: str, target: str,
+                  weights: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6), seed: int = 0, scale: float = 3.0,
+                  steps: int = 50) -> torch.Tensor:
         """Edit an image ``(3, R, R)`` by words: move its embedding towards ``target − source`` by each weight,
         decoding every edit from the same noise. Returns ``(len(weights), 3, 32, 32)``."""
         gen = torch.Generator().manual_seed(seed)
@@ -179,7 +185,8 @@ class UnCLIP:
         z_edit = torch.cat([text_diff(z, t_from, t_to, w) for w in weights])
         r = self.decoder.config.unet.resolution
         x_T = torch.randn(1, 3, r, r, generator=gen).expand(len(weights), -1, -1, -1).contiguous()
-        return self.upsample(self.decode(z_edit, scale, steps, x_T=x_T), generator=torch.Generator().manual_seed(seed + 1))
+        return self.upsample(self.decode(z_edit, scale, steps, x_T=x_T),
+                             generator=torch.Generator().manual_seed(seed + 1))
 
     def invert(self, images: torch.Tensor, steps: int = 50, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         """DDIM inversion of 16×16 images ``(B, 3, 16, 16)`` under their own CLIP embeddings: returns
@@ -189,7 +196,8 @@ class UnCLIP:
         eps = decoder_lib.eps_model(self.decoder, z, scale=scale)
         x_T = diffusion.ddim_invert(eps, images.to(self.device), self.schedule, steps)  # noqa: N806
         shape = tuple(images.shape)
-        back = diffusion.sample_ddim(eps, shape, self.schedule, steps, 0.0, device=self.device, x_T=x_T, clip_x0=False, progress=False)
+        back = diffusion.sample_ddim(eps, shape, self.schedule, steps, 0.0, device=self.device, x_T=x_T, clip_x0=False,
+                                     progress=False)
         return x_T.cpu(), back.cpu()
 
 
@@ -197,3 +205,22 @@ def angle_degrees(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Angle between matching rows of two ``(B, D)`` batches, in degrees."""
     return torch.rad2deg(torch.arccos(F.cosine_similarity(a, b, dim=-1).clamp(-1, 1)))
 
+
+# ----------------------------------------------------------------------------------------------
+# Settings: the sizes and step counts of the ci / cpu / gpu profiles (profiles.py combines them).
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """Lesson 09: the whole system."""
+
+    n_eval: int  #: captions per split in the final evaluation table
+    decoder_steps: int = 50  #: DDIM steps of the decoder
+    upsampler_steps: int = 25  #: DDIM steps of the upsampler
+
+
+PRESETS: dict[str, PipelineSettings] = {
+    "ci": PipelineSettings(n_eval=8, decoder_steps=10, upsampler_steps=5),
+    "cpu": PipelineSettings(n_eval=96),
+    "gpu": PipelineSettings(n_eval=1_000),
+}

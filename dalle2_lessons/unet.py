@@ -39,7 +39,9 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) 
 class ResBlock(nn.Module):
     """``(B, C_in, H, W)`` and an embedding ``(B, E)`` → ``(B, C_out, H, W)``."""
 
-    def __init__(self, c_in: int, c_out: int, emb_dim: int, dropout: float = 0.0, groups: int = 8, scale_shift: bool = False):
+    def __init__(
+        self, c_in: int, c_out: int, emb_dim: int, dropout: float = 0.0, groups: int = 8, scale_shift: bool = False
+    ):
         super().__init__()
         self.scale_shift = scale_shift
         self.norm1 = nn.GroupNorm(groups, c_in)
@@ -82,7 +84,9 @@ class SelfAttention2d(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, context_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor | None = None, context_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """``context`` ``(B, S, context_dim)``; ``context_mask`` ``(B, S)`` bool, True where a token may be seen."""
         b, c, h, w = x.shape
         q, k, v = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w).permute(1, 0, 2, 4, 3)
@@ -91,12 +95,16 @@ class SelfAttention2d(nn.Module):
             ck, cv = self.context_kv(context).reshape(b, -1, 2, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
             k, v = torch.cat([k, ck], dim=2), torch.cat([v, cv], dim=2)  # keys: the H·W pixels, then the S tokens
             if context_mask is not None:  # pixels are always visible, so no softmax row is ever empty
-                mask = torch.cat([torch.ones(b, h * w, dtype=torch.bool, device=x.device), context_mask], dim=1)[:, None, None, :]
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, heads, HW, C/heads); lesson 01 wrote this by hand
+                pixels_visible = torch.ones(b, h * w, dtype=torch.bool, device=x.device)
+                mask = torch.cat([pixels_visible, context_mask], dim=1)[:, None, None, :]
+        # (B, heads, HW, C/heads); lesson 01 wrote this by hand
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return x + self.out(y.permute(0, 1, 3, 2).reshape(b, c, h, w))
 
 
-def _attend(attn: nn.Module, h: torch.Tensor, context: torch.Tensor | None, context_mask: torch.Tensor | None) -> torch.Tensor:
+def _attend(
+    attn: nn.Module, h: torch.Tensor, context: torch.Tensor | None, context_mask: torch.Tensor | None
+) -> torch.Tensor:
     return attn(h, context, context_mask) if isinstance(attn, SelfAttention2d) else attn(h)
 
 
@@ -112,7 +120,8 @@ class UNetConfig:
     dropout: float = 0.0
     cond_dim: int | None = None  #: size of an optional conditioning vector added to the time embedding
     scale_shift: bool = False  #: the embedding scales and shifts each block's features instead of adding to them
-    position_embedding: bool = False  #: a learned per-pixel vector added after the stem: tells the network *where* it is
+    #: a learned per-pixel vector added after the stem: tells the network *where* it is
+    position_embedding: bool = False
     context_dim: int | None = None  #: width of optional context tokens the attention layers also attend to (lesson 07)
     out_channels: int | None = None  #: channels predicted (default ``in_channels``; the upsampler reads 6, predicts 3)
     mid_attention: bool = True  #: self-attention in the middle; off for the upsampler, which only ever sees local crops
@@ -140,7 +149,8 @@ class UNet(nn.Module):
         prev = chans[0]
         for level, ch in enumerate(chans):
             self.down.append(ResBlock(prev, ch, emb_dim, c.dropout, scale_shift=c.scale_shift))
-            self.down_attn.append(SelfAttention2d(ch, context_dim=c.context_dim) if level in c.attention_levels else nn.Identity())
+            self.down_attn.append(SelfAttention2d(ch, context_dim=c.context_dim) if level in c.attention_levels
+                                  else nn.Identity())
             last = level == len(chans) - 1
             self.downsample.append(nn.Identity() if last else nn.Conv2d(ch, ch, 3, stride=2, padding=1))
             prev = ch
@@ -150,11 +160,15 @@ class UNet(nn.Module):
 
         self.up, self.up_attn, self.upsample = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
         for level, ch in reversed(list(enumerate(chans))):
-            self.up.append(ResBlock(prev + ch, ch, emb_dim, c.dropout, scale_shift=c.scale_shift))  # + ch: the skip from the down path
-            self.up_attn.append(SelfAttention2d(ch, context_dim=c.context_dim) if level in c.attention_levels else nn.Identity())
-            self.upsample.append(nn.Identity() if level == 0 else nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(ch, ch, 3, padding=1)))
+            # prev + ch: the skip from the down path
+            self.up.append(ResBlock(prev + ch, ch, emb_dim, c.dropout, scale_shift=c.scale_shift))
+            self.up_attn.append(SelfAttention2d(ch, context_dim=c.context_dim) if level in c.attention_levels
+                                else nn.Identity())
+            self.upsample.append(nn.Identity() if level == 0 else nn.Sequential(
+                nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(ch, ch, 3, padding=1)))
             prev = ch
-        self.head = nn.Sequential(nn.GroupNorm(8, prev), nn.SiLU(), nn.Conv2d(prev, c.out_channels or c.in_channels, 3, padding=1))
+        self.head = nn.Sequential(nn.GroupNorm(8, prev), nn.SiLU(),
+                                  nn.Conv2d(prev, c.out_channels or c.in_channels, 3, padding=1))
 
     def forward(
         self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None,

@@ -19,12 +19,14 @@ small circle into a square.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from . import checkpoints, diffusion, judge, profiles, shapes
+from .checkpoints import Built
 from .training import Curve, train
 from .unet import UNet, UNetConfig
 
@@ -168,27 +170,59 @@ def compare(model: UNet, n: int, split: str = "test", steps: int = 25, seed: int
     return Comparison(reports)
 
 
-def build(profile_name: str, steps: int | None = None, device: str | torch.device = "cpu", progress: bool = True,
-          eval_every: int | None = None, n_eval: int = 128) -> tuple[UNet, list[float], float, list[dict]]:
-    """Train the upsampler with a profile's settings (``steps`` overrides). Returns ``(ema_model, losses,
-    train_seconds, curve)``; the curve judges clean test downsamples upsampled by the EMA model with the plain
-    deterministic sampler (``eta = 0``, no :func:`keep_low_frequencies`): what the network itself has learnt."""
-    s = profiles.get_profile(profile_name).upsampler
-    steps = steps or s.steps
-    profiles.seed_everything(s.seed)
-    data = shapes.ShapesDataset("train", n=s.n_train, resolution=HIGH)
+# ----------------------------------------------------------------------------------------------
+# Settings: the sizes and step counts of the ci / cpu / gpu profiles (profiles.py combines them).
+
+
+@dataclass(frozen=True)
+class UpsamplerSettings:
+    """Lesson 08 (and ``python -m dalle2_lessons.upsampler``, which builds the course checkpoint)."""
+
+    n_train: int  #: training images (32×32)
+    steps: int  #: optimiser steps of the upsampler the lesson trains
+    batch_size: int
+    lr: float
+    n_eval: int  #: test images per row of the bicubic-vs-diffusion table
+    crop: int = 16  #: side of the random training crops (a quarter of the 32×32 image's area, as in the paper)
+    max_sigma: float = 0.6  #: widest Gaussian blur (in 16×16 pixels) applied to the conditioning image in training
+    sample_steps: int = 25  #: DDIM steps when upsampling
+    seed: int = 0
+
+
+PRESETS: dict[str, UpsamplerSettings] = {
+    "ci": UpsamplerSettings(n_train=2_000, steps=40, batch_size=32, lr=2e-3, n_eval=16, sample_steps=10),
+    "cpu": UpsamplerSettings(n_train=20_000, steps=300, batch_size=128, lr=2e-3, n_eval=128),
+    "gpu": UpsamplerSettings(n_train=20_000, steps=6_000, batch_size=128, lr=2e-3, n_eval=1_000),
+}
+
+
+def train_upsampler(cfg: UpsamplerSettings, images: torch.Tensor, device: str | torch.device = "cpu",
+                    progress: bool = True, callback: Callable | None = None) -> tuple[UNet, list[float]]:
+    """Train a 16→32 upsampler from scratch on ``images`` ``(N, 3, 32, 32)`` in [-1, 1] with ``cfg``. Returns
+    ``(ema_upsampler, losses)``: what lesson 08, the course checkpoint and lesson 14 (other data) all train with."""
+    profiles.seed_everything(cfg.seed)
     model = UNet(upsampler_config())
     schedule = diffusion.cosine_schedule()
-    images = data.images.to(device)
+    images = images.to(device)
 
     def loss_fn(m, idx, gen):
-        return upsampler_loss(m, images[idx.to(device)], schedule, s.max_sigma, s.crop, gen)
+        return upsampler_loss(m, images[idx.to(device)], schedule, cfg.max_sigma, cfg.crop, gen)
 
-    curve = Curve(steps, eval_every, lambda m: compare(m, n_eval, steps=s.sample_steps, eta=0.0).reports["diffusion, free"].as_dict())
-    ema, losses = train(model, loss_fn, data.images, steps, s.batch_size, s.lr, seed=s.seed, device=device,
-                        desc="upsampler 16→32", progress=progress, callback=curve)
-    seconds, curve = curve.train_seconds, curve.points
-    return ema.module, losses, seconds, curve
+    ema, losses = train(model, loss_fn, images, cfg.steps, cfg.batch_size, cfg.lr, seed=cfg.seed, device=device,
+                        desc="upsampler 16→32", progress=progress, callback=callback)
+    return ema.module.eval(), losses
+
+
+def build(cfg: UpsamplerSettings, device: str | torch.device = "cpu", *, clip: object = None,
+          eval_every: int | None = None, n_eval: int = 128, progress: bool = True) -> Built:
+    """The course upsampler: :func:`train_upsampler` on ``cfg.n_train`` Shapes scenes at 32×32 (``clip`` is ignored:
+    the upsampler reads pixels only). The curve judges clean test downsamples upsampled by the EMA model with the
+    plain deterministic sampler (``eta = 0``, no :func:`keep_low_frequencies`): what the network itself learnt."""
+    data = shapes.ShapesDataset("train", n=cfg.n_train, resolution=HIGH)
+    curve = Curve(cfg.steps, eval_every,
+                  lambda m: compare(m, n_eval, steps=cfg.sample_steps, eta=0.0).reports["diffusion, free"].as_dict())
+    model, losses = train_upsampler(cfg, data.images, device, progress, curve)
+    return Built(model, {"loss": losses}, curve.train_seconds, curve.points, cfg)
 
 
 def load_upsampler(profile: str | None = None, device: str | torch.device = "cpu") -> UNet:
@@ -202,16 +236,16 @@ def main(argv: list[str] | None = None) -> None:
         "Train the course's 16→32 diffusion upsampler and save it.",
         "judge upsampled test images every N steps", 512, "test scenes for the final bicubic-vs-diffusion table")
     args = p.parse_args(argv)
-    model, losses, seconds, curve = build(args.profile, args.steps, args.device, eval_every=args.eval_every)
-    model.cpu()
-    s = profiles.get_profile(args.profile).upsampler
+    cfg = checkpoints.settings_for(PRESETS, args)
+    built = build(cfg, args.device, eval_every=args.eval_every)
+    model = built.model.cpu()
     results = {}
     for split in ("test", "heldout"):
-        comparison = compare(model, args.n_eval, split, s.sample_steps)
+        comparison = compare(model, args.n_eval, split, cfg.sample_steps)
         results[split] = {k: r.as_dict() for k, r in comparison.reports.items()}
         print(f"{split}:\n{comparison.table()}", flush=True)
     rebuild = checkpoints.command("upsampler", profile=args.profile, steps=args.steps, eval_every=args.eval_every)
-    checkpoints.save_build(CHECKPOINT, model, args, {"eval": results}, losses, seconds, curve, args.steps or s.steps, rebuild)
+    checkpoints.save_build(CHECKPOINT, built, args, {"eval": results}, rebuild)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ The model (Kingma & Welling 2014; conditional form: Sohn et al. 2015):
 The condition is the frozen course CLIP's text embedding of a random paraphrase, as for the GLIDE-like
 model of lesson 05, so every family of lessons 10–13 reads the same captions the same way.
 
-Rebuild the course checkpoint: ``python -m dalle2_lessons.vae --profile cpu``.
+The command that rebuilds the course checkpoint ``vae`` is in :data:`~dalle2_lessons.checkpoints.REBUILD_COMMANDS`.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import torch.nn as nn
 from . import checkpoints, judge, profiles, shapes, tokenizer
 from .clip import CLIP, builder_clip, load_clip
 from .guidance import clip_caption_embeddings, eval_conditions, judge_caption_samples, make_condition_sampler
+from .checkpoints import Built
 from .training import Curve, train
 
 CHECKPOINT = "vae"
@@ -138,20 +139,43 @@ def evaluate(model: ConditionalVAE, cond: torch.Tensor, attrs: torch.Tensor, see
     return judge.load_judge("single").score(model.sample(cond, torch.Generator().manual_seed(seed)), attrs)
 
 
-def build(profile_name: str, steps: int | None = None, device: str | torch.device = "cpu", progress: bool = True,
-          eval_every: int | None = None, n_eval: int = 256, pixel_sigma: float | None = None,
-          clip_model: CLIP | None = None) -> tuple[ConditionalVAE, dict[str, list[float]], float, list[dict]]:
-    """Train the course VAE with a profile's settings (``steps`` and ``pixel_sigma`` override them), conditioned on
-    ``clip_model``'s text embeddings (default: the course CLIP). Returns
-    ``(ema_model, {"loss", "reconstruction", "kl"} per step, train_seconds, curve)``; the curve judges ``n_eval``
-    test captions every ``eval_every`` steps."""
-    s = profiles.get_profile(profile_name).vae
-    steps = steps or s.steps
-    profiles.seed_everything(s.seed)
-    data = shapes.ShapesDataset("train", n=s.n_train, resolution=16)
-    clip_model = clip_model or load_clip()
-    get_cond = make_condition_sampler("clip", data.attrs, clip_caption_embeddings(clip_model, tokenizer.Tokenizer(), data.attrs))
-    model = ConditionalVAE(VAEConfig(latent_dim=s.latent_dim, pixel_sigma=pixel_sigma or s.pixel_sigma))
+# ----------------------------------------------------------------------------------------------
+# Settings: the sizes and step counts of the ci / cpu / gpu profiles (profiles.py combines them).
+
+
+@dataclass(frozen=True)
+class VAESettings:
+    """Lesson 10 (and ``python -m dalle2_lessons.vae``, which builds the course checkpoint)."""
+
+    n_train: int  #: training images (16×16) with their captions
+    steps: int  #: optimiser steps
+    batch_size: int
+    lr: float
+    n_eval: int  #: test / held-out captions judged per table row
+    latent_dim: int = 16
+    pixel_sigma: float = 0.3  #: the decoder's assumed pixel noise: it sets the balance of the ELBO's two terms
+    sharp_sigma: float = 0.1  #: the smaller σ_x of the lesson's second VAE (sharper reconstructions, worse samples)
+    seed: int = 0
+
+
+PRESETS: dict[str, VAESettings] = {
+    "ci": VAESettings(n_train=2_000, steps=40, batch_size=64, lr=2e-3, n_eval=32),
+    "cpu": VAESettings(n_train=20_000, steps=2_000, batch_size=128, lr=2e-3, n_eval=256),
+    "gpu": VAESettings(n_train=20_000, steps=10_000, batch_size=128, lr=2e-3, n_eval=1_000),
+}
+
+
+def build(cfg: VAESettings, device: str | torch.device = "cpu", *, clip: CLIP | None = None,
+          eval_every: int | None = None, n_eval: int = 256, progress: bool = True) -> Built:
+    """Train the course VAE with ``cfg`` (``cfg.pixel_sigma`` is the knob lesson 10 turns), conditioned on ``clip``'s
+    text embeddings (default: the course CLIP). ``Built.losses``: ``"loss"`` (the negative ELBO), and its two terms
+    ``"reconstruction"`` and ``"kl"``, per step; the curve judges ``n_eval`` test captions every ``eval_every``
+    steps."""
+    profiles.seed_everything(cfg.seed)
+    data = shapes.ShapesDataset("train", n=cfg.n_train, resolution=16)
+    clip = clip or load_clip()
+    get_cond = make_condition_sampler("clip", data.attrs, clip_caption_embeddings(clip, tokenizer.Tokenizer(), data.attrs))
+    model = ConditionalVAE(VAEConfig(latent_dim=cfg.latent_dim, pixel_sigma=cfg.pixel_sigma))
     images = data.images.to(device)
     terms: dict[str, list[float]] = {"reconstruction": [], "kl": []}
 
@@ -161,11 +185,11 @@ def build(profile_name: str, steps: int | None = None, device: str | torch.devic
         terms["kl"].append(kl.item())
         return loss
 
-    eval_cond, eval_attrs, _ = eval_conditions("clip", n_eval, clip_model)
-    curve = Curve(steps, eval_every, lambda m: evaluate(m, eval_cond, eval_attrs).as_dict())
-    ema, losses = train(model, loss_fn, data.images, steps, s.batch_size, s.lr, seed=s.seed, device=device,
+    eval_cond, eval_attrs, _ = eval_conditions("clip", n_eval, clip)
+    curve = Curve(cfg.steps, eval_every, lambda m: evaluate(m, eval_cond, eval_attrs).as_dict())
+    ema, losses = train(model, loss_fn, data.images, cfg.steps, cfg.batch_size, cfg.lr, seed=cfg.seed, device=device,
                         desc=f"conditional VAE (σ_x = {model.config.pixel_sigma:g})", progress=progress, callback=curve)
-    return ema.module, {"loss": losses, **terms}, curve.train_seconds, curve.points
+    return Built(ema.module.eval(), {"loss": losses, **terms}, curve.train_seconds, curve.points, cfg)
 
 
 def load_vae(profile: str | None = None, device: str | torch.device = "cpu", *, clip: CLIP) -> ConditionalVAE:
@@ -176,17 +200,16 @@ def load_vae(profile: str | None = None, device: str | torch.device = "cpu", *, 
 
 def main(argv: list[str] | None = None) -> None:
     p = checkpoints.build_parser("Train the course's conditional VAE and save it.",
-                                 "judge the model every N steps (the accuracy-vs-minutes curve)", 512, "test / held-out captions judged at the end")
+                                 "judge the model every N steps (the accuracy-vs-minutes curve)", 512,
+                                 "test / held-out captions judged at the end")
     args = p.parse_args(argv)
-    clip_model = builder_clip(args)
-    model, terms, seconds, curve = build(args.profile, args.steps, args.device, eval_every=args.eval_every, clip_model=clip_model)
-    model.cpu()
-    results = judge_caption_samples(model.sample, clip_model, args.n_eval)
-    s = profiles.get_profile(args.profile).vae
+    cfg = checkpoints.settings_for(PRESETS, args)
+    clip = builder_clip(args)
+    built = build(cfg, args.device, clip=clip, eval_every=args.eval_every)
+    results = judge_caption_samples(built.model.cpu().sample, clip, args.n_eval)
+    results["final_terms"] = {k: sum(v[-50:]) / len(v[-50:]) for k, v in built.losses.items() if k != "loss"}
     rebuild = checkpoints.command("vae", profile=args.profile, steps=args.steps, eval_every=args.eval_every)
-    results["final_terms"] = {k: sum(v[-50:]) / len(v[-50:]) for k, v in terms.items() if k != "loss"}
-    checkpoints.save_build(CHECKPOINT, model, args, {"eval": results}, terms["loss"], seconds, curve, args.steps or s.steps, rebuild,
-                           parents={"clip": clip_model})
+    checkpoints.save_build(CHECKPOINT, built, args, {"eval": results}, rebuild, parents={"clip": clip})
 
 
 if __name__ == "__main__":

@@ -13,7 +13,9 @@ from . import diffusion
 from .plotting import to_display
 
 
-def draw_noised(image: torch.Tensor, t: int, schedules: dict[str, diffusion.NoiseSchedule], seed: int = 0) -> plt.Figure:
+def draw_noised(
+    image: torch.Tensor, t: int, schedules: dict[str, diffusion.NoiseSchedule], seed: int = 0
+) -> plt.Figure:
     """The clean ``(3, H, W)`` image and x_t under each schedule (one noise, from ``seed``), titled with ᾱ_t."""
     noise = torch.randn(image.shape, generator=torch.Generator().manual_seed(seed))
     fig, axes = plt.subplots(1, len(schedules) + 1, figsize=(2.4 * (len(schedules) + 1), 2.7))

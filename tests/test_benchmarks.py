@@ -16,10 +16,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_tiny_benchmark_writes_every_section(tmp_path):
     env = {**os.environ, "DALLE2_LESSONS_PROFILE": "ci"}
-    subprocess.run([sys.executable, "-m", "benchmarks", "--tiny", "--out", str(tmp_path)], cwd=ROOT, env=env, check=True, timeout=3600)  # a hang guard, not a speed test
+    subprocess.run([sys.executable, "-m", "benchmarks", "--tiny", "--out", str(tmp_path)], cwd=ROOT, env=env,
+                   check=True, timeout=3600)  # a hang guard, not a speed test
     text = (tmp_path / "RESULTS.md").read_text()
     assert "Tiny mode" in text and "## Machine" in text and "torch" in text
-    for heading in ("Training throughput", "Sampling", "Quality per training minute", "Against libraries", "Course run time"):
+    for heading in ("Training throughput", "Sampling", "Quality per training minute", "Against libraries",
+                    "Course run time"):
         assert f"## {heading}" in text
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["matmul_gflops"] > 0
@@ -31,7 +33,8 @@ def test_tiny_benchmark_writes_every_section(tmp_path):
     assert all(len(points) >= 1 and "train_minutes" in points[0] for points in results["quality"].values())
     assert (tmp_path / "quality_per_minute.png").stat().st_size > 1000
     decoders, priors = results["decoder_vs_libraries"], results["prior_vs_dalle2_pytorch"]
-    assert [r["model"].split(":")[0] for r in decoders] == ["ours", "diffusers UNet2DModel + DDPM/DDIMScheduler", "dalle2-pytorch Decoder + Unet"]
+    assert [r["model"].split(":")[0] for r in decoders] == [
+        "ours", "diffusers UNet2DModel + DDPM/DDIMScheduler", "dalle2-pytorch Decoder + Unet"]
     assert [r["model"].split(":")[0] for r in priors] == ["ours", "dalle2-pytorch DiffusionPrior", "reference"]
     ran = [r for r in decoders + priors if "not installed" not in r["model"]]
     assert len(ran) == 6 - 2 * (importlib.util.find_spec("dalle2_pytorch") is None)
@@ -49,8 +52,8 @@ def test_tiny_benchmark_writes_every_section(tmp_path):
     # Sections run apart land in the same file: a second run keeps the other sections and restamps its own; notebook
     # times merge by (profile, notebook).
     before = results["runs"]
-    subprocess.run([sys.executable, "-m", "benchmarks", "--tiny", "--only", "runtime", "--notebooks", "03", "--out", str(tmp_path)],
-                   cwd=ROOT, env=env, check=True, timeout=3600)
+    subprocess.run([sys.executable, "-m", "benchmarks", "--tiny", "--only", "runtime", "--notebooks", "03",
+                    "--out", str(tmp_path)], cwd=ROOT, env=env, check=True, timeout=3600)
     again = json.loads((tmp_path / "results.json").read_text())
     assert again["sampling"] == results["sampling"] and again["quality"] == results["quality"]
     assert again["runs"]["runtime"]["command"] == "python -m benchmarks --tiny --only runtime --notebooks 03"
@@ -87,7 +90,8 @@ def test_ratios_are_ours_over_each_library_that_ran():
 
     nan = float("nan")
     rows = [{"model": "ours: x", "rate": 6.0, "s": 1.0}, {"model": "lib A", "rate": 3.0, "s": 4.0},
-            {"model": "lib B: not installed: pip install b", "rate": nan, "s": nan}, {"model": "reference: y", "rate": 1.0, "s": 1.0}]
+            {"model": "lib B: not installed: pip install b", "rate": nan, "s": nan},
+            {"model": "reference: y", "rate": 1.0, "s": 1.0}]
     assert ratios(rows, ("rate", "s")) == [{"ours ÷": "lib A", "rate": 2.0, "s": 0.25}]
 
 
@@ -99,13 +103,15 @@ def test_dalle2_pytorch_prior_leaves_its_inputs_alone_and_samples_unit_vectors()
 
     torch.manual_seed(0)
     prior = Dalle2PytorchPrior(embed_dim=8, token_width=16, context_length=4, depth=1)
-    z, text = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1), torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)
+    z = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)
+    text = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)
     tokens, mask = torch.randn(3, 4, 16), torch.tensor([[1, 1, 0, 0], [1, 1, 1, 0], [1, 1, 1, 1]], dtype=torch.bool)
     before = z.clone()
     loss = prior.loss(z, text, tokens, mask)
     assert torch.equal(z, before), "the library scales image embeddings in place; the wrapper must hand it a copy"
     loss.backward()
     assert prior.token_proj.weight.grad is not None and prior.token_proj.weight.grad.abs().sum() > 0
-    assert torch.equal(prior.encodings(tokens, mask)[0, 2:], torch.zeros(2, 8)), "padding must stay zero: the library finds it so"
+    padding = prior.encodings(tokens, mask)[0, 2:]
+    assert torch.equal(padding, torch.zeros(2, 8)), "padding must stay zero: the library finds it so"
     sample = prior.eval().sample(text, tokens, mask, steps=3, candidates=2)
     assert sample.shape == (3, 8) and torch.allclose(sample.norm(dim=-1), torch.ones(3), atol=1e-5)

@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 import torch
@@ -86,14 +87,29 @@ def test_shipped_checkpoints_load_and_have_no_pickles():
     for meta in shipped:
         ckpt = load_checkpoint(meta.stem)
         assert ckpt.meta["rebuild"], f"{meta.stem} does not say how to rebuild it"
-    assert not [p for p in checkpoints.REPO_ROOT.joinpath("data").rglob("*") if p.suffix in {".pt", ".pth", ".pkl", ".bin"}]
+    assert not [p for p in checkpoints.REPO_ROOT.joinpath("data").rglob("*")
+                if p.suffix in {".pt", ".pth", ".pkl", ".bin"}]
+
+
+def test_one_rebuild_command_per_checkpoint_everywhere():
+    """``REBUILD_COMMANDS`` is the one place a rebuild command is written: every shipped checkpoint recorded exactly
+    that command, and the README's table of checkpoints shows it (so a missing-file error names what was run)."""
+    shipped = {p.stem for p in checkpoints.shipped_dir().glob("*.json")}
+    assert shipped == set(checkpoints.REBUILD_COMMANDS)
+    for name in shipped:
+        assert load_checkpoint(name).meta["rebuild"] == checkpoints.REBUILD_COMMANDS[name], name
+    readme = (checkpoints.REPO_ROOT / "README.md").read_text()
+    rows = dict(re.findall(r"^\| `([a-z0-9-]+)` \| `(python -m [^`]+)` \|", readme, flags=re.M))
+    assert rows == checkpoints.REBUILD_COMMANDS
 
 
 def test_rebuild_commands_are_spelled_like_the_shipped_ones():
     from dalle2_lessons import checkpoints
 
-    assert checkpoints.command("guidance", profile="cpu", steps=1500, condition=None, eval_every=250) == checkpoints.REBUILD_COMMANDS["text-diffusion"]
-    assert checkpoints.command("decoder", profile="cpu", steps=1500, eval_every=250) == checkpoints.REBUILD_COMMANDS["decoder"]
+    assert (checkpoints.command("guidance", profile="cpu", steps=1500, condition=None, eval_every=250)
+            == checkpoints.REBUILD_COMMANDS["text-diffusion"])
+    assert (checkpoints.command("decoder", profile="cpu", steps=1500, eval_every=250)
+            == checkpoints.REBUILD_COMMANDS["decoder"])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -144,7 +160,8 @@ def test_a_learners_clip_is_never_paired_with_course_stages(tmp_path, monkeypatc
     with pytest.raises(CheckpointError, match=r"(?s)No 'prior' checkpoint was trained on the clip.*--clip yours"):
         prior.load_prior("cpu", clip=yours)
 
-    # Resolved: the pipeline picks the course CLIP, because the prior and decoder it can load were trained on it, and says so.
+    # Resolved: the pipeline picks the course CLIP, because the prior and decoder it can load were trained on it,
+    # and says so.
     capsys.readouterr()
     system = unclip.UnCLIP.load("cpu")
     out = capsys.readouterr().out
@@ -153,9 +170,11 @@ def test_a_learners_clip_is_never_paired_with_course_stages(tmp_path, monkeypatc
     assert system.prior.origin.parents == system.decoder.origin.parents == {"clip": course_sha}
 
     # Once both stages are trained on your CLIP (here: course weights saved as if they were), yours is used throughout.
-    for stage, make in (("prior", lambda: prior.load_prior(clip=system.clip)), ("decoder", lambda: decoder.load_decoder(clip=system.clip))):
+    for stage, make in (("prior", lambda: prior.load_prior(clip=system.clip)),
+                        ("decoder", lambda: decoder.load_decoder(clip=system.clip))):
         model = make()
-        save_checkpoint(stage, model.state_dict(), model.config_dict(), checkpoints.runs_dir("cpu"), parents={"clip": yours})
+        save_checkpoint(stage, model.state_dict(), model.config_dict(), checkpoints.runs_dir("cpu"),
+                        parents={"clip": yours})
     system = unclip.UnCLIP.load("cpu")
     assert system.clip.origin.sha256 == yours.origin.sha256
     assert system.prior.origin.path.parent == system.decoder.origin.path.parent == checkpoints.runs_dir("cpu")
@@ -171,7 +190,8 @@ def test_your_stage_trained_on_another_clip_is_skipped_with_a_reason(tmp_path, m
     other_sha = checkpoints.read_meta("clip", tmp_path / "elsewhere")["sha256"]
     course = load_clip()
     model = prior.load_prior(clip=course)
-    save_checkpoint("prior", model.state_dict(), model.config_dict(), checkpoints.runs_dir("cpu"), parents={"clip": other_sha})
+    save_checkpoint("prior", model.state_dict(), model.config_dict(), checkpoints.runs_dir("cpu"),
+                    parents={"clip": other_sha})
     capsys.readouterr()
     chosen = prior.load_prior("cpu", clip=course)
     out = capsys.readouterr().out

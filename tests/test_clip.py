@@ -4,21 +4,22 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dalle2_lessons import checkpoints, clip, profiles, shapes, tokenizer
+from dalle2_lessons import checkpoints, clip, clip_embeddings, clip_hf, shapes, tokenizer, transformer
 
 tok = tokenizer.Tokenizer()
 
 
 def tiny(resolution=16):
     torch.manual_seed(0)
-    return clip.CLIP(clip.CLIPConfig(tok.vocab_size, tok.context_length, resolution, embed_dim=16, text_width=32, text_layers=2, image_width=8))
+    return clip.CLIP(clip.CLIPConfig(tok.vocab_size, tok.context_length, resolution, embed_dim=16, text_width=32,
+                                     text_layers=2, image_width=8))
 
 
 @pytest.mark.parametrize("causal", [False, True])
 def test_attention_matches_pytorch(causal):
     g = torch.Generator().manual_seed(0)
     q, k, v = torch.randn(3, 2, 4, 7, 8, generator=g)
-    ours = clip.scaled_dot_product_attention(q, k, v, causal=causal)
+    ours = transformer.scaled_dot_product_attention(q, k, v, causal=causal)
     torch.testing.assert_close(ours, F.scaled_dot_product_attention(q, k, v, is_causal=causal))
 
 
@@ -28,7 +29,7 @@ def test_loss_matches_transformers():
     scale = torch.tensor(1 / 0.07)
     ours = clip.contrastive_loss(img, txt, scale)
     logits_per_text = scale * F.normalize(txt, dim=-1) @ F.normalize(img, dim=-1).T
-    torch.testing.assert_close(ours, clip.hf_clip_loss(logits_per_text))
+    torch.testing.assert_close(ours, clip_hf.hf_clip_loss(logits_per_text))
     assert ours.item() > 0
 
 
@@ -64,7 +65,8 @@ def test_temperature_initialised_and_clamped():
 def test_training_lowers_the_loss(measured):
     data = shapes.ShapesDataset("train", n=512, resolution=16)
     model = tiny()
-    losses = clip.train_clip(model, data.images, clip.caption_tokens(tok, "single", data.attrs), steps=40, batch_size=64, lr=3e-3, warmup=5, progress=False)
+    losses = clip.train_clip(model, data.images, clip.caption_tokens(tok, "single", data.attrs), steps=40,
+                             batch_size=64, lr=3e-3, warmup=5, progress=False)
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
     assert measured("loss ratio", last / first) < 0.75, (first, last)  # measured 0.345-0.348 over kernel sets
 
@@ -83,7 +85,7 @@ def test_checkpoint_round_trip(tmp_path):
 def test_recall_counts_any_image_with_the_asked_attributes():
     attrs = torch.tensor([[0], [1], [0]])
     sim = torch.tensor([[0.1, 0.9, 0.0], [0.9, 0.1, 0.8], [0.0, 0.9, 0.1]])  # query 0 and 2 rank a wrong image first
-    r = clip.recall_at_k(sim, attrs, attrs, ks=(1, 2))
+    r = clip_embeddings.recall_at_k(sim, attrs, attrs, ks=(1, 2))
     assert r[1] == pytest.approx(0.0) and r[2] == pytest.approx(2 / 3)
 
 
@@ -92,23 +94,25 @@ def test_zero_shot_and_probe_on_separable_embeddings():
     centres = F.normalize(torch.randn(3, 8, generator=g), dim=-1)
     y = torch.randint(3, (300,), generator=g)
     x = F.normalize(centres[y] + 0.05 * torch.randn(300, 8, generator=g), dim=-1)
-    acc = clip.zero_shot_accuracy(x, y[:, None], {"colour": centres})
+    acc = clip_embeddings.zero_shot_accuracy(x, y[:, None], {"colour": centres})
     assert acc["colour"] == 1.0
-    assert clip.linear_probe(x[:200], y[:200], x[200:], y[200:], 3) == 1.0
+    assert clip_embeddings.linear_probe(x[:200], y[:200], x[200:], y[200:], 3) == 1.0
 
 
 def test_prompt_bank_covers_every_combination():
-    tokens, attrs = clip.prompt_bank(tok)
+    tokens, attrs = clip_embeddings.prompt_bank(tok)
     n = len(shapes.COLOURS) * len(shapes.SHAPES) * len(shapes.SIZES) * len(shapes.POSITIONS)
     assert len(tokens) == len(attrs) == n * len(shapes.SINGLE_TEMPLATES)
     assert tok.decode(tokens[0]) == shapes.caption("single", attrs[0], 0)
 
 
 def test_library_clip_runs_behind_our_interface():
-    cfg = clip.CLIPConfig(tok.vocab_size, tok.context_length, 16, embed_dim=16, text_width=32, text_layers=1, image_width=8)
-    model = clip.HFCLIPAdapter(cfg, tok.pad_id, tok.start_id, tok.end_id)
+    cfg = clip.CLIPConfig(tok.vocab_size, tok.context_length, 16, embed_dim=16, text_width=32, text_layers=1,
+                          image_width=8)
+    model = clip_hf.HFCLIPAdapter(cfg, tok.pad_id, tok.start_id, tok.end_id)
     data = shapes.ShapesDataset("train", n=64, resolution=16)
-    losses = clip.train_clip(model, data.images, clip.caption_tokens(tok, "single", data.attrs), steps=3, batch_size=16, progress=False)
+    losses = clip.train_clip(model, data.images, clip.caption_tokens(tok, "single", data.attrs), steps=3, batch_size=16,
+                             progress=False)
     assert len(losses) == 3 and all(math.isfinite(v) for v in losses)
     assert clip.embed_images(model, data.images[:4]).shape == (4, 16)
     assert clip.embed_texts(model, tok.encode_batch(data.captions[:4])).shape == (4, 16)
@@ -117,8 +121,8 @@ def test_library_clip_runs_behind_our_interface():
 def test_course_checkpoint_meets_the_lesson_targets():
     """The shipped CLIP is what `python -m dalle2_lessons.clip --profile cpu` trains (the lesson's `cpu` run)."""
     model = clip.load_clip()
-    s = profiles.PROFILES["cpu"].clip
-    results = clip.evaluate_clip(model, tok, s.resolution, n=s.n_eval, n_retrieval=s.n_retrieval)
+    s = clip.PRESETS["cpu"]
+    results = clip_embeddings.evaluate_clip(model, tok, s.resolution, n=s.n_eval, n_retrieval=s.n_retrieval)
     for split, row in results.items():
         print(split, "  ".join(f"{k} {v:.3f}" for k, v in row.items()))
     test = results["test"]
@@ -129,14 +133,15 @@ def test_course_checkpoint_meets_the_lesson_targets():
 @pytest.mark.slow
 def test_cpu_profile_training_reaches_the_targets():
     """Retrains from scratch in the `cpu` profile (about 3 minutes on 2 cores): `pytest -m slow tests`."""
-    model, _, _ = clip.build_clip("cpu", progress=False)
-    s = profiles.PROFILES["cpu"].clip
-    test = clip.evaluate_clip(model.eval(), tok, s.resolution, n=s.n_eval, n_retrieval=s.n_retrieval, splits=("test",))["test"]
+    s = clip.PRESETS["cpu"]
+    model = clip.build(s, progress=False).model
+    test = clip_embeddings.evaluate_clip(model.eval(), tok, s.resolution, n=s.n_eval, n_retrieval=s.n_retrieval,
+                              splits=("test",))["test"]
     assert min(test[a] for a in shapes.TIERS["single"]) >= 0.97 and test["t2i@1"] >= 0.80
 
 
 def test_pretrained_clip_offline_skips_with_a_message(capsys):
-    assert clip.load_pretrained_clip("no-such-org/no-such-clip", allow_download=False) is None
+    assert clip_hf.load_pretrained_clip("no-such-org/no-such-clip", allow_download=False) is None
     out = capsys.readouterr().out
     assert "Skipping the pretrained CLIP" in out and "not in the local cache" in out and "allow_download=True" in out
 
@@ -149,16 +154,20 @@ def test_pretrained_loading_and_zero_shot_on_a_tiny_local_model(tmp_path):
     words = ["[PAD]", "[UNK]", "a", "photo", "of", *shapes.COLOURS]
     word_level = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
     word_level.pre_tokenizer = pre_tokenizers.Whitespace()
-    transformers.PreTrainedTokenizerFast(tokenizer_object=word_level, unk_token="[UNK]", pad_token="[PAD]").save_pretrained(tmp_path)
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=word_level, unk_token="[UNK]", pad_token="[PAD]")
+    fast.save_pretrained(tmp_path)
     config = transformers.CLIPConfig(
-        text_config=dict(vocab_size=len(words), hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=8, eos_token_id=1, pad_token_id=0, bos_token_id=0),
-        vision_config=dict(image_size=32, patch_size=8, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2),
+        text_config=dict(vocab_size=len(words), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, max_position_embeddings=8, eos_token_id=1, pad_token_id=0,
+                         bos_token_id=0),
+        vision_config=dict(image_size=32, patch_size=8, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                           num_attention_heads=2),
         projection_dim=8,
     )
     transformers.CLIPModel(config).save_pretrained(tmp_path)
-    loaded = clip.load_pretrained_clip(str(tmp_path))
+    loaded = clip_hf.load_pretrained_clip(str(tmp_path))
     assert loaded is not None
     model, hf_tok = loaded
     images = shapes.render(shapes.sample_scenes(5), 16)
-    preds = clip.pretrained_zero_shot(model, hf_tok, images, shapes.COLOURS, "a photo of {}")
+    preds = clip_hf.pretrained_zero_shot(model, hf_tok, images, shapes.COLOURS, "a photo of {}")
     assert preds.shape == (5,) and preds.dtype == torch.long and (preds < len(shapes.COLOURS)).all()

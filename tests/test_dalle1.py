@@ -5,9 +5,11 @@ import torch
 import torch.nn.functional as F
 
 from dalle2_lessons import checkpoints, dalle1, tokenizer
+from dalle2_lessons.transformer import KVCache
 
 VQ = dalle1.VQConfig(codebook_size=16, code_dim=4, width=8)
-TR = dalle1.TransformerConfig(text_vocab=37, text_length=16, image_vocab=16, image_length=64, width=32, layers=2, heads=4)
+TR = dalle1.TransformerConfig(text_vocab=37, text_length=16, image_vocab=16, image_length=64, width=32, layers=2,
+                              heads=4)
 
 
 def test_quantise_picks_the_nearest_entry_by_brute_force():
@@ -102,11 +104,11 @@ def test_cached_sampler_matches_recomputing_the_prefix():
     c = t.config
     start = torch.full_like(text[:, :1], t.start_of_image)
     x = torch.cat([t.text_embedding(text), t.image_embedding(start)], 1) + t.position[:17]
-    caches = [None] * c.layers
+    caches = [KVCache() for _ in range(c.layers)]
     full = t(text, ids)
     for j in range(64):
-        for i, block in enumerate(t.blocks):
-            x, caches[i] = dalle1._cached_block(block, x, caches[i])
+        for block, cache in zip(t.blocks, caches):
+            x = block(x, cache=cache)
         assert torch.allclose(t.head(t.ln_final(x[:, -1])), full[:, j], atol=1e-4)
         x = t.image_embedding(ids[:, j : j + 1]) + t.position[17 + j : 18 + j]
 

@@ -5,8 +5,8 @@ from dalle2_lessons.decoder import Decoder, DecoderConfig
 from dalle2_lessons.unet import UNetConfig
 
 CFG = DecoderConfig(
-    UNetConfig(resolution=8, base_channels=16, channel_mults=(1, 2), attention_levels=(1,), cond_dim=8, scale_shift=True,
-               position_embedding=True, context_dim=16),
+    UNetConfig(resolution=8, base_channels=16, channel_mults=(1, 2), attention_levels=(1,), cond_dim=8,
+               scale_shift=True, position_embedding=True, context_dim=16),
     embed_dim=8, n_context=2, token_width=12,
 )
 
@@ -63,7 +63,8 @@ def test_dropout_rates_and_guidance_formula():
     net = _wake(Decoder(CFG))
     x, t, z, tokens, mask = _inputs()
     cond, uncond = net(x, t, z, tokens, mask), net(x, t, torch.zeros_like(z), tokens, torch.zeros_like(mask))
-    torch.testing.assert_close(decoder.guided_eps(net, x, t, z, tokens, mask, 3.0), uncond + 3 * (cond - uncond), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(decoder.guided_eps(net, x, t, z, tokens, mask, 3.0), uncond + 3 * (cond - uncond),
+                               atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(decoder.guided_eps(net, x, t, z, tokens, mask, 1.0), cond)
 
 
@@ -80,13 +81,15 @@ def test_a_tiny_decoder_learns_to_tell_two_embeddings_apart(measured):
     loss = lambda m, idx, g: decoder.decoder_loss(m, images[idx], z[idx], tokens[idx], mask[idx], sched, 0.1, 0.5, g)  # noqa: E731
     ema, losses = training.train(net, loss, images, steps=300, batch_size=32, lr=3e-3, progress=False)
     assert measured("loss ratio", sum(losses[-10:]) / sum(losses[:10])) < 0.5  # measured 0.034-0.035 over kernel sets
-    out = decoder.sample(ema.module.eval(), z[[0, 63]], schedule=sched, scale=2.0, steps=20, generator=torch.Generator().manual_seed(0))
+    out = decoder.sample(ema.module.eval(), z[[0, 63]], schedule=sched, scale=2.0, steps=20,
+                         generator=torch.Generator().manual_seed(0))
     assert out.shape == (2, 3, 8, 8)
     red_top_left = out[:, 0, 1:4, 1:4].mean((1, 2))
     blue_bottom_right = out[:, 2, 4:7, 4:7].mean((1, 2))
     assert red_top_left[0] > red_top_left[1] + 0.5, red_top_left  # the first embedding draws the red square ...
     assert blue_bottom_right[1] > blue_bottom_right[0] + 0.5, blue_bottom_right  # ... the second the blue one
-    again = decoder.sample(ema.module, z[[0, 63]], schedule=sched, scale=2.0, steps=20, generator=torch.Generator().manual_seed(0))
+    again = decoder.sample(ema.module, z[[0, 63]], schedule=sched, scale=2.0, steps=20,
+                           generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(out, again)
 
 

@@ -61,7 +61,8 @@ def test_ddim_step_matches_diffusers(name, eta, steps):
 
 
 def test_ddim_clipping_recomputes_eps_like_glide():
-    sched = DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", clip_sample=True, set_alpha_to_one=True)
+    sched = DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", clip_sample=True,
+                          set_alpha_to_one=True)
     sched.set_timesteps(50)
     x_t, eps, _ = inputs(3)
     t = sched.timesteps[10].item()
@@ -69,6 +70,52 @@ def test_ddim_clipping_recomputes_eps_like_glide():
     ours, x0 = diffusion.ddim_step(eps * 3, t, t - 20, x_t, diffusion.cosine_schedule(), clip_x0=True)
     assert x0.abs().max() <= 1
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", list(SCHEDULES))
+def test_x0_prediction_steps_match_diffusers(name):
+    """``prediction_type="sample"`` (a network that predicts x̂0, like lesson 06's prior) in both steps."""
+    x_t, x0, z = inputs(5)
+    ddim = DDIMScheduler(num_train_timesteps=1000, beta_schedule=name, clip_sample=False, set_alpha_to_one=True,
+                         prediction_type="sample")
+    ddim.set_timesteps(25)  # 40 apart: 400 → 360
+    theirs = ddim.step(x0, 400, x_t, eta=0.5, variance_noise=z).prev_sample
+    ours, _ = diffusion.ddim_step(x0, 400, 360, x_t, SCHEDULES[name](), eta=0.5, noise=z, prediction_type="sample")
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+    ddpm = DDPMScheduler(num_train_timesteps=1000, beta_schedule=name, clip_sample=False, variance_type="fixed_small",
+                         prediction_type="sample")
+    ddpm.set_timesteps(1000)
+    theirs = ddpm.step(x0, 500, x_t, generator=torch.Generator().manual_seed(7)).prev_sample
+    noise = torch.randn(x_t.shape, generator=torch.Generator().manual_seed(7))
+    ours, _ = diffusion.ddpm_step(x0, 500, x_t, SCHEDULES[name](), noise=noise, prediction_type="sample")
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+def test_samplers_clamp_only_when_asked():
+    """An x̂0-predicting model that always answers 3 (outside an image's range): the last DDIM step lands on x̂0."""
+    s = diffusion.cosine_schedule()
+    x0_model = lambda x, t: torch.full_like(x, 3.0)  # noqa: E731
+    free = diffusion.sample_ddim(x0_model, (2, 5), s, 4, progress=False, prediction_type="sample", clip_x0=False,
+                                 clip_output=False)
+    torch.testing.assert_close(free, torch.full((2, 5), 3.0))
+    image = diffusion.sample_ddim(x0_model, (2, 5), s, 4, progress=False, prediction_type="sample")
+    torch.testing.assert_close(image, torch.ones(2, 5))
+
+
+def test_guide_makes_one_batched_call_and_scale_one_only_the_conditional():
+    calls = []
+
+    def model(x, c, unused):
+        calls.append(len(x))
+        assert unused is None  # a None argument pair stays None
+        return x * c
+
+    x, c = torch.randn(3, 4), torch.randn(3, 4)
+    guided = diffusion.guide(model, (x, c, None), (x, torch.zeros_like(c), None), 2.5)
+    torch.testing.assert_close(guided, 2.5 * x * c)  # the null condition's output here is 0
+    assert calls == [6]
+    torch.testing.assert_close(diffusion.guide(model, (x, c, None), (x, torch.zeros_like(c), None), 1.0), x * c)
+    assert calls == [6, 3]
 
 
 def test_forward_steps_compose_to_the_closed_form():

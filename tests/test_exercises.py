@@ -82,10 +82,12 @@ def test_edge_cases_run_first_and_are_named_when_they_fail(capsys):
         return eps, t, int(torch.randint(0, t, (1,), generator=g)), x_t, 0.0, noise
 
     assert check_exercise("ddim random only", no_last_step, reference, random_inner_steps, trials=10) is no_last_step
-    last = {"the last step, t_prev = -1": lambda g: (torch.randn(2, 3, 4, 4, generator=g), 19, -1, torch.randn(2, 3, 4, 4, generator=g),
-                                                     0.0, torch.randn(2, 3, 4, 4, generator=g))}
+    last = {"the last step, t_prev = -1": lambda g: (torch.randn(2, 3, 4, 4, generator=g), 19, -1,
+                                                     torch.randn(2, 3, 4, 4, generator=g), 0.0,
+                                                     torch.randn(2, 3, 4, 4, generator=g))}
     capsys.readouterr()
-    assert check_exercise("ddim with edges", no_last_step, reference, random_inner_steps, trials=10, edge_cases=last) is reference
+    assert check_exercise("ddim with edges", no_last_step, reference, random_inner_steps, trials=10,
+                          edge_cases=last) is reference
     out = capsys.readouterr().out
     assert "✗ ddim with edges" in out and "(the edge case 'the last step, t_prev = -1')" in out
     assert check_exercise("ddim right", reference, reference, random_inner_steps, edge_cases=last) is reference
@@ -98,7 +100,8 @@ def test_a_new_lesson_puts_back_what_the_last_one_replaced_and_starts_its_own_su
     original = clip.contrastive_loss
     mine = lambda u, v, s: original(u, v, s)  # noqa: E731
     exercises.use_in_package(clip, "contrastive_loss", mine)
-    check_exercise("ex from lesson 01", mine, original, lambda g: (torch.randn(4, 8, generator=g), torch.randn(4, 8, generator=g), 10.0))
+    check_exercise("ex from lesson 01", mine, original,
+                   lambda g: (torch.randn(4, 8, generator=g), torch.randn(4, 8, generator=g), 10.0))
     assert clip.contrastive_loss is mine and "ex from lesson 01" in exercises.RESULTS
     profiles.setup_lesson(seed=0)  # the first cell of the next lesson
     assert clip.contrastive_loss is original and exercises.RESULTS == {}

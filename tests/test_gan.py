@@ -31,9 +31,11 @@ def test_losses_match_binary_cross_entropy_and_the_hinge_formula():
     g = torch.Generator().manual_seed(0)
     real, fake = torch.randn(2, 32, generator=g)
     bce = F.binary_cross_entropy_with_logits
-    assert torch.allclose(gan.discriminator_loss(real, fake, "non-saturating"), bce(real, torch.ones(32)) + bce(fake, torch.zeros(32)))
+    assert torch.allclose(gan.discriminator_loss(real, fake, "non-saturating"),
+                          bce(real, torch.ones(32)) + bce(fake, torch.zeros(32)))
     assert torch.allclose(gan.generator_loss(fake, "non-saturating"), bce(fake, torch.ones(32)))
-    assert torch.allclose(gan.discriminator_loss(real, fake, "hinge"), (1 - real).clamp(min=0).mean() + (1 + fake).clamp(min=0).mean())
+    assert torch.allclose(gan.discriminator_loss(real, fake, "hinge"),
+                          (1 - real).clamp(min=0).mean() + (1 + fake).clamp(min=0).mean())
     assert torch.allclose(gan.generator_loss(fake, "hinge"), -fake.mean())
     with pytest.raises(ValueError, match="hinge"):
         gan.generator_loss(fake, "wasserstein")

@@ -76,8 +76,10 @@ def test_a_missing_checkpoint_is_one_line_naming_the_rebuild_command(capsys, tmp
 
 
 def test_help_needs_no_torch():
-    probe = "import sys; from dalle2_lessons.generate import parse_args; parse_args(['x']); print('torch' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "False"
+    probe = ("import sys; from dalle2_lessons.generate import parse_args; parse_args(['x']); "
+             "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
 
 
 def test_many_images_are_drawn_in_batches_into_one_grid(tmp_path, capsys):

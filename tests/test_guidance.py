@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -54,7 +55,8 @@ def test_conditional_unet_trains_and_samples(condition):
     attrs = torch.as_tensor(shapes.sample_scenes(6, "train").attrs)
     cond = attrs if condition == "attributes" else torch.nn.functional.normalize(torch.randn(6, 8), dim=-1)
     x0 = torch.rand(6, 3, 16, 16) * 2 - 1
-    loss = guidance.conditional_loss(model, x0, cond, diffusion.cosine_schedule(), 0.5, torch.Generator().manual_seed(0))
+    loss = guidance.conditional_loss(model, x0, cond, diffusion.cosine_schedule(), 0.5,
+                                     torch.Generator().manual_seed(0))
     loss.backward()
     assert torch.isfinite(loss)
     if condition == "attributes":  # the learned vectors get gradients through the U-Net
@@ -83,12 +85,13 @@ def test_shipped_text_diffusion_checkpoint_meets_the_lesson_target():
     ckpt = checkpoints.load_checkpoint(guidance.CHECKPOINT, checkpoints.shipped_dir())
     model = checkpoints.load_into(ConditionalUNet(ConditionalConfig.from_dict(ckpt.config)), ckpt).eval()
     cond, attrs, _ = guidance.eval_conditions("clip", 64, load_clip("cpu"), seed=7)
-    report = guidance.evaluate(model, diffusion.cosine_schedule(), cond, attrs, scale=ckpt.metrics["best_scale"], steps=25)
+    report = guidance.evaluate(model, diffusion.cosine_schedule(), cond, attrs, scale=ckpt.metrics["best_scale"],
+                               steps=25)
     assert report.all_correct >= 0.8, report
 
 
 @pytest.mark.slow
 def test_course_recipe_reaches_the_target_when_retrained():
     """Retrains the course checkpoint's recipe (about 18 minutes on 2 cores) and checks the lesson's target."""
-    model, losses, seconds, curve = guidance.build("cpu", "clip", steps=1500, progress=False, eval_every=1500)
+    curve = guidance.build(replace(guidance.PRESETS["cpu"], steps=1500), progress=False, eval_every=1500).curve
     assert curve[-1]["all"] >= 0.8, curve

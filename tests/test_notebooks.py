@@ -39,9 +39,11 @@ def test_lesson_header_exercises_and_no_solutions_leak(path):
 
 
 def test_strip_solutions_keeps_hints_and_indentation():
-    src = "def f(x):\n    # BEGIN SOLUTION (Exercise 9: double)\n    # HINT: add x to itself\n    return x + x\n    # END SOLUTION\n\ng = 1"
+    src = ("def f(x):\n    # BEGIN SOLUTION (Exercise 9: double)\n    # HINT: add x to itself\n    return x + x\n"
+           "    # END SOLUTION\n\ng = 1")
     assert strip_solutions(src) == (
-        "def f(x):\n    # HINT: add x to itself\n    # YOUR CODE HERE\n    raise NotImplementedError('Exercise 9: double')\n\ng = 1"
+        "def f(x):\n    # HINT: add x to itself\n    # YOUR CODE HERE\n"
+        "    raise NotImplementedError('Exercise 9: double')\n\ng = 1"
     )
 
 

@@ -44,7 +44,8 @@ def test_idx_standins_load_through_torchvision_without_download(tmp_path, name):
     import torchvision
 
     own_data.write_standin(name, tmp_path, n_train=30, n_test=10, seed=3)
-    raw = getattr(torchvision.datasets, own_data.DATASETS[name].torchvision_class)(str(tmp_path), train=True, download=False)
+    dataset_class = getattr(torchvision.datasets, own_data.DATASETS[name].torchvision_class)
+    raw = dataset_class(str(tmp_path), train=True, download=False)
     assert tuple(raw.data.shape) == (30, 28, 28) and len(raw.targets) == 30  # torchvision itself reads our files
     data = own_data.load_torchvision(name, tmp_path, train=False)
     assert len(data) == 10 and data.images.shape == (10, 3, 32, 32) and data.classes == own_data.DATASETS[name].classes
@@ -120,7 +121,8 @@ def test_folder_errors_are_clear(tmp_path):
 
 
 def test_dataset_tokenizer_tokens_and_split():
-    data = own_data.CaptionedImages("toy", torch.zeros(3, 3, 32, 32), [["a red cat"], ["a blue dog", "the dog is blue"], ["a cat"]])
+    data = own_data.CaptionedImages("toy", torch.zeros(3, 3, 32, 32),
+                                    [["a red cat"], ["a blue dog", "the dog is blue"], ["a cat"]])
     tok = data.tokenizer()
     assert tok.vocab[0] == "<pad>" and tok.vocab[-1] == "<end>" and "dog" in tok.vocab
     assert tok.context_length == 4 + 2 + 2  # the longest caption, <start> and <end>, two spare words
@@ -146,16 +148,20 @@ def test_clip_score_and_zero_shot_predict():
     b = torch.tensor([[3.0, 0.0], [2.0, 0.0], [-1.0, 0.0]])
     assert torch.allclose(own_unclip.clip_score(a, b), torch.tensor([100.0, 0.0, 0.0]))
     classes = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]])
-    assert own_unclip.zero_shot_predict(torch.tensor([[0.1, 0.9], [5.0, 1.0], [-1.0, -2.0]]), classes).tolist() == [1, 0, 2]
+    scores = torch.tensor([[0.1, 0.9], [5.0, 1.0], [-1.0, -2.0]])
+    assert own_unclip.zero_shot_predict(scores, classes).tolist() == [1, 0, 2]
 
 
 def test_the_whole_pipeline_trains_and_generates_on_standin_files(tmp_path):
-    s = replace(profiles.get_profile("ci").own_data, clip_steps=3, prior_steps=2, decoder_steps=2, upsampler_steps=2, batch_size=8)
+    s = profiles.get_profile("ci").own_data
+    s = replace(s, clip=replace(s.clip, steps=3, batch_size=8), prior=replace(s.prior, steps=2),
+                decoder=replace(s.decoder, steps=2), upsampler=replace(s.upsampler, steps=2))
     own_data.write_standin("mnist", tmp_path, n_train=40, n_test=20)
     train = own_data.load_torchvision("mnist", tmp_path)
     test = own_data.load_torchvision("mnist", tmp_path, train=False)
     model, losses = own_unclip.train_all(train, s, progress=False)
-    assert set(losses) == {"CLIP", "prior", "decoder", "upsampler"} and all(np.isfinite(v).all() for v in losses.values())
+    assert set(losses) == {"CLIP", "prior", "decoder", "upsampler"}
+    assert all(np.isfinite(v).all() for v in losses.values())
     assert 0 <= own_unclip.zero_shot_accuracy(model.clip, model.tokenizer, test) <= 1
     out = model.generate(["a handwritten seven", "the digit two written by hand"], n=2, prior_steps=2, decoder_steps=2,
                          upsampler_steps=2, progress=False)
@@ -171,7 +177,7 @@ def test_the_whole_pipeline_trains_and_generates_on_standin_files(tmp_path):
 def test_retrieval_recall_on_a_folder(tmp_path):
     data = own_data.load_folder(own_data.write_folder_standin(tmp_path, n=8))
     tok = data.tokenizer()
-    s = replace(profiles.get_profile("ci").own_data, clip_steps=2, batch_size=4)
-    clip_model, _ = own_unclip.train_clip_stage(data, tok, s, progress=False)
+    cfg = replace(profiles.get_profile("ci").own_data.clip, steps=2, batch_size=4)
+    clip_model, _ = own_unclip.train_clip_stage(data, tok, cfg, progress=False)
     r1, r5 = own_unclip.retrieval_recall(clip_model, tok, data)
     assert 0 <= r1 <= r5 <= 1

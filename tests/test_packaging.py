@@ -20,13 +20,17 @@ def _name(requirement: str) -> str:
 def test_environment_yml_lists_what_pyproject_declares():
     project = _pyproject()["project"]
     declared: dict[str, str] = {}
-    for group in (project["dependencies"], project["optional-dependencies"]["lab"], project["optional-dependencies"]["test"]):
-        declared.update({_name(r): r for r in group})  # an extra's bound replaces the dependency's (ipywidgets>=8 for the lab)
+    for group in (project["dependencies"], project["optional-dependencies"]["lab"],
+                  project["optional-dependencies"]["test"]):
+        # an extra's bound replaces the dependency's (ipywidgets>=8 for the lab)
+        declared.update({_name(r): r for r in group})
     env = (ROOT / "environment.yml").read_text()
     pip_section = env.split("- pip:", 1)[1]
     listed = {m.strip().strip("\"'") for m in re.findall(r"^\s+- (.+)$", pip_section, flags=re.M)}
     listed.discard("-e .")
-    assert listed == set(declared.values()), f"only in environment.yml: {listed - set(declared.values())}; only in pyproject: {set(declared.values()) - listed}"
+    assert listed == set(declared.values()), (
+        f"only in environment.yml: {listed - set(declared.values())}; "
+        f"only in pyproject: {set(declared.values()) - listed}")
 
 
 def test_required_dependencies_are_what_the_lessons_import_and_colab_already_has():
@@ -36,7 +40,8 @@ def test_required_dependencies_are_what_the_lessons_import_and_colab_already_has
     # Colab ships ipywidgets 7.7 and renders widgets only with 7: the course must accept it and must not pull in 8.
     assert "ipywidgets>=7.6" in project["dependencies"]
     lab = {_name(d) for d in project["optional-dependencies"]["lab"]}
-    assert {"jupyterlab", "ipywidgets"} <= lab and "nbval" in {_name(d) for d in project["optional-dependencies"]["test"]}
+    assert {"jupyterlab", "ipywidgets"} <= lab
+    assert "nbval" in {_name(d) for d in project["optional-dependencies"]["test"]}
 
 
 IMPORT_PROBE = """
@@ -53,7 +58,8 @@ print(seconds, "torch" in sys.modules)
 
 
 def test_import_is_fast_and_offline():
-    out = subprocess.run([sys.executable, "-c", IMPORT_PROBE], capture_output=True, text=True, check=True).stdout.split()
+    probe = subprocess.run([sys.executable, "-c", IMPORT_PROBE], capture_output=True, text=True, check=True)
+    out = probe.stdout.split()
     seconds, torch_loaded = float(out[0]), out[1] == "True"
     print(f"import dalle2_lessons: {seconds * 1000:.0f} ms")
     assert seconds < 2 and not torch_loaded

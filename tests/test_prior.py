@@ -48,7 +48,8 @@ def test_x0_ddim_step_with_the_true_x0_lands_on_the_forward_process():
     x0, eps = torch.randn(2, 4, 8, generator=g)
     z_t = diffusion.q_sample(x0, torch.tensor([700] * 4), eps, sched)
     z_prev = prior.x0_ddim_step(x0, 700, 300, z_t, sched)
-    torch.testing.assert_close(z_prev, diffusion.q_sample(x0, torch.tensor([300] * 4), eps, sched), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(z_prev, diffusion.q_sample(x0, torch.tensor([300] * 4), eps, sched),
+                               atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(prior.x0_ddim_step(x0, 700, -1, z_t, sched), x0, atol=1e-5, rtol=1e-4)
 
 
@@ -67,10 +68,12 @@ def test_sample_returns_unit_embeddings_reproducibly():
     net = DiffusionPrior(CFG).eval()
     _, _, text, tokens, mask = _inputs()
     sched = diffusion.cosine_schedule()
-    out = prior.sample(net, text, tokens, mask, sched, scale=2.0, steps=5, candidates=4, generator=torch.Generator().manual_seed(1))
+    out = prior.sample(net, text, tokens, mask, sched, scale=2.0, steps=5, candidates=4,
+                       generator=torch.Generator().manual_seed(1))
     assert out.shape == (3, 8)
     torch.testing.assert_close(out.norm(dim=-1), torch.ones(3))
-    again = prior.sample(net, text, tokens, mask, sched, scale=2.0, steps=5, candidates=4, generator=torch.Generator().manual_seed(1))
+    again = prior.sample(net, text, tokens, mask, sched, scale=2.0, steps=5, candidates=4,
+                         generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(out, again)
 
 

@@ -52,7 +52,8 @@ def test_twenty_thousand_images_in_under_ten_seconds():
 def test_attribute_coverage():
     attrs = shapes.sample_scenes(20_000, "train").attrs
     counts = shapes.combination_counts(attrs)
-    assert len(shapes.COLOURS) >= 8 and len(shapes.SHAPES) >= 4 and len(shapes.SIZES) == 2 and len(shapes.POSITIONS) == 9
+    assert len(shapes.COLOURS) >= 8 and len(shapes.SHAPES) >= 4
+    assert len(shapes.SIZES) == 2 and len(shapes.POSITIONS) == 9
     for name, c in counts.items():
         assert (c > 0).all(), f"{name} has a class that never appears"
 
@@ -73,7 +74,8 @@ def test_train_and_test_share_no_scene():
     test = shapes.sample_scenes(2_000, "test")
 
     def keys(s):
-        return {bytes(np.concatenate([s.attrs[i], s.centres[i].ravel(), s.half_extents[i]]).tobytes()) for i in range(len(s))}
+        return {bytes(np.concatenate([s.attrs[i], s.centres[i].ravel(), s.half_extents[i]]).tobytes())
+                for i in range(len(s))}
 
     assert not keys(train) & keys(test)
 
@@ -99,7 +101,8 @@ def test_captions_paraphrase_and_relation_order():
     assert shapes.caption("relation", rel, 0) == "a red circle above a blue square"
     assert shapes.caption("relation", rel, 1) == "a blue square below a red circle"
     assert shapes.caption_single("orange", "cross", "small", "top") == "a small orange cross at the top"
-    assert shapes.caption_relation("orange", "cross", "left of", "red", "circle") == "an orange cross to the left of a red circle"
+    assert (shapes.caption_relation("orange", "cross", "left of", "red", "circle")
+            == "an orange cross to the left of a red circle")
 
 
 def test_relation_geometry_matches_attributes():

@@ -23,7 +23,8 @@ def test_stop_lists_name_only_our_words_and_drop_the_relation_words():
         assert {"above", "below", "to", "of", "the", "a"} <= stop
         assert not {"left", "right", "red", "circle"} & stop
     assert {"top", "bottom"} <= te.STOP_LISTS["scikit-learn"] and not {"top", "bottom"} & te.STOP_LISTS["NLTK"]
-    assert te.keywords("a red circle above a blue square", TOK) == te.keywords("a red circle below a blue square", TOK) == "red circle blue square"
+    assert (te.keywords("a red circle above a blue square", TOK) == te.keywords("a red circle below a blue square", TOK)
+            == "red circle blue square")
     assert te.keywords("a blue square to the right of a red circle", TOK) == "blue square right red circle"
 
 
@@ -90,7 +91,8 @@ def test_swaps_exchange_what_they_say_and_nothing_else():
     assert (shapes.render(twins) != shapes.render(scenes)).flatten(1).any(1).all(), "every twin is a different picture"
     ok = te.can_swap_colours(a)
     recoloured = te.swap_colours(scenes[ok])
-    assert np.array_equal(recoloured.attrs, a[ok][:, [3, 1, 2, 0, 4]]) and np.array_equal(recoloured.shapes, scenes.shapes[ok])
+    assert np.array_equal(recoloured.attrs, a[ok][:, [3, 1, 2, 0, 4]])
+    assert np.array_equal(recoloured.shapes, scenes.shapes[ok])
     assert not shapes.contains_heldout_pair(recoloured.attrs, "relation").any()
     assert 0 < ok.sum() < len(a)
     with pytest.raises(ValueError, match="relation"):
@@ -111,7 +113,8 @@ def test_near_misses_use_the_same_words_for_another_scene():
     colours = (neg == clip.caption_tokens(TOK, "relation", attrs[:, list(te.COLOUR_SWAP)])).all(-1).all(-1)
     assert (objects | colours).all(), "every near miss is one of the two swaps"
     assert objects.sum() > 50 and (colours & ~objects).sum() > 20, "both kinds occur"
-    assert not (colours & ~objects & ~torch.from_numpy(te.can_swap_colours(attrs))).any(), "colours swapped only where allowed"
+    allowed = torch.from_numpy(te.can_swap_colours(attrs))
+    assert not (colours & ~objects & ~allowed).any(), "colours swapped only where allowed"
 
 
 def test_pair_accuracy_counts_ties_as_half():
@@ -124,7 +127,8 @@ def test_an_order_blind_clip_scores_exactly_chance_on_pair_tests():
     torch.manual_seed(0)
     model = te.make_clip("keywords bag", TOK, CONFIG).eval()
     row = te.evaluate(model, TOK, 16, n=64, n_retrieval=32)
-    assert set(row) == {"t2i@1", "t2i@1 +twins", "objects swapped", "objects swapped (above)", "objects swapped (left of)", "colours swapped"}
+    assert set(row) == {"t2i@1", "t2i@1 +twins", "objects swapped", "objects swapped (above)",
+                        "objects swapped (left of)", "colours swapped"}
     for key in ("objects swapped", "objects swapped (above)", "objects swapped (left of)", "colours swapped"):
         assert row[key] == 0.5, key
 
@@ -135,7 +139,8 @@ def test_hard_negative_loss_is_clips_loss_with_more_wrong_answers():
     scale = 10.0
     loss = clip.hard_negative_loss(u, v, w, scale)
     un, vn, wn = (F.normalize(x, dim=-1) for x in (u, v, w))
-    i2t = torch.stack([-(scale * un[i] @ vn[i]) + torch.logsumexp(scale * torch.cat([un[i] @ vn.T, un[i] @ wn.T]), 0) for i in range(8)]).mean()
+    i2t = torch.stack([-(scale * un[i] @ vn[i]) + torch.logsumexp(scale * torch.cat([un[i] @ vn.T, un[i] @ wn.T]), 0)
+                       for i in range(8)]).mean()
     t2i = torch.stack([-(scale * vn[j] @ un[j]) + torch.logsumexp(scale * vn[j] @ un.T, 0) for j in range(8)]).mean()
     assert torch.allclose(loss, (i2t + t2i) / 2, atol=1e-5)
     assert loss > clip.contrastive_loss(u, v, scale)
@@ -143,8 +148,8 @@ def test_hard_negative_loss_is_clips_loss_with_more_wrong_answers():
 
 # 300 steps (the earlier setting) is where the transformer *starts* to learn the order: it measured 0.50-0.71 over
 # seeds 0-4 and three kernel sets (0.547 with AVX2 kernels, the failure seen on another machine). At 1000 steps every
-# run measured 0.720-0.737 (seeds 0-4 with AVX-512 and AVX2 kernels, 0-2 with SSE; 512 pairs: ±0.02 binomial); the bound keeps 0.07
-# below the lowest and 0.15 above chance.
+# run measured 0.720-0.737 (seeds 0-4 with AVX-512 and AVX2 kernels, 0-2 with SSE; 512 pairs: ±0.02 binomial); the
+# bound keeps 0.07 below the lowest and 0.15 above chance.
 STEPS, BOUND = 1000, 0.65
 
 
@@ -153,12 +158,14 @@ def test_hard_negatives_teach_a_transformer_the_order_a_bag_cannot_learn(test_se
     encoder learns which object is above the other. A bag of words cannot, however long it trains: its features are
     exactly those of any word order (``test_which_encoders_are_order_blind``), so it scores exactly 50%
     (``test_an_order_blind_clip_scores_exactly_chance_on_pair_tests``)."""
-    config = clip.CLIPConfig(TOK.vocab_size, TOK.context_length, resolution=16, text_width=64, text_layers=1, image_width=16)
+    config = clip.CLIPConfig(TOK.vocab_size, TOK.context_length, resolution=16, text_width=64, text_layers=1,
+                             image_width=16)
     train = shapes.ShapesDataset("train", "relation", n=2000)
     tokens = clip.caption_tokens(TOK, "relation", train.attrs)
     negatives = te.near_miss_tokens(TOK, train.attrs)
     torch.manual_seed(test_seed)
     model = te.make_clip("GPT, <end>", TOK, config)
-    clip.train_clip(model, train.images, tokens, steps=STEPS, batch_size=64, lr=5e-3, seed=test_seed, progress=False, negatives=negatives)
+    clip.train_clip(model, train.images, tokens, steps=STEPS, batch_size=64, lr=5e-3, seed=test_seed, progress=False,
+                    negatives=negatives)
     row = te.evaluate(model.eval(), TOK, 16, n=512, n_retrieval=64)
     assert measured("GPT objects swapped", row["objects swapped"]) > BOUND, row

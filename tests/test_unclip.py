@@ -45,7 +45,8 @@ def system():
 
 def test_the_course_pipeline_draws_single_object_test_captions(system, test_seed, measured):
     scenes = shapes.sample_scenes(32, "test", "single", seed=11 + test_seed)
-    out = system.generate(scenes.captions, n=1, seed=test_seed, prior_steps=32, decoder_steps=25, upsampler_steps=10, progress=False)
+    out = system.generate(scenes.captions, n=1, seed=test_seed, prior_steps=32, decoder_steps=25, upsampler_steps=10,
+                          progress=False)
     assert out.images.shape == (32, 3, 32, 32) and out.low.shape == (32, 3, 16, 16)
     assert set(out.seconds) == {"text", "prior", "decoder", "upsampler"}
     from dalle2_lessons.judge import load_judge
@@ -59,10 +60,12 @@ def test_variations_interpolations_text_diffs_and_inversion(system, measured):
     assert system.variations(images, n=2, steps=10).shape == (4, 3, 32, 32)
     row = system.interpolate(images[0], images[1], n=3, steps=10)
     assert row.shape == (3, 3, 32, 32)
-    assert system.text_diff(images[0], "a red circle", "a blue circle", weights=(0.0, 0.5), steps=10).shape == (2, 3, 32, 32)
+    diffs = system.text_diff(images[0], "a red circle", "a blue circle", weights=(0.0, 0.5), steps=10)
+    assert diffs.shape == (2, 3, 32, 32)
     x_T, back = system.invert(images, steps=25)
     assert x_T.shape == images.shape and x_T.std() > 0.5  # a noise-like latent ...
-    assert measured("inversion error", (back - images).abs().mean()) < 0.1  # ... from which η = 0 DDIM draws it back (0.0047)
+    # ... from which η = 0 DDIM draws it back (0.0047)
+    assert measured("inversion error", (back - images).abs().mean()) < 0.1
 
 
 def test_cli_refuses_an_unknown_word_with_a_clear_message(capsys):
@@ -74,8 +77,9 @@ def test_cli_refuses_an_unknown_word_with_a_clear_message(capsys):
 def test_cli_writes_a_grid(tmp_path):
     out = tmp_path / "grid.png"
     result = subprocess.run(
-        [sys.executable, "-m", "dalle2_lessons.generate", "a small red circle in the top left", "a large blue square in the centre",
-         "-n", "2", "-o", str(out), "--prior-steps", "8", "--decoder-steps", "8", "--upsampler-steps", "4", "--device", "cpu"],
+        [sys.executable, "-m", "dalle2_lessons.generate", "a small red circle in the top left",
+         "a large blue square in the centre", "-n", "2", "-o", str(out),
+         "--prior-steps", "8", "--decoder-steps", "8", "--upsampler-steps", "4", "--device", "cpu"],
         capture_output=True, text=True, timeout=1800,  # hang guards, not speed tests
     )
     assert result.returncode == 0, result.stderr
@@ -85,7 +89,8 @@ def test_cli_writes_a_grid(tmp_path):
         pixels = torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1)
     first = pixels[:, CAPTION_HEIGHT:CAPTION_HEIGHT + 128, PAD:PAD + 128]
     blocks = first.reshape(3, 32, 4, 32, 4)
-    assert (blocks == blocks[:, :, :1, :, :1]).all(), "nearest neighbour: each drawn pixel is a 4×4 block, nothing smoothed"
+    assert (blocks == blocks[:, :, :1, :, :1]).all(), (
+        "nearest neighbour: each drawn pixel is a 4×4 block, nothing smoothed")
     assert (pixels[:, 2:CAPTION_HEIGHT - 2, :] > 200).any(), "the caption is written above its row"
 
 
@@ -93,11 +98,13 @@ def test_picture_grid_scales_each_image_to_at_least_128_pixels():
     images = torch.rand(6, 3, 16, 16) * 2 - 1
     grid = picture_grid(images, ["one", "two"], n=3)
     assert grid.size == (3 * (128 + PAD) + PAD, 2 * (CAPTION_HEIGHT + 128 + PAD))
-    assert picture_grid(torch.zeros(1, 3, 50, 50), ["x"], n=1).size == (150 + 2 * PAD, CAPTION_HEIGHT + 150 + PAD)  # 3×, whole factors
+    # 3×, whole factors
+    assert picture_grid(torch.zeros(1, 3, 50, 50), ["x"], n=1).size == (150 + 2 * PAD, CAPTION_HEIGHT + 150 + PAD)
 
 
 def test_cli_bad_prompt_exits_non_zero_in_a_real_process(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "dalle2_lessons.generate", "a purple unicorn", "-o", str(tmp_path / "x.png")],
+    result = subprocess.run([sys.executable, "-m", "dalle2_lessons.generate", "a purple unicorn",
+                             "-o", str(tmp_path / "x.png")],
                             capture_output=True, text=True, timeout=1800)
     assert result.returncode == 2
     assert "unicorn" in result.stderr

@@ -34,7 +34,8 @@ def test_training_lowers_the_diffusion_loss_and_samplers_run(measured):
     images[:, :, 2:6, 2:6] = 1  # one white square: easy to learn
     net = UNet(UNetConfig(resolution=8, base_channels=16, channel_mults=(1, 2), attention_levels=(1,)))
     sched = diffusion.cosine_schedule(100)
-    ema, losses = training.train(net, lambda m, idx, g: diffusion.diffusion_loss(m, images[idx], sched, g), images, steps=60, batch_size=32, lr=3e-3, progress=False)
+    ema, losses = training.train(net, lambda m, idx, g: diffusion.diffusion_loss(m, images[idx], sched, g), images,
+                                 steps=60, batch_size=32, lr=3e-3, progress=False)
     assert measured("loss ratio", sum(losses[-10:]) / sum(losses[:10])) < 0.7  # measured 0.208 with every kernel set
     g = torch.Generator().manual_seed(0)
     x = diffusion.sample_ddim(ema.module, (4, 3, 8, 8), sched, steps=10, generator=g, progress=False)
@@ -59,7 +60,8 @@ def test_ema_warms_up_so_early_averages_forget_the_initial_weights():
     # a plain 0.995 EMA would still hold 0.995**300 ≈ 22% of the initial 0; the warmed-up one almost none
     assert ema.module.weight.item() > 0.97
     avg = torch.tensor(0.0)
-    assert abs(training.ema_update(0.9)(avg, torch.tensor(1.0), torch.tensor(10_000)).item() - 0.1) < 1e-6  # d = 0.9 once warm
+    # d = 0.9 once warm
+    assert abs(training.ema_update(0.9)(avg, torch.tensor(1.0), torch.tensor(10_000)).item() - 0.1) < 1e-6
 
 
 def test_curve_measures_on_schedule_and_does_not_count_measuring_as_training():

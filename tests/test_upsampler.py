@@ -36,11 +36,14 @@ def test_the_upsampler_network_is_fully_convolutional():
 def test_a_tiny_upsampler_trains_and_samples():
     torch.manual_seed(0)
     high = shapes.ShapesDataset("train", n=64, resolution=32).images
-    net = UNet(UNetConfig(resolution=16, in_channels=6, out_channels=3, base_channels=16, channel_mults=(1, 2), attention_levels=(), mid_attention=False))
+    net = UNet(UNetConfig(resolution=16, in_channels=6, out_channels=3, base_channels=16, channel_mults=(1, 2),
+                          attention_levels=(), mid_attention=False))
     sched = diffusion.cosine_schedule(100)
-    ema, losses = training.train(net, lambda m, idx, g: upsampler.upsampler_loss(m, high[idx], sched, 0.6, 16, g), high, steps=40, batch_size=16, progress=False)
+    ema, losses = training.train(net, lambda m, idx, g: upsampler.upsampler_loss(m, high[idx], sched, 0.6, 16, g), high,
+                                 steps=40, batch_size=16, progress=False)
     assert sum(losses[-10:]) < sum(losses[:10])
-    out = upsampler.sample(ema.module, upsampler.downsample(high[:2]), steps=5, schedule=sched, generator=torch.Generator().manual_seed(0))
+    out = upsampler.sample(ema.module, upsampler.downsample(high[:2]), steps=5, schedule=sched,
+                           generator=torch.Generator().manual_seed(0))
     assert out.shape == (2, 3, 32, 32) and out.abs().max() <= 1
 
 
@@ -53,9 +56,11 @@ def test_the_course_upsampler_keeps_colour_size_and_position_and_mostly_shape(te
     # 6 runs (seeds 0-2, AVX-512/AVX2/SSE kernels, one thread: tests/conftest.py) measured colour, size and position
     # 1.0, shape 0.984-1.0, and keeping the low frequencies one image of 64 better on shape every time: the last bound
     # claims "does not lose shape", with two images of slack for other processors.
-    assert measured("min colour size position", min(reports["diffusion"].accuracy[a] for a in ("colour", "size", "position"))) >= 0.95, reports
+    worst = min(reports["diffusion"].accuracy[a] for a in ("colour", "size", "position"))
+    assert measured("min colour size position", worst) >= 0.95, reports
     assert measured("shape", reports["diffusion"].accuracy["shape"]) >= 0.95, reports
-    kept = measured("shape: kept - free", reports["diffusion"].accuracy["shape"] - reports["diffusion, free"].accuracy["shape"])
+    kept = measured("shape: kept - free",
+                    reports["diffusion"].accuracy["shape"] - reports["diffusion, free"].accuracy["shape"])
     assert kept >= -2 / 64, reports
 
 
@@ -69,4 +74,5 @@ def test_keeping_low_frequencies_pulls_the_downsample_back_to_the_input():
     twice = upsampler.keep_low_frequencies(once, low)
     assert error(twice) < error(once) < 0.5 * error(wrong), (error(wrong), error(once), error(twice))
     assert once.shape == wrong.shape and once.abs().max() <= 1
-    torch.testing.assert_close(upsampler.keep_low_frequencies(truth, low), truth, atol=0.35, rtol=0)  # a right guess barely moves
+    # a right guess barely moves
+    torch.testing.assert_close(upsampler.keep_low_frequencies(truth, low), truth, atol=0.35, rtol=0)

@@ -8,7 +8,8 @@ from dalle2_lessons import diffusion, shapes, widgets  # noqa: E402
 
 def test_draw_noised_shows_clean_and_each_schedule():
     image = shapes.render(shapes.sample_scenes(1), 16)[0]
-    fig = widgets.draw_noised(image, 300, {"linear": diffusion.linear_schedule(), "cosine": diffusion.cosine_schedule()})
+    fig = widgets.draw_noised(image, 300,
+                              {"linear": diffusion.linear_schedule(), "cosine": diffusion.cosine_schedule()})
     titles = [ax.get_title() for ax in fig.axes]
     assert titles[0] == "x_0" and titles[1].startswith("linear: t=300") and titles[2].startswith("cosine: t=300")
 
