@@ -90,11 +90,27 @@ def build_parser(description: str, eval_help: str | None, n_eval: int, n_eval_he
     return p
 
 
-def settings_for(presets: Mapping[str, Any], args: argparse.Namespace, **overrides: Any) -> Any:
-    """A builder's settings: the preset of ``args.profile`` with ``--steps`` and any ``overrides`` (``None`` values
-    are ignored) applied."""
-    changes = {"steps": args.steps, **overrides}
-    return replace(presets[args.profile], **{k: v for k, v in changes.items() if v is not None})
+#: The flags :func:`build_parser` adds; any other flag a builder adds names a field of its settings.
+COMMON_FLAGS = ("profile", "steps", "eval_every", "n_eval", "out", "device", "clip")
+
+
+def run_builder(parser: argparse.ArgumentParser, presets: Mapping[str, Any], build: Callable[..., Built],
+                argv: list[str] | None = None, needs_clip: Callable[[Any], bool] = lambda cfg: True,
+                ) -> tuple[argparse.Namespace, Any, torch.nn.Module | None, Built]:
+    """What every builder's ``main`` starts with: parse the command line, take the profile's preset with ``--steps``
+    and the builder's own flags applied (``--condition`` sets ``cfg.condition``), load the CLIP the stage learns from
+    (``--clip``; none where ``needs_clip(cfg)`` is false), and train. Returns ``(args, cfg, clip, built)``, the model
+    moved to the CPU for measuring and saving."""
+    from .clip import builder_clip  # clip.py imports this module
+
+    args = parser.parse_args(argv)
+    own_flags = {k: v for k, v in vars(args).items() if k not in COMMON_FLAGS}
+    changes = {k: v for k, v in {"steps": args.steps, **own_flags}.items() if v is not None}
+    cfg = replace(presets[args.profile], **changes)
+    clip = builder_clip(args) if needs_clip(cfg) else None
+    built = build(cfg, args.device, clip=clip, eval_every=getattr(args, "eval_every", None))
+    built.model.cpu()
+    return args, cfg, clip, built
 
 
 @dataclass

@@ -50,7 +50,10 @@ class TextEncoder(nn.Module):
     thanks to the causal mask, that is the one position that has seen the whole caption.
     """
 
-    def __init__(self, vocab_size: int, context_length: int, width: int = 128, layers: int = 3, heads: int = 4, embed_dim: int = 64):
+    def __init__(
+        self, vocab_size: int, context_length: int, width: int = 128, layers: int = 3, heads: int = 4,
+        embed_dim: int = 64,
+    ):
         super().__init__()
         self.token_embedding = nn.Embedding(vocab_size, width)
         self.positional_embedding = nn.Parameter(torch.randn(context_length, width) * 0.01)
@@ -75,7 +78,11 @@ class ResidualBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(c_out)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(c_out)
-        self.skip = nn.Identity() if stride == 1 and c_in == c_out else nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+        self.skip = (
+            nn.Identity()
+            if stride == 1 and c_in == c_out
+            else nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = F.relu(self.bn1(self.conv1(x)))
@@ -164,7 +171,9 @@ class CLIP(nn.Module):
         return asdict(self.config)
 
 
-def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:
+def contrastive_loss(
+    image_features: torch.Tensor, text_features: torch.Tensor, scale: torch.Tensor | float
+) -> torch.Tensor:
     """CLIP's symmetric cross-entropy (InfoNCE) loss.
 
     Args:
@@ -180,7 +189,10 @@ def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor, 
     return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
 
 
-def hard_negative_loss(image_features: torch.Tensor, text_features: torch.Tensor, negative_features: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:
+def hard_negative_loss(
+    image_features: torch.Tensor, text_features: torch.Tensor, negative_features: torch.Tensor,
+    scale: torch.Tensor | float,
+) -> torch.Tensor:
     """CLIP's loss with one extra, hard negative caption per image (NegCLIP, Yuksekgonul et al., 2023).
 
     Each image must now pick its caption among the batch's ``B`` captions *and* ``B`` near-misses (e.g.
@@ -246,7 +258,10 @@ def train_clip(
     model.to(device).train()
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.98), eps=1e-6)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=lr, betas=(0.9, 0.98), eps=1e-6,
+    )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(steps, warmup, max_warmup=100))
     losses: list[float] = []
     bar = tqdm(range(steps), desc=desc, disable=not progress)
@@ -291,9 +306,12 @@ class ClipSettings:
 
 
 PRESETS: dict[str, ClipSettings] = {
-    "ci": ClipSettings(16, n_train=2_000, steps=120, batch_size=64, lr=2e-3, embed_dim=64, n_eval=256, n_retrieval=128, n_probe=1_000),
-    "cpu": ClipSettings(16, n_train=20_000, steps=1_000, batch_size=128, lr=2e-3, embed_dim=64, n_eval=2_000, n_retrieval=256, n_probe=5_000),
-    "gpu": ClipSettings(16, n_train=20_000, steps=3_000, batch_size=128, lr=2e-3, embed_dim=64, n_eval=2_000, n_retrieval=256, n_probe=5_000),
+    "ci": ClipSettings(16, n_train=2_000, steps=120, batch_size=64, lr=2e-3, embed_dim=64,
+                       n_eval=256, n_retrieval=128, n_probe=1_000),
+    "cpu": ClipSettings(16, n_train=20_000, steps=1_000, batch_size=128, lr=2e-3, embed_dim=64,
+                        n_eval=2_000, n_retrieval=256, n_probe=5_000),
+    "gpu": ClipSettings(16, n_train=20_000, steps=3_000, batch_size=128, lr=2e-3, embed_dim=64,
+                        n_eval=2_000, n_retrieval=256, n_probe=5_000),
 }
 
 
@@ -316,10 +334,8 @@ def build(cfg: ClipSettings, device: str | torch.device = "cpu", *, clip: object
 def main(argv: list[str] | None = None) -> None:
     p = checkpoints.build_parser("Train the course CLIP and save it as a checkpoint.", None, 0,
                                  "unused: the profile's n_eval and n_retrieval set the evaluation")
-    args = p.parse_args(argv)
-    cfg = checkpoints.settings_for(PRESETS, args)
-    built = build(cfg, args.device)
-    model = built.model.cpu()
+    args, cfg, _, built = checkpoints.run_builder(p, PRESETS, build, argv, needs_clip=lambda cfg: False)
+    model = built.model
     results = evaluate_clip(model, tokenizer.Tokenizer(), cfg.resolution, cfg.n_eval, cfg.n_retrieval)
     for split, row in results.items():
         print(f"{split:8s} " + "  ".join(f"{k} {v:.4f}" for k, v in row.items()))

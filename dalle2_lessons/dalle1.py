@@ -24,7 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import checkpoints, judge, profiles, shapes, tokenizer
-from .clip import builder_clip, caption_tokens
+from .clip import caption_tokens
 from .guidance import judge_caption_samples, make_condition_sampler
 from .checkpoints import Built
 from .training import Curve, train
@@ -100,7 +100,9 @@ class TextImageTransformer(nn.Module):
         return F.cross_entropy(self(text, image).flatten(0, 1), image.flatten())
 
     @torch.no_grad()
-    def sample(self, text: torch.Tensor, top_k: int = 32, temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(
+        self, text: torch.Tensor, top_k: int = 32, temperature: float = 1.0, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Write the image token by token: ``(B, L_t)`` captions → ``(B, L_i)`` image ids.
 
         Each step keeps the ``top_k`` most likely tokens (:func:`top_k_filter`), divides by ``temperature``,
@@ -111,7 +113,10 @@ class TextImageTransformer(nn.Module):
         self.eval()
         c = self.config
         start = torch.full_like(text[:, :1], self.start_of_image)
-        x = torch.cat([self.text_embedding(text), self.image_embedding(start)], dim=1) + self.position[: text.shape[1] + 1]
+        x = (
+            torch.cat([self.text_embedding(text), self.image_embedding(start)], dim=1)
+            + self.position[: text.shape[1] + 1]
+        )
         caches = [KVCache() for _ in self.blocks]  # each block's keys and values of the positions read so far
         image = torch.zeros(len(text), 0, dtype=torch.long, device=text.device)
         for j in range(c.image_length):
@@ -140,7 +145,9 @@ class DALLE1(nn.Module):
         self.transformer = TextImageTransformer(transformer_config)
 
     @torch.no_grad()
-    def sample(self, text: torch.Tensor, generator: torch.Generator | None = None, top_k: int = 32, temperature: float = 1.0) -> torch.Tensor:
+    def sample(
+        self, text: torch.Tensor, generator: torch.Generator | None = None, top_k: int = 32, temperature: float = 1.0
+    ) -> torch.Tensor:
         """``(B, L_t)`` tokenised captions → ``(B, 3, R, R)`` images in [-1, 1] (one per caption)."""
         self.eval()
         ids = self.transformer.sample(text, top_k, temperature, generator)
@@ -148,8 +155,10 @@ class DALLE1(nn.Module):
         return self.tokenizer.decode(ids.view(-1, g, g))
 
     @torch.no_grad()
-    def sample_reranked(self, text: torch.Tensor, clip_model, candidates: int = 8, generator: torch.Generator | None = None,
-                        top_k: int = 32) -> torch.Tensor:
+    def sample_reranked(
+        self, text: torch.Tensor, clip_model, candidates: int = 8, generator: torch.Generator | None = None,
+        top_k: int = 32,
+    ) -> torch.Tensor:
         """Draw ``candidates`` images per caption and keep the one CLIP scores highest: ``(B, 3, R, R)``."""
         images = self.sample(text.repeat_interleave(candidates, 0), generator, top_k)
         return rerank(clip_model, text, images.view(len(text), candidates, *images.shape[1:]))[:, 0]
@@ -203,7 +212,8 @@ class DALLE1Settings:
 
 
 PRESETS: dict[str, DALLE1Settings] = {
-    "ci": DALLE1Settings(n_train=2_000, tokenizer_steps=40, steps=30, batch_size=32, lr=2e-3, n_eval=16, tokenizer_batch_size=32, candidates=4),
+    "ci": DALLE1Settings(n_train=2_000, tokenizer_steps=40, steps=30, batch_size=32, lr=2e-3, n_eval=16,
+                         tokenizer_batch_size=32, candidates=4),
     "cpu": DALLE1Settings(n_train=20_000, tokenizer_steps=1_000, steps=800, batch_size=64, lr=2e-3, n_eval=256),
     "gpu": DALLE1Settings(n_train=20_000, tokenizer_steps=3_000, steps=6_000, batch_size=128, lr=2e-3, n_eval=1_000),
 }
@@ -256,21 +266,19 @@ def main(argv: list[str] | None = None) -> None:
                                  "judge the transformer's samples every N steps (the accuracy-vs-minutes curve)", 512,
                                  "test / held-out captions judged at the end")
     p.add_argument("--tokenizer-steps", type=int, default=None, help="tokenizer steps (default: the profile's)")
-    args = p.parse_args(argv)
-    cfg = checkpoints.settings_for(PRESETS, args, tokenizer_steps=args.tokenizer_steps)
-    built = build(cfg, args.device, eval_every=args.eval_every)
+    args, cfg, clip, built = checkpoints.run_builder(p, PRESETS, build, argv)  # the CLIP only reranks
     model = built.model
-    clip = builder_clip(args)  # reads no embedding; reranks with this CLIP
     results = judge_caption_samples(model.sample, clip, args.n_eval, condition="tokens")
     reranked = judge_caption_samples(lambda text, g: model.sample_reranked(text, clip, cfg.candidates, g), clip,
                                      args.n_eval, condition="tokens")
     test = shapes.ShapesDataset("test", n=args.n_eval, resolution=16)
     reconstructions = judge.load_judge("single").score(model.tokenizer.decode(model.tokenizer.encode(test.images)),
                                                        test.attrs)
-    rebuild = checkpoints.command("dalle1", profile=args.profile, tokenizer_steps=args.tokenizer_steps, steps=args.steps,
-                                  eval_every=args.eval_every)
+    rebuild = checkpoints.command("dalle1", profile=args.profile, tokenizer_steps=args.tokenizer_steps,
+                                  steps=args.steps, eval_every=args.eval_every)
     extra = {"eval": results, f"eval_best_of_{cfg.candidates}": reranked, "reconstructions": reconstructions.as_dict(),
-             "tokenizer_train_seconds": round(built.extra["tokenizer_seconds"], 1), "tokenizer_steps": cfg.tokenizer_steps,
+             "tokenizer_train_seconds": round(built.extra["tokenizer_seconds"], 1),
+             "tokenizer_steps": cfg.tokenizer_steps,
              "tokenizer_final_reconstruction_mse": sum(built.losses["tokenizer_reconstruction"][-50:]) / 50}
     checkpoints.save_build(CHECKPOINT, built, args, extra, rebuild)
 

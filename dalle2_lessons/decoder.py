@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 
 from . import checkpoints, diffusion, judge, profiles, shapes, tokenizer
-from .clip import CLIP, CaptionBank, builder_clip, caption_tokens, embed_images, encode_captions, load_clip
+from .clip import CLIP, CaptionBank, caption_tokens, embed_images, encode_captions, load_clip
 from .checkpoints import Built
 from .training import Curve, train
 from .unet import UNet, UNetConfig
@@ -49,8 +49,7 @@ class DecoderConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> DecoderConfig:
-        unet = {k: tuple(v) if isinstance(v, list) else v for k, v in d["unet"].items()}
-        return cls(UNetConfig(**unet), **{k: v for k, v in d.items() if k != "unet"})
+        return cls(UNetConfig.from_dict(d["unet"]), **{k: v for k, v in d.items() if k != "unet"})
 
 
 def decoder_config(embed_dim: int = 64, context_dim: int = 128, caption: bool = True) -> DecoderConfig:
@@ -78,7 +77,9 @@ class Decoder(nn.Module):
         self.to_context = nn.Linear(c.embed_dim, c.n_context * c.unet.context_dim)
         self.caption_proj = nn.Linear(c.token_width, c.unet.context_dim) if c.caption else None
 
-    def context(self, z: torch.Tensor, tokens: torch.Tensor | None, token_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def context(
+        self, z: torch.Tensor, tokens: torch.Tensor | None, token_mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The tokens the attention layers see: ``(B, n_context [+ L], context_dim)`` and their mask."""
         b = len(z)
         ctx = self.to_context(z).view(b, self.config.n_context, -1)
@@ -115,7 +116,8 @@ def drop_conditions(
 
 def decoder_loss(
     decoder: Decoder, x0: torch.Tensor, z_image: torch.Tensor, tokens: torch.Tensor, token_mask: torch.Tensor,
-    schedule: diffusion.NoiseSchedule, p_image: float = 0.1, p_caption: float = 0.5, generator: torch.Generator | None = None,
+    schedule: diffusion.NoiseSchedule, p_image: float = 0.1, p_caption: float = 0.5,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Lesson 04's ε-prediction loss with both conditions randomly dropped."""
     z, mask = drop_conditions(z_image, token_mask, p_image, p_caption, generator)
@@ -129,8 +131,10 @@ def guided_eps(decoder: Decoder, x, t, z_image, tokens, token_mask, scale: float
     return diffusion.guide(decoder, cond, (x, t, torch.zeros_like(z_image), tokens, null_mask), scale)
 
 
-def eps_model(decoder: Decoder, z_image: torch.Tensor, tokens: torch.Tensor | None = None, token_mask: torch.Tensor | None = None,
-              scale: float = 3.0) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def eps_model(
+    decoder: Decoder, z_image: torch.Tensor, tokens: torch.Tensor | None = None, token_mask: torch.Tensor | None = None,
+    scale: float = 3.0,
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The ``(x_t, t) → ε`` function the samplers of :mod:`~dalle2_lessons.diffusion` call, for fixed conditions."""
     return lambda x, t: guided_eps(decoder, x, t, z_image, tokens, token_mask, scale)
 
@@ -152,7 +156,9 @@ def sample(
         tokens, token_mask = tokens.to(device), token_mask.to(device)
     r = decoder.config.unet.resolution
     fn = eps_model(decoder, z_image, tokens, token_mask, scale)
-    return diffusion.sample_ddim(fn, (len(z_image), 3, r, r), schedule, steps, eta, generator, device, x_T=x_T, progress=progress).cpu()
+    return diffusion.sample_ddim(
+        fn, (len(z_image), 3, r, r), schedule, steps, eta, generator, device, x_T=x_T, progress=progress
+    ).cpu()
 
 
 def reconstruct(decoder: Decoder, clip_model, images: torch.Tensor, scale: float = 3.0, steps: int = 50, seed: int = 0,
@@ -243,7 +249,9 @@ def build(cfg: DecoderSettings, device: str | torch.device = "cpu", *, clip: CLI
 def load_decoder(profile: str | None = None, device: str | torch.device = "cpu", *, clip: CLIP) -> Decoder:
     """The decoder trained on ``clip``'s embeddings: yours of ``profile`` (from lesson 07) if it is, else the course
     checkpoint if it is (eval mode); a :class:`~dalle2_lessons.checkpoints.CheckpointError` if neither."""
-    return checkpoints.load_model(CHECKPOINT, lambda config: Decoder(DecoderConfig.from_dict(config)), profile, device, {"clip": clip})
+    return checkpoints.load_model(
+        CHECKPOINT, lambda config: Decoder(DecoderConfig.from_dict(config)), profile, device, {"clip": clip}
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -251,11 +259,8 @@ def main(argv: list[str] | None = None) -> None:
         "Train the course's unCLIP decoder (CLIP image embedding → 16×16 image) and save it.",
         "judge reconstructions every N steps (the accuracy-vs-minutes curve)", 256,
         "images for the final reconstruction table")
-    args = p.parse_args(argv)
-    cfg = checkpoints.settings_for(PRESETS, args)
-    clip = builder_clip(args)
-    built = build(cfg, args.device, clip=clip, eval_every=args.eval_every)
-    model = built.model.cpu()
+    args, cfg, clip, built = checkpoints.run_builder(p, PRESETS, build, argv)
+    model = built.model
     results = {}
     for split, scale, caption in [("test", 1.0, False), ("test", 2.0, False), ("test", 3.0, False),
                                   ("test", 5.0, False), ("test", 3.0, True), ("heldout", 3.0, False)]:

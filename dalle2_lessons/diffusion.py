@@ -223,7 +223,9 @@ def reverse_formula(x_t: torch.Tensor, t: int, noise: torch.Tensor, schedule: No
 # ``prediction_type`` says otherwise): a U-Net, or a lambda that adds conditioning and guidance (:func:`guide`).
 
 
-def diffusion_loss(eps_model, x0: torch.Tensor, schedule: NoiseSchedule, generator: torch.Generator | None = None) -> torch.Tensor:
+def diffusion_loss(
+    eps_model, x0: torch.Tensor, schedule: NoiseSchedule, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """DDPM's simple loss: noise ``x0`` to a random step, ask for the noise back, mean squared error."""
     t = torch.randint(schedule.T, (len(x0),), generator=generator).to(x0.device)
     noise = torch.randn(x0.shape, generator=generator).to(x0.device)
@@ -318,7 +320,9 @@ def ddim_invert(
     """
     levels = [-1, *reversed(ddim_timesteps(schedule.T, steps))]  # from clean (-1) to the noisiest step
     x = x0
-    for cur, nxt in tqdm(list(zip(levels[:-1], levels[1:])), desc=f"DDIM inversion {steps}", disable=not progress, leave=False):
+    for cur, nxt in tqdm(
+        list(zip(levels[:-1], levels[1:])), desc=f"DDIM inversion {steps}", disable=not progress, leave=False
+    ):
         eps = eps_model(x, torch.full((len(x),), max(cur, 0), device=x.device))
         a_cur = schedule.alphas_cumprod[cur] if cur >= 0 else torch.tensor(1.0)
         a_next = schedule.alphas_cumprod[nxt]

@@ -37,7 +37,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 from tqdm.auto import tqdm
 
 from . import checkpoints, judge, profiles, shapes, tokenizer
-from .clip import CLIP, builder_clip, load_clip
+from .clip import CLIP, load_clip
 from .guidance import clip_caption_embeddings, eval_conditions, judge_caption_samples, make_condition_sampler
 from .checkpoints import Built
 from .training import Curve
@@ -63,7 +63,10 @@ class Generator(nn.Module):
         super().__init__()
         self.config = c = config
         w, g = c.width, c.resolution // 4
-        self.project = nn.Sequential(nn.Linear(c.latent_dim + c.cond_dim, 2 * w * g * g), nn.Unflatten(1, (2 * w, g, g)), nn.BatchNorm2d(2 * w), nn.ReLU())
+        self.project = nn.Sequential(
+            nn.Linear(c.latent_dim + c.cond_dim, 2 * w * g * g), nn.Unflatten(1, (2 * w, g, g)),
+            nn.BatchNorm2d(2 * w), nn.ReLU(),
+        )
         self.net = nn.Sequential(
             nn.ConvTranspose2d(2 * w, w, 4, 2, 1), nn.BatchNorm2d(w), nn.ReLU(),  # R/4 → R/2
             nn.ConvTranspose2d(w, w // 2, 4, 2, 1), nn.BatchNorm2d(w // 2), nn.ReLU(),  # R/2 → R
@@ -108,7 +111,8 @@ class Discriminator(nn.Module):
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         h = F.leaky_relu(self.to_feature(self.features(x)), 0.2)  # (B, 4w): φ(x)
-        return self.real_score(h).squeeze(1) + (self.embed_condition(c * self.cond_scale) * h).sum(1)  # w·φ(x) + (Vc)·φ(x)
+        # w·φ(x) + (Vc)·φ(x)
+        return self.real_score(h).squeeze(1) + (self.embed_condition(c * self.cond_scale) * h).sum(1)
 
 
 def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: str = "hinge") -> torch.Tensor:
@@ -217,7 +221,9 @@ def build(cfg: GANSettings, device: str | torch.device = "cpu", *, clip: CLIP | 
     profiles.seed_everything(cfg.seed)
     data = shapes.ShapesDataset("train", n=cfg.n_train, resolution=16)
     clip = clip or load_clip()
-    get_cond = make_condition_sampler("clip", data.attrs, clip_caption_embeddings(clip, tokenizer.Tokenizer(), data.attrs))
+    get_cond = make_condition_sampler(
+        "clip", data.attrs, clip_caption_embeddings(clip, tokenizer.Tokenizer(), data.attrs)
+    )
     config = GANConfig(latent_dim=cfg.latent_dim)
     gen = Generator(config)
     disc = Discriminator(config, cfg.spectral_norm)
@@ -231,18 +237,19 @@ def build(cfg: GANSettings, device: str | torch.device = "cpu", *, clip: CLIP | 
 def load_gan(profile: str | None = None, device: str | torch.device = "cpu", *, clip: CLIP) -> Generator:
     """The generator conditioned on ``clip``'s text embeddings: yours of ``profile`` (from lesson 11) if it is, else
     the course checkpoint if it is (eval mode); a :class:`~dalle2_lessons.checkpoints.CheckpointError` if neither."""
-    return checkpoints.load_model(CHECKPOINT, lambda config: Generator(GANConfig(**config)), profile, device, {"clip": clip})
+    return checkpoints.load_model(
+        CHECKPOINT, lambda config: Generator(GANConfig(**config)), profile, device, {"clip": clip}
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = checkpoints.build_parser("Train the course's conditional GAN (hinge loss, spectral norm) and save its generator.",
-                                 "judge the generator every N steps (the accuracy-vs-minutes curve)", 512,
-                                 "test / held-out captions judged at the end")
-    args = p.parse_args(argv)
-    cfg = checkpoints.settings_for(PRESETS, args)
-    clip = builder_clip(args)
-    built = build(cfg, args.device, clip=clip, eval_every=args.eval_every)
-    results = judge_caption_samples(built.model.cpu().sample, clip, args.n_eval)
+    p = checkpoints.build_parser(
+        "Train the course's conditional GAN (hinge loss, spectral norm) and save its generator.",
+        "judge the generator every N steps (the accuracy-vs-minutes curve)", 512,
+        "test / held-out captions judged at the end",
+    )
+    args, cfg, clip, built = checkpoints.run_builder(p, PRESETS, build, argv)
+    results = judge_caption_samples(built.model.sample, clip, args.n_eval)
     rebuild = checkpoints.command("gan", profile=args.profile, steps=args.steps, eval_every=args.eval_every)
     checkpoints.save_build(CHECKPOINT, built, args, {"eval": results}, rebuild, parents={"clip": clip})
 

@@ -21,7 +21,8 @@ diversity for faithfulness to the caption (GLIDE's convention for ``s``).
 
 The course checkpoints (the "GLIDE-like" text-to-image baseline of the unCLIP lessons, and the attribute-token
 model of the lesson's comparison; the lesson itself trains for fewer steps) are ``text-diffusion`` and
-``text-diffusion-attributes``; the commands that rebuild them are in :data:`~dalle2_lessons.checkpoints.REBUILD_COMMANDS`.
+``text-diffusion-attributes``; the commands that rebuild them are in
+:data:`~dalle2_lessons.checkpoints.REBUILD_COMMANDS`.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import torch
 import torch.nn as nn
 
 from . import checkpoints, diffusion, judge, profiles, shapes, tokenizer
-from .clip import CLIP, builder_clip, caption_tokens, embed_texts, load_clip
+from .clip import CLIP, caption_tokens, embed_texts, load_clip
 from .checkpoints import Built
 from .training import Curve, train
 from .unet import UNet, UNetConfig
@@ -62,7 +63,9 @@ class AttributeEncoder(nn.Module):
     def __init__(self, dim: int, tier: str = "single"):
         super().__init__()
         self.tier = tier
-        self.tables = nn.ModuleList(nn.Embedding(len(shapes.ATTRIBUTE_VALUES[name]), dim) for name in shapes.TIERS[tier])
+        self.tables = nn.ModuleList(
+            nn.Embedding(len(shapes.ATTRIBUTE_VALUES[name]), dim) for name in shapes.TIERS[tier]
+        )
         for table in self.tables:
             nn.init.normal_(table.weight, std=1.0)  # entries of about ±1, like the scaled CLIP embedding
 
@@ -83,8 +86,7 @@ class ConditionalConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> ConditionalConfig:
-        unet = {k: tuple(v) if isinstance(v, list) else v for k, v in d["unet"].items()}
-        return cls(UNetConfig(**unet), d["condition"], d["tier"])
+        return cls(UNetConfig.from_dict(d["unet"]), d["condition"], d["tier"])
 
 
 class ConditionalUNet(nn.Module):
@@ -100,7 +102,9 @@ class ConditionalUNet(nn.Module):
         if config.unet.cond_dim is None:
             raise ValueError("a conditional U-Net needs UNetConfig(cond_dim=...)")
         self.unet = UNet(config.unet)
-        self.attributes = AttributeEncoder(config.unet.cond_dim, config.tier) if config.condition == "attributes" else None
+        self.attributes = (
+            AttributeEncoder(config.unet.cond_dim, config.tier) if config.condition == "attributes" else None
+        )
 
     def encode(self, cond: torch.Tensor) -> torch.Tensor:
         """Unit-norm CLIP embeddings are scaled by √D, so their entries are about ±1 like every other
@@ -164,7 +168,11 @@ def sample(
         if steps is None:
             out.append(diffusion.sample_ddpm(eps_model, shape, schedule, generator, device, progress=progress).cpu())
         else:
-            out.append(diffusion.sample_ddim(eps_model, shape, schedule, steps, eta, generator, device, progress=progress).cpu())
+            out.append(
+                diffusion.sample_ddim(
+                    eps_model, shape, schedule, steps, eta, generator, device, progress=progress
+                ).cpu()
+            )
     return torch.cat(out)
 
 
@@ -182,7 +190,9 @@ def diversity(images: torch.Tensor, groups: int) -> float:
 # Data and the course checkpoint.
 
 
-def clip_caption_embeddings(clip_model, tok: tokenizer.Tokenizer, attrs: torch.Tensor, tier: str = "single") -> torch.Tensor:
+def clip_caption_embeddings(
+    clip_model, tok: tokenizer.Tokenizer, attrs: torch.Tensor, tier: str = "single"
+) -> torch.Tensor:
     """Every paraphrase of every scene through the frozen CLIP text encoder: ``(N, n_templates, D)``, unit norm."""
     tokens = caption_tokens(tok, tier, attrs)  # (N, T, L)
     unique, inverse = torch.unique(tokens.flatten(0, 1), dim=0, return_inverse=True)
@@ -199,7 +209,9 @@ def make_condition_sampler(kind: str, attrs: torch.Tensor, caption_embeddings: t
     return lambda idx, gen: caption_embeddings[idx, torch.randint(n_t, (len(idx),), generator=gen)]
 
 
-def eval_conditions(kind: str, n: int, clip_model=None, split: str = "test", seed: int = 1) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def eval_conditions(
+    kind: str, n: int, clip_model=None, split: str = "test", seed: int = 1
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """``n`` captions of ``split`` to generate from: ``(conditions, attrs, captions)``.
 
     ``kind``: ``"clip"`` (the captions' CLIP text embeddings), ``"tokens"`` (the tokenised captions) or
@@ -215,8 +227,10 @@ def eval_conditions(kind: str, n: int, clip_model=None, split: str = "test", see
     return embed_texts(clip_model, tokenizer.Tokenizer().encode_batch(captions)), ds_attrs, captions
 
 
-def judge_caption_samples(sample: Callable[[torch.Tensor, torch.Generator], torch.Tensor], clip_model, n: int,
-                          splits: tuple[str, ...] = ("test", "heldout"), condition: str = "clip") -> dict[str, dict[str, float]]:
+def judge_caption_samples(
+    sample: Callable[[torch.Tensor, torch.Generator], torch.Tensor], clip_model, n: int,
+    splits: tuple[str, ...] = ("test", "heldout"), condition: str = "clip",
+) -> dict[str, dict[str, float]]:
     """Judge one sample per caption of each split, for any caption-conditioned generator (lessons 10–13).
 
     Args:
@@ -231,7 +245,8 @@ def judge_caption_samples(sample: Callable[[torch.Tensor, torch.Generator], torc
         t0 = time.perf_counter()
         images = sample(cond, torch.Generator().manual_seed(0))
         seconds = time.perf_counter() - t0
-        results[split] = {**judge.load_judge("single").score(images, attrs).as_dict(), "soft_pixels": judge.soft_pixels(images),
+        results[split] = {**judge.load_judge("single").score(images, attrs).as_dict(),
+                          "soft_pixels": judge.soft_pixels(images),
                           "sample_seconds_per_image": seconds / len(cond)}
         print(f"{split:8s} {results[split]}", flush=True)
     return results
@@ -270,9 +285,12 @@ class GuidanceSettings:
 
 
 PRESETS: dict[str, GuidanceSettings] = {
-    "ci": GuidanceSettings(n_train=2_000, steps=40, batch_size=32, lr=2e-3, n_eval=16, n_per_caption=4, n_compare=8, n_ddpm=4),
-    "cpu": GuidanceSettings(n_train=20_000, steps=400, batch_size=128, lr=2e-3, n_eval=128, n_per_caption=8, n_compare=64, n_ddpm=16),
-    "gpu": GuidanceSettings(n_train=20_000, steps=6_000, batch_size=128, lr=2e-3, n_eval=512, n_per_caption=16, n_compare=256, n_ddpm=128),
+    "ci": GuidanceSettings(n_train=2_000, steps=40, batch_size=32, lr=2e-3, n_eval=16,
+                           n_per_caption=4, n_compare=8, n_ddpm=4),
+    "cpu": GuidanceSettings(n_train=20_000, steps=400, batch_size=128, lr=2e-3, n_eval=128,
+                            n_per_caption=8, n_compare=64, n_ddpm=16),
+    "gpu": GuidanceSettings(n_train=20_000, steps=6_000, batch_size=128, lr=2e-3, n_eval=512,
+                            n_per_caption=16, n_compare=256, n_ddpm=128),
 }
 
 
@@ -307,11 +325,14 @@ def build(cfg: GuidanceSettings, device: str | torch.device = "cpu", *, clip: CL
     return Built(ema.module.eval(), {"loss": losses}, curve.train_seconds, curve.points, cfg)
 
 
-def load_text_diffusion(profile: str | None = None, device: str | torch.device = "cpu", *, clip: CLIP) -> ConditionalUNet:
+def load_text_diffusion(
+    profile: str | None = None, device: str | torch.device = "cpu", *, clip: CLIP
+) -> ConditionalUNet:
     """The text-conditional U-Net trained on ``clip``'s text embeddings: yours of ``profile`` (from lesson 05) if it
     is, else the course checkpoint if it is; a :class:`~dalle2_lessons.checkpoints.CheckpointError` if neither."""
-    return checkpoints.load_model(CHECKPOINT, lambda config: ConditionalUNet(ConditionalConfig.from_dict(config)), profile, device,
-                                  {"clip": clip})
+    return checkpoints.load_model(
+        CHECKPOINT, lambda config: ConditionalUNet(ConditionalConfig.from_dict(config)), profile, device, {"clip": clip}
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -320,11 +341,10 @@ def main(argv: list[str] | None = None) -> None:
         "judge the model every N steps (the accuracy-vs-minutes curve)", 256,
         "test captions for the final guidance sweep and the DDPM/DDIM comparison")
     p.add_argument("--condition", default="clip", choices=("clip", "attributes"))
-    args = p.parse_args(argv)
-    cfg = checkpoints.settings_for(PRESETS, args, condition=args.condition)
-    clip = builder_clip(args) if cfg.condition == "clip" else None
-    built = build(cfg, args.device, clip=clip, eval_every=args.eval_every)
-    model = built.model.cpu()
+    args, cfg, clip, built = checkpoints.run_builder(
+        p, PRESETS, build, argv, needs_clip=lambda cfg: cfg.condition == "clip"
+    )
+    model = built.model
     schedule = diffusion.cosine_schedule()
     cond, attrs, _ = eval_conditions(cfg.condition, args.n_eval, clip)
     results = {}

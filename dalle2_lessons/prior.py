@@ -31,7 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import checkpoints, diffusion, profiles, shapes, tokenizer
-from .clip import CLIP, CaptionBank, builder_clip, caption_tokens, embed_images, encode_captions, load_clip
+from .clip import CLIP, CaptionBank, caption_tokens, embed_images, encode_captions, load_clip
 from .checkpoints import Built
 from .training import Curve, train
 from .transformer import Block
@@ -88,7 +88,9 @@ class DiffusionPrior(nn.Module):
         self.out = nn.Linear(c.width, c.embed_dim)
         self.register_load_state_dict_pre_hook(_rename_old_block_keys)
 
-    def sequence(self, z_t: torch.Tensor, t: torch.Tensor, text_emb: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    def sequence(
+        self, z_t: torch.Tensor, t: torch.Tensor, text_emb: torch.Tensor, tokens: torch.Tensor
+    ) -> torch.Tensor:
         """The input sequence ``(B, L + 4, W)``: caption tokens, text embedding, timestep, noised embedding, query."""
         b = len(z_t)
         parts = [
@@ -110,7 +112,9 @@ class DiffusionPrior(nn.Module):
         eye = torch.eye(s, dtype=torch.bool, device=token_mask.device)
         return ((causal & keys[:, None, :]) | eye)[:, None]
 
-    def forward(self, z_t: torch.Tensor, t: torch.Tensor, text_emb: torch.Tensor, tokens: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, z_t: torch.Tensor, t: torch.Tensor, text_emb: torch.Tensor, tokens: torch.Tensor, token_mask: torch.Tensor
+    ) -> torch.Tensor:
         x = self.sequence(z_t, t, text_emb, tokens)
         mask = self.attention_mask(token_mask)
         for block in self.blocks:
@@ -125,15 +129,18 @@ class DiffusionPrior(nn.Module):
 # Training and sampling.
 
 
-def drop_caption(text_emb: torch.Tensor, token_mask: torch.Tensor, p_uncond: float, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def drop_caption(
+    text_emb: torch.Tensor, token_mask: torch.Tensor, p_uncond: float, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Drop the whole caption (embedding → zeros, every token hidden) for a fraction ``p_uncond`` of rows."""
     keep = (torch.rand(len(text_emb), generator=generator) >= p_uncond).to(text_emb.device)
     return text_emb * keep[:, None].to(text_emb.dtype), token_mask & keep[:, None]
 
 
 def prior_loss(
-    prior: DiffusionPrior, z_image: torch.Tensor, text_emb: torch.Tensor, tokens: torch.Tensor, token_mask: torch.Tensor,
-    schedule: diffusion.NoiseSchedule, p_uncond: float = 0.1, generator: torch.Generator | None = None,
+    prior: DiffusionPrior, z_image: torch.Tensor, text_emb: torch.Tensor, tokens: torch.Tensor,
+    token_mask: torch.Tensor, schedule: diffusion.NoiseSchedule, p_uncond: float = 0.1,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Noise the (√D-scaled) image embeddings ``(B, D)`` to a random step and regress the clean ones (MSE)."""
     x0 = z_image * math.sqrt(z_image.shape[-1])
@@ -150,7 +157,9 @@ def guided_x0(prior: DiffusionPrior, z_t, t, text_emb, tokens, token_mask, scale
     return diffusion.guide(prior, (z_t, t, text_emb, tokens, token_mask), null, scale)
 
 
-def x0_ddim_step(x0: torch.Tensor, t: int, t_prev: int, z_t: torch.Tensor, schedule: diffusion.NoiseSchedule) -> torch.Tensor:
+def x0_ddim_step(
+    x0: torch.Tensor, t: int, t_prev: int, z_t: torch.Tensor, schedule: diffusion.NoiseSchedule
+) -> torch.Tensor:
     """A deterministic DDIM step (η = 0) for a network that predicts x̂0 instead of ε: recover the
     noise that ``z_t`` ``(B, D)`` must contain given ``x̂0`` ``(B, D)``, then re-noise ``x̂0`` to level ``t_prev``
     with it.
@@ -191,7 +200,9 @@ def sample(
 CHECKPOINT = "prior"
 
 
-def nearest_neighbour(text_emb: torch.Tensor, train_text_emb: torch.Tensor, train_image_emb: torch.Tensor) -> torch.Tensor:
+def nearest_neighbour(
+    text_emb: torch.Tensor, train_text_emb: torch.Tensor, train_image_emb: torch.Tensor
+) -> torch.Tensor:
     """The retrieval baseline: for each caption ``(B, D)``, the image embedding of the training scene
     whose caption embedding ``(N, D)`` is most similar. Returns ``(B, D)`` (copies of ``train_image_emb`` rows)."""
     return train_image_emb[(text_emb @ train_text_emb.T).argmax(dim=1)]
@@ -237,15 +248,23 @@ def compare(
     z_true = embed_images(clip_model, shapes.render(scenes, r))
     text, feats, mask = encode_captions(clip_model, tokenizer.Tokenizer().encode_batch(scenes.captions))
     device = next(prior.parameters()).device
-    z_prior = sample(prior.eval(), text.to(device), feats.to(device), mask.to(device), diffusion.cosine_schedule(), scale,
-                     steps, candidates, torch.Generator().manual_seed(seed)).cpu()
+    z_prior = sample(prior.eval(), text.to(device), feats.to(device), mask.to(device), diffusion.cosine_schedule(),
+                     scale, steps, candidates, torch.Generator().manual_seed(seed)).cpu()
     return {
         "no_prior": mean_cosine(text, z_true),
         "nearest": mean_cosine(nearest_neighbour(text, train.first_captions(), train.image_emb), z_true),
         "prior": mean_cosine(z_prior, z_true),
         "another_render": mean_cosine(embed_images(clip_model, shapes.render(again, r)), z_true),
-        "cloud_centre": mean_cosine(F.normalize(sum(embed_images(clip_model, shapes.render(shapes.rejitter(scenes, seed=seed + 3 + k), r))
-                                                    for k in range(8)), dim=-1), z_true),
+        "cloud_centre": mean_cosine(
+            F.normalize(
+                sum(
+                    embed_images(clip_model, shapes.render(shapes.rejitter(scenes, seed=seed + 3 + k), r))
+                    for k in range(8)
+                ),
+                dim=-1,
+            ),
+            z_true,
+        ),
     }
 
 
@@ -313,23 +332,24 @@ def build(cfg: PriorSettings, device: str | torch.device = "cpu", *, clip: CLIP 
 def load_prior(profile: str | None = None, device: str | torch.device = "cpu", *, clip: CLIP) -> DiffusionPrior:
     """The prior trained on ``clip``'s embeddings: yours of ``profile`` (from lesson 06) if it is, else the course
     checkpoint if it is (eval mode); a :class:`~dalle2_lessons.checkpoints.CheckpointError` if neither."""
-    return checkpoints.load_model(CHECKPOINT, lambda config: DiffusionPrior(PriorConfig(**config)), profile, device, {"clip": clip})
+    return checkpoints.load_model(
+        CHECKPOINT, lambda config: DiffusionPrior(PriorConfig(**config)), profile, device, {"clip": clip}
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
     p = checkpoints.build_parser(
         "Train the course's diffusion prior (CLIP text embedding → CLIP image embedding) and save it.",
         "measure the cosine table every N steps", 1000, "captions per split for the final cosine table")
-    args = p.parse_args(argv)
-    cfg = checkpoints.settings_for(PRESETS, args)
-    clip = builder_clip(args)
-    built = build(cfg, args.device, clip=clip, eval_every=args.eval_every)
-    model = built.model.cpu()
+    args, cfg, clip, built = checkpoints.run_builder(p, PRESETS, build, argv)
+    model = built.model
     results = {}
     for split in ("test", "heldout"):
         for scale in (1.0, 2.0):
             key = f"{split}_s{scale:g}"
-            table = compare(model, clip, built.extra["data"], args.n_eval, split, scale, cfg.sample_steps, cfg.candidates)
+            table = compare(
+                model, clip, built.extra["data"], args.n_eval, split, scale, cfg.sample_steps, cfg.candidates
+            )
             results[key] = {k: round(v, 4) for k, v in table.items()}
             print(f"{key}: {results[key]}", flush=True)
     rebuild = checkpoints.command("prior", profile=args.profile, steps=args.steps, eval_every=args.eval_every)

@@ -130,7 +130,8 @@ def get_profile(name: str | None = None, device: torch.device | None = None) -> 
     key = name.strip().lower()
     if key not in PROFILE_NAMES:
         raise ValueError(
-            f"Unknown profile {name!r} (from {'the argument' if name != os.environ.get(PROFILE_ENV) else PROFILE_ENV}). "
+            f"Unknown profile {name!r} "
+            f"(from {'the argument' if name != os.environ.get(PROFILE_ENV) else PROFILE_ENV}). "
             f"Choose one of {', '.join(PROFILE_NAMES)}."
         )
     return _combine(key)

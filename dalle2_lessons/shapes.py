@@ -146,7 +146,9 @@ class Scenes:
 
     def __getitem__(self, index: slice | np.ndarray) -> Scenes:
         """A sub-batch: ``scenes[:100]`` or ``scenes[np.array([3, 5])]``."""
-        fields = {k: getattr(self, k)[index] for k in ("attrs", "colours", "shapes", "centres", "half_extents", "templates")}
+        fields = {
+            k: getattr(self, k)[index] for k in ("attrs", "colours", "shapes", "centres", "half_extents", "templates")
+        }
         return Scenes(tier=self.tier, **fields)
 
     @property
@@ -185,7 +187,9 @@ def rejitter(scenes: Scenes, seed: int = 0) -> Scenes:
     position, size = scenes.attrs[:, 3], scenes.attrs[:, 2]
     cells = np.stack([position % 3, position // 3], axis=1)[:, None, :]
     centres = np.array(GRID_CENTRES)[cells] + rng.uniform(-JITTER, JITTER, size=(m, 1, 2))
-    half = np.array([HALF_EXTENT[s] for s in SIZES])[size][:, None] * rng.uniform(1 - SCALE_JITTER, 1 + SCALE_JITTER, size=(m, 1))
+    half = np.array([HALF_EXTENT[s] for s in SIZES])[size][:, None] * rng.uniform(
+        1 - SCALE_JITTER, 1 + SCALE_JITTER, size=(m, 1)
+    )
     return Scenes(scenes.tier, scenes.attrs.copy(), scenes.colours.copy(), scenes.shapes.copy(),
                   centres.astype(np.float32), half.astype(np.float32), scenes.templates.copy())
 
@@ -334,7 +338,9 @@ class ShapesDataset(Dataset):
         seed: changes every sample; the course uses 0.
     """
 
-    def __init__(self, split: str = "train", tier: str = "single", n: int | None = None, resolution: int = 16, seed: int = 0):
+    def __init__(
+        self, split: str = "train", tier: str = "single", n: int | None = None, resolution: int = 16, seed: int = 0
+    ):
         self.split, self.tier, self.resolution = split, tier, resolution
         self.scenes = sample_scenes(n if n is not None else SPLIT_SIZES[split], split, tier, seed)
         self._images = to_uint8(render(self.scenes, resolution))

@@ -43,7 +43,9 @@ from . import clip, clip_embeddings, shapes, tokenizer
 #: The relation words "above", "below", "to" and "of" are on both; "left" and "right" on neither.
 STOP_LISTS: dict[str, frozenset[str]] = {
     "NLTK": frozenset({"a", "an", "the", "there", "is", "in", "on", "at", "to", "of", "above", "below"}),
-    "scikit-learn": frozenset({"a", "an", "the", "there", "is", "in", "on", "at", "to", "of", "above", "below", "top", "bottom"}),
+    "scikit-learn": frozenset(
+        {"a", "an", "the", "there", "is", "in", "on", "at", "to", "of", "above", "below", "top", "bottom"}
+    ),
 }
 #: What the keyword models drop: a word on either list, and punctuation.
 STOP_WORDS: frozenset[str] = frozenset().union(*STOP_LISTS.values()) | {":", ","}
@@ -96,7 +98,10 @@ class BagOfWords(nn.Module):
         super().__init__()
         self.pad_id = pad_id
         self.token_embedding = nn.Embedding(vocab_size, width)
-        self.mlp = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width), nn.LayerNorm(width))
+        self.mlp = nn.Sequential(
+            nn.LayerNorm(width), nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width),
+            nn.LayerNorm(width),
+        )
         self.projection = nn.Linear(width, embed_dim, bias=False)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -158,9 +163,13 @@ ENCODER_NAMES: tuple[str, ...] = tuple(e.name for e in ENCODERS)
 def make_text_encoder(name: str, tok: tokenizer.Tokenizer, config: clip.CLIPConfig) -> nn.Module:
     """A fresh text encoder of kind ``name`` (one of :data:`ENCODER_NAMES`) sized like ``config``'s."""
     c = config
-    gpt = lambda cls=clip.TextEncoder, **kw: cls(c.vocab_size, c.context_length, c.text_width, c.text_layers, c.text_heads, c.embed_dim, **kw)  # noqa: E731
+    gpt = lambda cls=clip.TextEncoder, **kw: cls(  # noqa: E731
+        c.vocab_size, c.context_length, c.text_width, c.text_layers, c.text_heads, c.embed_dim, **kw
+    )
     makers: dict[str, Callable[[], nn.Module]] = {
-        "keywords bag": lambda: KeywordsFirst(BagOfWords(c.vocab_size, c.text_width, c.embed_dim, tok.pad_id), stop_word_ids(tok), tok.pad_id),
+        "keywords bag": lambda: KeywordsFirst(
+            BagOfWords(c.vocab_size, c.text_width, c.embed_dim, tok.pad_id), stop_word_ids(tok), tok.pad_id
+        ),
         "word bag": lambda: BagOfWords(c.vocab_size, c.text_width, c.embed_dim, tok.pad_id),
         "keywords → GPT": lambda: KeywordsFirst(gpt(), stop_word_ids(tok), tok.pad_id),
         "GPT, mean": lambda: gpt(MeanPooledTransformer, pad_id=tok.pad_id),
@@ -210,8 +219,9 @@ def _swapped(scenes: shapes.Scenes, order: tuple[int, ...], swap_shapes: bool) -
     if scenes.tier != "relation":
         raise ValueError("swapping needs relation scenes (two objects)")
     objects_shapes = scenes.shapes[:, ::-1] if swap_shapes else scenes.shapes
-    return shapes.Scenes("relation", scenes.attrs[:, list(order)].copy(), scenes.colours[:, ::-1].copy(), objects_shapes.copy(),
-                         scenes.centres.copy(), scenes.half_extents.copy(), scenes.templates.copy())
+    return shapes.Scenes("relation", scenes.attrs[:, list(order)].copy(), scenes.colours[:, ::-1].copy(),
+                         objects_shapes.copy(), scenes.centres.copy(), scenes.half_extents.copy(),
+                         scenes.templates.copy())
 
 
 def can_swap_colours(attrs: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -251,7 +261,9 @@ def pair_accuracy(similarity: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def pair_similarities(model: clip.CLIP, tok: tokenizer.Tokenizer, scenes: shapes.Scenes, partner: shapes.Scenes, resolution: int) -> torch.Tensor:
+def pair_similarities(
+    model: clip.CLIP, tok: tokenizer.Tokenizer, scenes: shapes.Scenes, partner: shapes.Scenes, resolution: int
+) -> torch.Tensor:
     """``(N, 2, 2)`` cosine similarities of each scene and its partner, captions against pictures.
 
     Both captions of a pair use the scene's own paraphrase template, so they differ only in what the
@@ -260,13 +272,18 @@ def pair_similarities(model: clip.CLIP, tok: tokenizer.Tokenizer, scenes: shapes
     texts = [shapes.caption("relation", s, int(t)) for s, t in zip(scenes.attrs, scenes.templates)]
     texts += [shapes.caption("relation", s, int(t)) for s, t in zip(partner.attrs, partner.templates)]
     text_emb = clip.embed_texts(model, tok.encode_batch(texts))
-    image_emb = clip.embed_images(model, torch.cat([shapes.render(scenes, resolution), shapes.render(partner, resolution)]))
+    image_emb = clip.embed_images(
+        model, torch.cat([shapes.render(scenes, resolution), shapes.render(partner, resolution)])
+    )
     n = len(scenes)
     t, i = text_emb.view(2, n, -1).transpose(0, 1), image_emb.view(2, n, -1).transpose(0, 1)  # (N, 2, E)
     return t @ i.transpose(1, 2)
 
 
-def evaluate(model: clip.CLIP, tok: tokenizer.Tokenizer, resolution: int, n: int = 1000, n_retrieval: int = 256, split: str = "test") -> dict[str, float]:
+def evaluate(
+    model: clip.CLIP, tok: tokenizer.Tokenizer, resolution: int, n: int = 1000, n_retrieval: int = 256,
+    split: str = "test",
+) -> dict[str, float]:
     """The lesson's table row for one model on ``n`` relation scenes of ``split``.
 
     Returns:
@@ -284,14 +301,18 @@ def evaluate(model: clip.CLIP, tok: tokenizer.Tokenizer, resolution: int, n: int
     a, a_twin = torch.from_numpy(scenes.attrs[:k]), torch.from_numpy(twins.attrs[:k])
     row = {
         "t2i@1": clip_embeddings.recall_at_k(text @ gallery[:k].T, a, a, ks=(1,))[1],
-        "t2i@1 +twins": clip_embeddings.recall_at_k(text @ torch.cat([gallery[:k], twin_gallery]).T, a, torch.cat([a, a_twin]), ks=(1,))[1],
+        "t2i@1 +twins": clip_embeddings.recall_at_k(
+            text @ torch.cat([gallery[:k], twin_gallery]).T, a, torch.cat([a, a_twin]), ks=(1,)
+        )[1],
     }
     swapped = pair_similarities(model, tok, scenes, twins, resolution)
     row["objects swapped"] = pair_accuracy(swapped)
     for r, relation in enumerate(shapes.RELATIONS):
         row[f"objects swapped ({relation})"] = pair_accuracy(swapped[torch.from_numpy(scenes.attrs[:, 2] == r)])
     ok = can_swap_colours(scenes.attrs)
-    row["colours swapped"] = pair_accuracy(pair_similarities(model, tok, scenes[ok], swap_colours(scenes[ok]), resolution))
+    row["colours swapped"] = pair_accuracy(
+        pair_similarities(model, tok, scenes[ok], swap_colours(scenes[ok]), resolution)
+    )
     return row
 
 

@@ -116,7 +116,12 @@ class Curve:
             minutes = (now - self.t0 - self.measuring) / 60
             values = self.measure(net)
             net.train()
-            self.points.append({"step": step, "train_minutes": round(minutes, 2), **{k: round(float(v), 4) for k, v in values.items()}})
-            print(f"step {step:5d}  {minutes:5.1f} train-min  " + "  ".join(f"{k} {v:.4f}" for k, v in values.items()), flush=True)
+            self.points.append(
+                {"step": step, "train_minutes": round(minutes, 2), **{k: round(float(v), 4) for k, v in values.items()}}
+            )
+            print(
+                f"step {step:5d}  {minutes:5.1f} train-min  " + "  ".join(f"{k} {v:.4f}" for k, v in values.items()),
+                flush=True,
+            )
             self.measuring += time.perf_counter() - now
         self.last = time.perf_counter()

@@ -126,6 +126,12 @@ class UNetConfig:
     out_channels: int | None = None  #: channels predicted (default ``in_channels``; the upsampler reads 6, predicts 3)
     mid_attention: bool = True  #: self-attention in the middle; off for the upsampler, which only ever sees local crops
 
+    @classmethod
+    def from_dict(cls, d: dict) -> UNetConfig:
+        """The inverse of ``dataclasses.asdict``, as read back from a checkpoint's JSON (which stores tuples as
+        lists)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
 
 class UNet(nn.Module):
     """ε-prediction network: noisy images ``(B, C, R, R)``, timesteps ``(B,)`` (and an optional

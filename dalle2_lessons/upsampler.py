@@ -72,7 +72,9 @@ def degrade(high: torch.Tensor, max_sigma: float, generator: torch.Generator | N
     return gaussian_blur(downsample(high), sigma.to(high.device))
 
 
-def random_crops(a: torch.Tensor, b: torch.Tensor, size: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def random_crops(
+    a: torch.Tensor, b: torch.Tensor, size: int, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The same random ``size × size`` window of each image in two aligned batches ``(B, C, R, R)``."""
     n, r = len(a), a.shape[-1]
     ys = torch.randint(r - size + 1, (n,), generator=generator)
@@ -102,7 +104,8 @@ def keep_low_frequencies(x0: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
 
     This is ILVR's idea (Choi et al. 2021), applied to x̂0 at every DDIM step: the network invents edges, and near a
     small shape an invented edge can turn a circle into a square; the low-resolution pixels say which it was.
-    unCLIP's upsamplers do not do this (at 64→256 they have pixels to spare); at 16→32 it matters (lesson 08 measures it).
+    unCLIP's upsamplers do not do this (at 64→256 they have pixels to spare); at 16→32 it matters (lesson 08
+    measures it).
     """
     return (x0 + upsample(low - downsample(x0, low.shape[-1]), x0.shape[-1])).clamp(-1, 1)
 
@@ -227,18 +230,15 @@ def build(cfg: UpsamplerSettings, device: str | torch.device = "cpu", *, clip: o
 
 def load_upsampler(profile: str | None = None, device: str | torch.device = "cpu") -> UNet:
     """Your upsampler of ``profile`` (from lesson 08) if present, else the course checkpoint (eval mode)."""
-    return checkpoints.load_model(  # JSON stores tuples as lists
-        CHECKPOINT, lambda config: UNet(UNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})), profile, device)
+    return checkpoints.load_model(CHECKPOINT, lambda config: UNet(UNetConfig.from_dict(config)), profile, device)
 
 
 def main(argv: list[str] | None = None) -> None:
     p = checkpoints.build_parser(
         "Train the course's 16→32 diffusion upsampler and save it.",
         "judge upsampled test images every N steps", 512, "test scenes for the final bicubic-vs-diffusion table")
-    args = p.parse_args(argv)
-    cfg = checkpoints.settings_for(PRESETS, args)
-    built = build(cfg, args.device, eval_every=args.eval_every)
-    model = built.model.cpu()
+    args, cfg, _, built = checkpoints.run_builder(p, PRESETS, build, argv, needs_clip=lambda cfg: False)
+    model = built.model
     results = {}
     for split in ("test", "heldout"):
         comparison = compare(model, args.n_eval, split, cfg.sample_steps)

@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 
 from . import checkpoints, judge, profiles, shapes, tokenizer
-from .clip import CLIP, builder_clip, load_clip
+from .clip import CLIP, load_clip
 from .guidance import clip_caption_embeddings, eval_conditions, judge_caption_samples, make_condition_sampler
 from .checkpoints import Built
 from .training import Curve, train
@@ -61,9 +61,15 @@ class ConditionalVAE(nn.Module):
         super().__init__()
         self.config = c = config
         w, g = c.width, c.resolution // 4  # two stride-2 stages: R → R/4
-        self.encoder = nn.Sequential(conv_block(3, w), conv_block(w, 2 * w, 2), conv_block(2 * w, 4 * w, 2), nn.Flatten())
-        self.to_stats = nn.Sequential(nn.Linear(4 * w * g * g + c.cond_dim, 256), nn.SiLU(), nn.Linear(256, 2 * c.latent_dim))
-        self.from_latent = nn.Sequential(nn.Linear(c.latent_dim + c.cond_dim, 256), nn.SiLU(), nn.Linear(256, 4 * w * g * g), nn.SiLU())
+        self.encoder = nn.Sequential(
+            conv_block(3, w), conv_block(w, 2 * w, 2), conv_block(2 * w, 4 * w, 2), nn.Flatten()
+        )
+        self.to_stats = nn.Sequential(
+            nn.Linear(4 * w * g * g + c.cond_dim, 256), nn.SiLU(), nn.Linear(256, 2 * c.latent_dim)
+        )
+        self.from_latent = nn.Sequential(
+            nn.Linear(c.latent_dim + c.cond_dim, 256), nn.SiLU(), nn.Linear(256, 4 * w * g * g), nn.SiLU()
+        )
         self.decoder = nn.Sequential(
             nn.Unflatten(1, (4 * w, g, g)),
             nn.Upsample(scale_factor=2), conv_block(4 * w, 2 * w),
@@ -80,13 +86,17 @@ class ConditionalVAE(nn.Module):
         """The mean of ``p(x | z, c)``: ``(B, 3, R, R)``, roughly in [-1, 1] (not clamped)."""
         return self.decoder(self.from_latent(torch.cat([z, c], dim=1)))
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, c: torch.Tensor, noise: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Encode, reparameterise with ``noise`` ``(B, latent_dim)``, decode: ``(reconstruction, mean, log_var)``."""
         mean, log_var = self.encode(x, c)
         return self.decode(reparameterise(mean, log_var, noise), c), mean, log_var
 
     @torch.no_grad()
-    def sample(self, c: torch.Tensor, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
+    def sample(
+        self, c: torch.Tensor, generator: torch.Generator | None = None, temperature: float = 1.0
+    ) -> torch.Tensor:
         """Draw ``z ~ N(0, temperature² I)`` and decode it for each condition: ``(B, 3, R, R)`` clamped to [-1, 1]."""
         device = next(self.parameters()).device
         z = torch.randn(len(c), self.config.latent_dim, generator=generator).to(device) * temperature
@@ -101,7 +111,9 @@ def reparameterise(mean: torch.Tensor, log_var: torch.Tensor, noise: torch.Tenso
     return mean + torch.exp(0.5 * log_var) * noise
 
 
-def elbo_terms(x: torch.Tensor, reconstruction: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor, pixel_sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+def elbo_terms(
+    x: torch.Tensor, reconstruction: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor, pixel_sigma: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The two terms of the negative ELBO, each averaged over the batch (nats per image).
 
     Args:
@@ -124,7 +136,9 @@ def gaussian_nll_constant(n_pixels: int, pixel_sigma: float) -> float:
 # Training, evaluation, the course checkpoint.
 
 
-def vae_loss(model: ConditionalVAE, x: torch.Tensor, c: torch.Tensor, generator: torch.Generator, beta: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def vae_loss(
+    model: ConditionalVAE, x: torch.Tensor, c: torch.Tensor, generator: torch.Generator, beta: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(loss, reconstruction_term, kl_term)`` for one batch; ``beta = 1`` is the ELBO (β-VAE otherwise)."""
     noise = torch.randn(len(x), model.config.latent_dim, generator=generator).to(x.device)
     reconstruction, mean, log_var = model(x, c, noise)
@@ -174,7 +188,9 @@ def build(cfg: VAESettings, device: str | torch.device = "cpu", *, clip: CLIP | 
     profiles.seed_everything(cfg.seed)
     data = shapes.ShapesDataset("train", n=cfg.n_train, resolution=16)
     clip = clip or load_clip()
-    get_cond = make_condition_sampler("clip", data.attrs, clip_caption_embeddings(clip, tokenizer.Tokenizer(), data.attrs))
+    get_cond = make_condition_sampler(
+        "clip", data.attrs, clip_caption_embeddings(clip, tokenizer.Tokenizer(), data.attrs)
+    )
     model = ConditionalVAE(VAEConfig(latent_dim=cfg.latent_dim, pixel_sigma=cfg.pixel_sigma))
     images = data.images.to(device)
     terms: dict[str, list[float]] = {"reconstruction": [], "kl": []}
@@ -195,18 +211,17 @@ def build(cfg: VAESettings, device: str | torch.device = "cpu", *, clip: CLIP | 
 def load_vae(profile: str | None = None, device: str | torch.device = "cpu", *, clip: CLIP) -> ConditionalVAE:
     """The VAE conditioned on ``clip``'s text embeddings: yours of ``profile`` (from lesson 10) if it is, else the
     course checkpoint if it is (eval mode); a :class:`~dalle2_lessons.checkpoints.CheckpointError` if neither."""
-    return checkpoints.load_model(CHECKPOINT, lambda config: ConditionalVAE(VAEConfig(**config)), profile, device, {"clip": clip})
+    return checkpoints.load_model(
+        CHECKPOINT, lambda config: ConditionalVAE(VAEConfig(**config)), profile, device, {"clip": clip}
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
     p = checkpoints.build_parser("Train the course's conditional VAE and save it.",
                                  "judge the model every N steps (the accuracy-vs-minutes curve)", 512,
                                  "test / held-out captions judged at the end")
-    args = p.parse_args(argv)
-    cfg = checkpoints.settings_for(PRESETS, args)
-    clip = builder_clip(args)
-    built = build(cfg, args.device, clip=clip, eval_every=args.eval_every)
-    results = judge_caption_samples(built.model.cpu().sample, clip, args.n_eval)
+    args, cfg, clip, built = checkpoints.run_builder(p, PRESETS, build, argv)
+    results = judge_caption_samples(built.model.sample, clip, args.n_eval)
     results["final_terms"] = {k: sum(v[-50:]) / len(v[-50:]) for k, v in built.losses.items() if k != "loss"}
     rebuild = checkpoints.command("vae", profile=args.profile, steps=args.steps, eval_every=args.eval_every)
     checkpoints.save_build(CHECKPOINT, built, args, {"eval": results}, rebuild, parents={"clip": clip})
