@@ -33,7 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import checkpoints, profiles, shapes, tokenizer
+from . import builders, checkpoints, profiles, shapes, tokenizer
 # re-exported: the lessons and the later stages use a frozen CLIP through clip.embed_images, clip.CaptionBank, ...
 from .clip_embeddings import CaptionBank, embed_images, embed_texts, encode_captions, evaluate_clip  # noqa: F401
 from .training import warmup_cosine
@@ -317,7 +317,7 @@ PRESETS: dict[str, ClipSettings] = {
 
 def build(cfg: ClipSettings, device: str | torch.device = "cpu", *, clip: object = None,
           eval_every: int | None = None, n_eval: int | None = None, progress: bool = True,
-          callback: Callable[[int, nn.Module], None] | None = None) -> checkpoints.Built:
+          callback: Callable[[int, nn.Module], None] | None = None) -> builders.Built:
     """Train the course CLIP with ``cfg`` on Shapes scenes (``clip`` is ignored: this *is* the CLIP; ``eval_every``
     and ``n_eval`` too: CLIP is measured after training, by :func:`evaluate_clip`). ``callback`` as in
     :func:`train_clip`, e.g. to measure it as it learns; ``train_seconds`` include what the callback spent."""
@@ -328,18 +328,18 @@ def build(cfg: ClipSettings, device: str | torch.device = "cpu", *, clip: object
     t0 = time.perf_counter()
     losses = train_clip(model, train.images, caption_tokens(tok, "single", train.attrs), cfg.steps, cfg.batch_size,
                         cfg.lr, seed=cfg.seed, device=device, progress=progress, callback=callback)
-    return checkpoints.Built(model.eval(), {"loss": losses}, time.perf_counter() - t0, [], cfg)
+    return builders.Built(model.eval(), {"loss": losses}, time.perf_counter() - t0, [], cfg)
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = checkpoints.build_parser("Train the course CLIP and save it as a checkpoint.", None, 0,
+    p = builders.build_parser("Train the course CLIP and save it as a checkpoint.", None, 0,
                                  "unused: the profile's n_eval and n_retrieval set the evaluation")
-    args, cfg, _, built = checkpoints.run_builder(p, PRESETS, build, argv, needs_clip=lambda cfg: False)
+    args, cfg, _, built = builders.run_builder(p, PRESETS, build, argv, needs_clip=lambda cfg: False)
     model = built.model
     results = evaluate_clip(model, tokenizer.Tokenizer(), cfg.resolution, cfg.n_eval, cfg.n_retrieval)
     for split, row in results.items():
         print(f"{split:8s} " + "  ".join(f"{k} {v:.4f}" for k, v in row.items()))
-    checkpoints.save_build("clip", built, args, {"eval": results}, checkpoints.command("clip", profile=args.profile,
+    builders.save_build("clip", built, args, {"eval": results}, checkpoints.command("clip", profile=args.profile,
                                                                                      steps=args.steps))
 
 

@@ -23,10 +23,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import checkpoints, judge, profiles, shapes, tokenizer
+from . import builders, checkpoints, judge, profiles, shapes, tokenizer
 from .clip import caption_tokens
 from .guidance import judge_caption_samples, make_condition_sampler
-from .checkpoints import Built
+from .builders import Built
 from .training import Curve, train
 from .transformer import Block, KVCache
 
@@ -262,11 +262,11 @@ def load_dalle1(profile: str | None = None, device: str | torch.device = "cpu") 
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = checkpoints.build_parser("Train the course's DALL·E 1 (VQ-VAE tokenizer + transformer) and save it.",
+    p = builders.build_parser("Train the course's DALL·E 1 (VQ-VAE tokenizer + transformer) and save it.",
                                  "judge the transformer's samples every N steps (the accuracy-vs-minutes curve)", 512,
                                  "test / held-out captions judged at the end")
     p.add_argument("--tokenizer-steps", type=int, default=None, help="tokenizer steps (default: the profile's)")
-    args, cfg, clip, built = checkpoints.run_builder(p, PRESETS, build, argv)  # the CLIP only reranks
+    args, cfg, clip, built = builders.run_builder(p, PRESETS, build, argv)  # the CLIP only reranks
     model = built.model
     results = judge_caption_samples(model.sample, clip, args.n_eval, condition="tokens")
     reranked = judge_caption_samples(lambda text, g: model.sample_reranked(text, clip, cfg.candidates, g), clip,
@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> None:
              "tokenizer_train_seconds": round(built.extra["tokenizer_seconds"], 1),
              "tokenizer_steps": cfg.tokenizer_steps,
              "tokenizer_final_reconstruction_mse": sum(built.losses["tokenizer_reconstruction"][-50:]) / 50}
-    checkpoints.save_build(CHECKPOINT, built, args, extra, rebuild)
+    builders.save_build(CHECKPOINT, built, args, extra, rebuild)
 
 
 if __name__ == "__main__":

@@ -25,9 +25,9 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn as nn
 
-from . import checkpoints, diffusion, judge, profiles, shapes, tokenizer
+from . import builders, checkpoints, diffusion, judge, profiles, shapes, tokenizer
 from .clip import CLIP, CaptionBank, caption_tokens, embed_images, encode_captions, load_clip
-from .checkpoints import Built
+from .builders import Built
 from .training import Curve, train
 from .unet import UNet, UNetConfig
 
@@ -255,11 +255,11 @@ def load_decoder(profile: str | None = None, device: str | torch.device = "cpu",
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = checkpoints.build_parser(
+    p = builders.build_parser(
         "Train the course's unCLIP decoder (CLIP image embedding → 16×16 image) and save it.",
         "judge reconstructions every N steps (the accuracy-vs-minutes curve)", 256,
         "images for the final reconstruction table")
-    args, cfg, clip, built = checkpoints.run_builder(p, PRESETS, build, argv)
+    args, cfg, clip, built = builders.run_builder(p, PRESETS, build, argv)
     model = built.model
     results = {}
     for split, scale, caption in [("test", 1.0, False), ("test", 2.0, False), ("test", 3.0, False),
@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> None:
         results[key] = evaluate(model, clip, args.n_eval, split, scale, caption=caption).as_dict()
         print(f"reconstruction {key}: {results[key]}", flush=True)
     rebuild = checkpoints.command("decoder", profile=args.profile, steps=args.steps, eval_every=args.eval_every)
-    checkpoints.save_build(CHECKPOINT, built, args, {"eval": results}, rebuild, parents={"clip": clip})
+    builders.save_build(CHECKPOINT, built, args, {"eval": results}, rebuild, parents={"clip": clip})
 
 
 if __name__ == "__main__":

@@ -36,10 +36,10 @@ import torch.nn.functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 from tqdm.auto import tqdm
 
-from . import checkpoints, judge, profiles, shapes, tokenizer
+from . import builders, checkpoints, judge, profiles, shapes, tokenizer
 from .clip import CLIP, load_clip
 from .guidance import clip_caption_embeddings, eval_conditions, judge_caption_samples, make_condition_sampler
-from .checkpoints import Built
+from .builders import Built
 from .training import Curve
 
 CHECKPOINT = "gan"
@@ -243,15 +243,15 @@ def load_gan(profile: str | None = None, device: str | torch.device = "cpu", *, 
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = checkpoints.build_parser(
+    p = builders.build_parser(
         "Train the course's conditional GAN (hinge loss, spectral norm) and save its generator.",
         "judge the generator every N steps (the accuracy-vs-minutes curve)", 512,
         "test / held-out captions judged at the end",
     )
-    args, cfg, clip, built = checkpoints.run_builder(p, PRESETS, build, argv)
+    args, cfg, clip, built = builders.run_builder(p, PRESETS, build, argv)
     results = judge_caption_samples(built.model.sample, clip, args.n_eval)
     rebuild = checkpoints.command("gan", profile=args.profile, steps=args.steps, eval_every=args.eval_every)
-    checkpoints.save_build(CHECKPOINT, built, args, {"eval": results}, rebuild, parents={"clip": clip})
+    builders.save_build(CHECKPOINT, built, args, {"eval": results}, rebuild, parents={"clip": clip})
 
 
 if __name__ == "__main__":

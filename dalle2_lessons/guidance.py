@@ -34,9 +34,9 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn as nn
 
-from . import checkpoints, diffusion, judge, profiles, shapes, tokenizer
+from . import builders, checkpoints, diffusion, judge, profiles, shapes, tokenizer
 from .clip import CLIP, caption_tokens, embed_texts, load_clip
-from .checkpoints import Built
+from .builders import Built
 from .training import Curve, train
 from .unet import UNet, UNetConfig
 
@@ -336,12 +336,12 @@ def load_text_diffusion(
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = checkpoints.build_parser(
+    p = builders.build_parser(
         "Train the course's text-conditional (GLIDE-like) U-Net and save it.",
         "judge the model every N steps (the accuracy-vs-minutes curve)", 256,
         "test captions for the final guidance sweep and the DDPM/DDIM comparison")
     p.add_argument("--condition", default="clip", choices=("clip", "attributes"))
-    args, cfg, clip, built = checkpoints.run_builder(
+    args, cfg, clip, built = builders.run_builder(
         p, PRESETS, build, argv, needs_clip=lambda cfg: cfg.condition == "clip"
     )
     model = built.model
@@ -361,7 +361,7 @@ def main(argv: list[str] | None = None) -> None:
                                   condition=cfg.condition if cfg.condition != "clip" else None,
                                   eval_every=args.eval_every)
     name = CHECKPOINT if cfg.condition == "clip" else f"{CHECKPOINT}-attributes"
-    checkpoints.save_build(name, built, args, {"eval": results, "best_scale": best}, rebuild,
+    builders.save_build(name, built, args, {"eval": results, "best_scale": best}, rebuild,
                            parents={"clip": clip} if clip is not None else None)
 
 

@@ -30,9 +30,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import checkpoints, diffusion, profiles, shapes, tokenizer
+from . import builders, checkpoints, diffusion, profiles, shapes, tokenizer
 from .clip import CLIP, CaptionBank, caption_tokens, embed_images, encode_captions, load_clip
-from .checkpoints import Built
+from .builders import Built
 from .training import Curve, train
 from .transformer import Block
 from .unet import timestep_embedding
@@ -338,10 +338,10 @@ def load_prior(profile: str | None = None, device: str | torch.device = "cpu", *
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = checkpoints.build_parser(
+    p = builders.build_parser(
         "Train the course's diffusion prior (CLIP text embedding → CLIP image embedding) and save it.",
         "measure the cosine table every N steps", 1000, "captions per split for the final cosine table")
-    args, cfg, clip, built = checkpoints.run_builder(p, PRESETS, build, argv)
+    args, cfg, clip, built = builders.run_builder(p, PRESETS, build, argv)
     model = built.model
     results = {}
     for split in ("test", "heldout"):
@@ -353,7 +353,7 @@ def main(argv: list[str] | None = None) -> None:
             results[key] = {k: round(v, 4) for k, v in table.items()}
             print(f"{key}: {results[key]}", flush=True)
     rebuild = checkpoints.command("prior", profile=args.profile, steps=args.steps, eval_every=args.eval_every)
-    checkpoints.save_build(CHECKPOINT, built, args, {"cosine": results}, rebuild, parents={"clip": clip})
+    builders.save_build(CHECKPOINT, built, args, {"cosine": results}, rebuild, parents={"clip": clip})
 
 
 if __name__ == "__main__":

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from . import checkpoints, diffusion, judge, profiles, shapes
-from .checkpoints import Built
+from . import builders, checkpoints, diffusion, judge, profiles, shapes
+from .builders import Built
 from .training import Curve, train
 from .unet import UNet, UNetConfig
 
@@ -234,10 +234,10 @@ def load_upsampler(profile: str | None = None, device: str | torch.device = "cpu
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = checkpoints.build_parser(
+    p = builders.build_parser(
         "Train the course's 16→32 diffusion upsampler and save it.",
         "judge upsampled test images every N steps", 512, "test scenes for the final bicubic-vs-diffusion table")
-    args, cfg, _, built = checkpoints.run_builder(p, PRESETS, build, argv, needs_clip=lambda cfg: False)
+    args, cfg, _, built = builders.run_builder(p, PRESETS, build, argv, needs_clip=lambda cfg: False)
     model = built.model
     results = {}
     for split in ("test", "heldout"):
@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> None:
         results[split] = {k: r.as_dict() for k, r in comparison.reports.items()}
         print(f"{split}:\n{comparison.table()}", flush=True)
     rebuild = checkpoints.command("upsampler", profile=args.profile, steps=args.steps, eval_every=args.eval_every)
-    checkpoints.save_build(CHECKPOINT, built, args, {"eval": results}, rebuild)
+    builders.save_build(CHECKPOINT, built, args, {"eval": results}, rebuild)
 
 
 if __name__ == "__main__":

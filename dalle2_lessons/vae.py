@@ -30,10 +30,10 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn as nn
 
-from . import checkpoints, judge, profiles, shapes, tokenizer
+from . import builders, checkpoints, judge, profiles, shapes, tokenizer
 from .clip import CLIP, load_clip
 from .guidance import clip_caption_embeddings, eval_conditions, judge_caption_samples, make_condition_sampler
-from .checkpoints import Built
+from .builders import Built
 from .training import Curve, train
 
 CHECKPOINT = "vae"
@@ -217,14 +217,14 @@ def load_vae(profile: str | None = None, device: str | torch.device = "cpu", *, 
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = checkpoints.build_parser("Train the course's conditional VAE and save it.",
+    p = builders.build_parser("Train the course's conditional VAE and save it.",
                                  "judge the model every N steps (the accuracy-vs-minutes curve)", 512,
                                  "test / held-out captions judged at the end")
-    args, cfg, clip, built = checkpoints.run_builder(p, PRESETS, build, argv)
+    args, cfg, clip, built = builders.run_builder(p, PRESETS, build, argv)
     results = judge_caption_samples(built.model.sample, clip, args.n_eval)
     results["final_terms"] = {k: sum(v[-50:]) / len(v[-50:]) for k, v in built.losses.items() if k != "loss"}
     rebuild = checkpoints.command("vae", profile=args.profile, steps=args.steps, eval_every=args.eval_every)
-    checkpoints.save_build(CHECKPOINT, built, args, {"eval": results}, rebuild, parents={"clip": clip})
+    builders.save_build(CHECKPOINT, built, args, {"eval": results}, rebuild, parents={"clip": clip})
 
 
 if __name__ == "__main__":
