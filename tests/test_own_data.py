@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from dalle2_lessons import own_data, own_unclip, profiles
+from dalle2_lessons import own_data, own_unclip
 from dalle2_lessons.tokenizer import PromptError, Tokenizer
 
 
@@ -153,7 +153,7 @@ def test_clip_score_and_zero_shot_predict():
 
 
 def test_the_whole_pipeline_trains_and_generates_on_standin_files(tmp_path):
-    s = profiles.get_profile("ci").own_data
+    s = own_unclip.PRESETS["ci"]
     s = replace(s, clip=replace(s.clip, steps=3, batch_size=8), prior=replace(s.prior, steps=2),
                 decoder=replace(s.decoder, steps=2), upsampler=replace(s.upsampler, steps=2))
     own_data.write_standin("mnist", tmp_path, n_train=40, n_test=20)
@@ -177,7 +177,7 @@ def test_the_whole_pipeline_trains_and_generates_on_standin_files(tmp_path):
 def test_retrieval_recall_on_a_folder(tmp_path):
     data = own_data.load_folder(own_data.write_folder_standin(tmp_path, n=8))
     tok = data.tokenizer()
-    cfg = replace(profiles.get_profile("ci").own_data.clip, steps=2, batch_size=4)
+    cfg = replace(own_unclip.PRESETS["ci"].clip, steps=2, batch_size=4)
     clip_model, _ = own_unclip.train_clip_stage(data, tok, cfg, progress=False)
     r1, r5 = own_unclip.retrieval_recall(clip_model, tok, data)
     assert 0 <= r1 <= r5 <= 1
