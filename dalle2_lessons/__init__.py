@@ -10,9 +10,11 @@ Modules, in the order the course meets them:
 * :mod:`~dalle2_lessons.captions`     the Shapes caption templates and phrases (also read as ``shapes.<name>``)
 * :mod:`~dalle2_lessons.tokenizer`    the caption tokenizer and its vocabulary
 * :mod:`~dalle2_lessons.judge`        the attribute judge that scores generated images
+* :mod:`~dalle2_lessons.metrics`      Shapes FID, diversity, energy distance, 95% intervals over seeds
 * :mod:`~dalle2_lessons.checkpoints`  safetensors + JSON checkpoints, shipped and your own
 * :mod:`~dalle2_lessons.builders`     how every course checkpoint is built: one command line, ``Built``, saving
 * :mod:`~dalle2_lessons.exercises`    the exercise checker
+* :mod:`~dalle2_lessons.exercise_inputs` each exercise's checker inputs: random ones and the lesson's edge cases
 * :mod:`~dalle2_lessons.transformer`  attention and the one transformer block (CLIP's text encoder, the prior, DALL·E 1)
 * :mod:`~dalle2_lessons.clip`         CLIP: the encoders, the contrastive loss, its training loop
 * :mod:`~dalle2_lessons.clip_embeddings` a trained CLIP's embeddings in batches; zero-shot, retrieval, linear probes
@@ -47,8 +49,9 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "profiles", "shapes", "captions", "tokenizer", "judge", "checkpoints", "builders", "exercises", "plotting",
-    "widgets", "notebooks", "course", "transformer", "clip", "clip_embeddings", "clip_hf", "text_encoders",
+    "profiles", "shapes", "captions", "tokenizer", "judge", "metrics", "checkpoints", "builders", "exercises",
+    "exercise_inputs", "plotting", "widgets", "notebooks", "course", "transformer", "clip", "clip_embeddings",
+    "clip_hf", "text_encoders",
     "diffusion", "unet", "training", "guidance", "prior", "decoder", "upsampler", "unclip", "vae", "gan", "vqvae",
     "dalle1", "families", "own_data", "own_unclip",
 )  # fmt: skip
@@ -57,8 +60,9 @@ _SHORTCUTS = {"setup_lesson": "profiles", "get_profile": "profiles", "get_device
 
 if TYPE_CHECKING:  # for editors and type checkers; at run time everything below loads lazily
     from . import (  # noqa: F401
-        builders, captions, checkpoints, clip, clip_embeddings, clip_hf, course, dalle1, decoder, diffusion, exercises,
-        families, gan, guidance, judge, notebooks, own_data, own_unclip, plotting, prior, profiles, shapes,
+        builders, captions, checkpoints, clip, clip_embeddings, clip_hf, course, dalle1, decoder, diffusion,
+        exercise_inputs, exercises, families, gan, guidance, judge, metrics, notebooks, own_data, own_unclip, plotting,
+        prior, profiles, shapes,
         text_encoders, tokenizer, training, transformer, unclip, unet, upsampler, vae, vqvae, widgets,
     )
     from .profiles import get_device, get_profile, seed_everything, setup_lesson  # noqa: F401

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from dalle2_lessons import exercises
@@ -108,3 +109,216 @@ def test_a_new_lesson_puts_back_what_the_last_one_replaced_and_starts_its_own_su
     capsys.readouterr()
     exercises.summary()
     assert "lesson 01" not in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------------------------
+# Each lesson's edge cases (dalle2_lessons.exercise_inputs, the very inputs the lesson's checker uses) catch a
+# plausible bug that random inputs miss or catch only by luck; the reference passes them.
+
+
+def _strict_shape_mask(shape, x, y):  # "<" where the definition says "<=": every outline point is left out
+    ax, ay = x.abs(), y.abs()
+    if shape == "circle":
+        return x**2 + y**2 < 1.0
+    if shape == "square":
+        return torch.maximum(ax, ay) < 0.85
+    if shape == "triangle":
+        return (y < 0.8) & (ax < (y + 1.0) / 1.8)
+    return ((ax < 0.33) & (ay < 1.0)) | ((ay < 0.33) & (ax < 1.0))
+
+
+def _at_the_centre(colour, shape, size, position):  # "at the top", so surely "at the centre"?
+    from dalle2_lessons import shapes
+
+    phrase = "at the centre" if position == "centre" else shapes.LOCATION_PHRASES[position]
+    return f"a {size} {colour} {shape} {phrase}"
+
+
+def _four_attributes(predicted, target):  # an image is right when its 4 attributes are: the single tier's count
+    hits = predicted == target
+    return hits.float().mean(0), (hits.sum(1) == 4).float().mean()
+
+
+_SIX_TOKENS = torch.ones(6, 6, dtype=torch.bool).tril()  # a causal mask sized once, for the 6 tokens of the trials
+
+
+def _fixed_size_causal(q, k, v, causal=False):
+    scores = q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5
+    if causal:
+        t = scores.shape[-1]
+        scores = scores.masked_fill(~_SIX_TOKENS[:t, :t], float("-inf"))
+    return scores.softmax(-1) @ v
+
+
+def _pad_the_last_n(tokens, stop_ids, pad_id=0):  # row[-n:] = pad: with n = 0 that is the whole row
+    out = tokens.clone()
+    for i, row in enumerate(tokens):
+        kept = row[~torch.isin(row, stop_ids)]
+        out[i, : len(kept)] = kept
+        out[i, -(len(row) - len(kept)):] = pad_id
+    return out
+
+
+def _unclamped_mean(x, mask):  # 0 / 0 for a row with nothing to average
+    weight = mask.unsqueeze(-1).to(x.dtype)
+    return (x * weight).sum(1) / weight.sum(1)
+
+
+def _ties_lose(similarity):  # a tie counted as a miss instead of half
+    own, other = similarity[:, [0, 1], [0, 1]], similarity[:, [0, 1], [1, 0]]
+    return float((own > other).float().mean())
+
+
+def _toy_model(x, t, c):  # lesson 05's
+    return torch.tanh(x * c.mean(1)[:, None, None, None] + t[:, None, None, None] / 1000) + c[:, :1, None, None]
+
+
+def _halves_swapped(model, x, t, c, scale):  # the unconditional half first: right only where scale = 0.5
+    eps_u, eps_c = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([c, torch.zeros_like(c)])).chunk(2)
+    return eps_u + scale * (eps_c - eps_u)
+
+
+def _no_self(token_mask):  # the prior's mask without "every position may see itself"
+    b, n = token_mask.shape
+    keys = torch.cat([token_mask, torch.ones(b, 4, dtype=torch.bool)], 1)
+    return (torch.ones(n + 4, n + 4, dtype=torch.bool).tril() & keys[:, None, :])[:, None]
+
+
+def _reference_pick(candidates, text_emb):  # lesson 06's
+    return candidates[torch.arange(len(candidates)), torch.einsum("bkd,bd->bk", candidates, text_emb).argmax(1)]
+
+
+def _squeezed_pick(candidates, text_emb):
+    best = (candidates * text_emb[:, None]).sum(-1).squeeze().argmax(dim=1)  # (B, K) → (K,) or (B,) when one is 1
+    return candidates[torch.arange(len(candidates)), best]
+
+
+def _reference_attention(q, k, v, ck, cv, context_mask):  # lesson 07's
+    import torch.nn.functional as F
+
+    visible = torch.cat([torch.ones(q.shape[0], k.shape[2], dtype=torch.bool), context_mask], dim=1)
+    keys, values = torch.cat([k, ck], 2), torch.cat([v, cv], 2)
+    return F.scaled_dot_product_attention(q, keys, values, attn_mask=visible[:, None, None, :])
+
+
+def _context_unmasked(q, k, v, ck, cv, context_mask):
+    import torch.nn.functional as F
+
+    return F.scaled_dot_product_attention(q, torch.cat([k, ck], 2), torch.cat([v, cv], 2))
+
+
+def _unclamped_blur(images, sigma):  # exp(-x²/0) at σ = 0: NaN
+    import torch.nn.functional as F
+
+    x = torch.arange(-2, 3, dtype=images.dtype)
+    k = torch.exp(-x[None] ** 2 / (2 * sigma[:, None] ** 2))
+    k = k / k.sum(1, keepdim=True)
+    b, c, h, w = images.shape
+    kernel = (k[:, :, None] * k[:, None, :]).repeat_interleave(c, 0)[:, None]
+    padded = F.pad(images.reshape(1, b * c, h, w), (2, 2, 2, 2), mode="replicate")
+    return F.conv2d(padded, kernel, groups=b * c).reshape(b, c, h, w)
+
+
+def _reference_crops(a, b, size, generator):  # lesson 08's: replay the generator from its seed
+    from dalle2_lessons import upsampler
+
+    return upsampler.random_crops(a, b, size, torch.Generator().manual_seed(generator.initial_seed()))
+
+
+def _crops_off_by_one(a, b, size, generator):  # offsets 0 … R - size - 1: the window never touches the far border
+    r = a.shape[-1]
+    ys, xs = (torch.randint(r - size, (len(a),), generator=generator) for _ in range(2))
+    crop = lambda x: torch.stack([x[i, :, y:y + size, x_:x_ + size] for i, (y, x_) in enumerate(zip(ys, xs))])  # noqa: E731
+    return crop(a), crop(b)
+
+
+def _direction_reversed(z_image, text_from, text_to, w):
+    import torch.nn.functional as F
+
+    from dalle2_lessons import unclip
+
+    return unclip.slerp(z_image, F.normalize(text_from - text_to, dim=-1).expand_as(z_image), w)
+
+
+def _ties_dominate(scores):  # "at least as good everywhere" taken for "better"
+    return (scores[None, :, :] >= scores[:, None, :]).all(-1).sum(1) > 1
+
+
+def _squeeze_pixels(pixels, size=32):  # .squeeze() to drop a channel axis of 1 drops N = 1 too
+    import numpy as np
+
+    from dalle2_lessons import own_data
+
+    x = torch.as_tensor(np.asarray(pixels)).squeeze()
+    return own_data.to_course_images(x.numpy(), size)
+
+
+def _squeezed_predict(image_emb, class_emb):
+    import torch.nn.functional as F
+
+    return (F.normalize(image_emb, dim=-1) @ F.normalize(class_emb, dim=-1).T).squeeze().argmax(-1)
+
+
+def _edge_table():
+    """(exercise, its inputs, the reference, a plausible bug, extra keyword arguments of check_exercise)."""
+    from dalle2_lessons import exercise_inputs as ei
+    from dalle2_lessons import families, guidance, judge, own_data, own_unclip, prior, shapes, text_encoders
+    from dalle2_lessons import tokenizer, transformer, unclip, upsampler
+
+    tok = tokenizer.Tokenizer()
+    return {
+        "00-1 shape_mask": (ei.shape_mask, shapes.shape_mask, _strict_shape_mask, {"trials": 8}),
+        "00-2 caption template": (ei.caption_template, shapes.caption_single, _at_the_centre, {"trials": 20}),
+        "00-3 scorecard": (ei.scorecard, judge.accuracies, _four_attributes, {}),
+        "01-1 attention": (ei.attention, transformer.scaled_dot_product_attention, _fixed_size_causal, {"trials": 8}),
+        "02-1 stop words": (lambda: ei.stop_word_filter(tok, text_encoders.stop_word_ids(tok)),
+                            text_encoders.drop_stop_words, _pad_the_last_n, {}),
+        "02-2 masked mean": (ei.masked_mean, text_encoders.masked_mean, _unclamped_mean, {}),
+        "02-3 pair accuracy": (ei.pair_accuracy, text_encoders.pair_accuracy, _ties_lose, {}),
+        "05-2 guidance": (lambda: ei.guided_eps(_toy_model), guidance.guided_eps, _halves_swapped, {"trials": 8}),
+        "06-1 prior mask": (ei.prior_attention_mask, prior.DiffusionPrior(prior.PriorConfig()).attention_mask,
+                            _no_self, {}),
+        "06-3 pick best": (ei.pick_best, _reference_pick, _squeezed_pick, {}),
+        "07-1 context attention": (ei.context_attention, _reference_attention, _context_unmasked, {}),
+        "08-1 blur": (ei.gaussian_blur, upsampler.gaussian_blur, _unclamped_blur, {}),
+        "08-2 crops": (ei.random_crops, _reference_crops, _crops_off_by_one, {}),
+        "09-2 text diff": (ei.text_diff, unclip.text_diff, _direction_reversed, {}),
+        "13-2 dominated": (ei.dominated, families.dominated, _ties_dominate, {"trials": 12}),
+        "14-1 pixels": (ei.to_course_images, own_data.to_course_images, _squeeze_pixels, {"trials": 8}),
+        "14-2 zero-shot": (ei.zero_shot_predict, own_unclip.zero_shot_predict, _squeezed_predict, {"trials": 8}),
+    }
+
+
+EDGE_EXERCISES = ["00-1 shape_mask", "00-2 caption template", "00-3 scorecard", "01-1 attention", "02-1 stop words",
+                  "02-2 masked mean", "02-3 pair accuracy", "05-2 guidance", "06-1 prior mask", "06-3 pick best",
+                  "07-1 context attention", "08-1 blur", "08-2 crops", "09-2 text diff", "13-2 dominated",
+                  "14-1 pixels", "14-2 zero-shot"]
+
+
+@pytest.mark.parametrize("exercise", EDGE_EXERCISES)
+def test_the_lessons_edge_cases_catch_a_boundary_bug(exercise, capsys):
+    inputs, reference, bug, kwargs = _edge_table()[exercise]
+    assert check_exercise(f"{exercise} (bug)", bug, reference, **inputs(), **kwargs) is reference
+    out = capsys.readouterr().out
+    assert f"✗ {exercise} (bug)" in out and "(the edge case '" in out, out
+    assert check_exercise(f"{exercise} (right)", reference, reference, **inputs(), **kwargs) is reference
+    assert exercises.RESULTS[f"{exercise} (right)"] == "passed"
+    assert "edge case(s): " in capsys.readouterr().out
+
+
+def test_the_table_covers_every_exercise_with_edge_cases():
+    from dalle2_lessons import exercise_inputs
+
+    assert sorted(_edge_table()) == sorted(EDGE_EXERCISES)
+    public = [n for n, f in vars(exercise_inputs).items() if callable(f) and f.__module__ == exercise_inputs.__name__
+              and not n.startswith("_")]
+    assert len(public) == len(EDGE_EXERCISES), public
+
+
+@pytest.mark.parametrize("shape", ["circle", "square", "triangle", "cross"])
+def test_every_outline_point_is_inside_and_a_strict_test_misses_it(shape):
+    from dalle2_lessons import shapes
+    from dalle2_lessons.exercise_inputs import OUTLINES
+
+    x, y = torch.tensor(OUTLINES[shape]).T
+    assert shapes.shape_mask(shape, x, y).all() and not _strict_shape_mask(shape, x, y).any()

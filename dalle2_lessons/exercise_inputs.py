@@ -1,0 +1,354 @@
+"""What the exercise checkers try: each exercise's random inputs and the edge cases the lesson's own code hits.
+
+A lesson hands them to :func:`~dalle2_lessons.exercises.check_exercise`::
+
+    masked_mean = check_exercise("Exercise 2: the masked mean", masked_mean, text_encoders.masked_mean,
+                                 **exercise_inputs.masked_mean())
+
+Every function returns ``{"make_inputs": generator → arguments, "edge_cases": {label: generator → arguments}}``.
+The edge cases are the inputs random trials rarely draw and the lesson always meets (a caption that was dropped, a
+batch of one, σ = 0, a crop at the border, a tie, ...). ``tests/test_exercises.py`` shows, for each exercise, a
+plausible bug that these very inputs catch. Lessons 03, 04, 06 (the DDIM step), 09 (slerp) and 12 (top-k) define
+theirs next to the exercise.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from . import shapes, tokenizer
+
+Make = Callable[[torch.Generator], tuple]
+
+
+def _inputs(make_inputs: Make, **edge_cases: Make) -> dict:
+    return {"make_inputs": make_inputs, "edge_cases": edge_cases}
+
+
+def _pick(values, g: torch.Generator):
+    return values[int(torch.randint(len(values), (1,), generator=g))]
+
+
+# ----------------------------------------------------------------------------------------------
+# Lesson 00
+
+
+#: Points exactly on each outline (inside, by the definition: ``<=``), as ``(x, y)`` pairs.
+OUTLINES: dict[str, list[tuple[float, float]]] = {
+    "circle": [(1.0, 0.0), (0.0, 1.0), (-1.0, 0.0), (0.0, -1.0)],
+    "square": [(0.85, 0.0), (0.0, -0.85), (0.85, 0.85), (-0.85, 0.3)],
+    "triangle": [(0.0, -1.0), (0.0, 0.8), (-0.5, 0.8), (0.5, 0.8)],
+    "cross": [(0.33, 0.9), (-0.9, 0.33), (1.0, 0.0), (0.0, -1.0)],
+}
+
+
+def shape_mask() -> dict:
+    """``(shape, x, y)``: every shape in turn on a grid of points around it, and points on each outline."""
+    next_shape = itertools.cycle(shapes.SHAPES)  # every shape gets tried
+
+    def random_points(g: torch.Generator):
+        x, y = torch.rand(2, 48, 48, generator=g) * 2.4 - 1.2
+        return next(next_shape), x, y
+
+    def on_outline(shape: str) -> Make:
+        return lambda g: (shape, *torch.tensor(OUTLINES[shape]).T.contiguous())
+
+    return {"make_inputs": random_points,
+            "edge_cases": {f"points on the {s}'s outline": on_outline(s) for s in shapes.SHAPES}}
+
+
+def caption_template() -> dict:
+    """``(colour, shape, size, position)``; the edge cases take each of the three prepositions ("in the centre",
+    "at the top", "on the left")."""
+
+    def random_attributes(g: torch.Generator):
+        return _pick(shapes.COLOURS, g), _pick(shapes.SHAPES, g), _pick(shapes.SIZES, g), _pick(shapes.POSITIONS, g)
+
+    def at(position: str) -> Make:
+        return lambda g: (_pick(shapes.COLOURS, g), _pick(shapes.SHAPES, g), _pick(shapes.SIZES, g), position)
+
+    return {"make_inputs": random_attributes,
+            "edge_cases": {f"the position {p!r}": at(p) for p in ("centre", "top", "left")}}
+
+
+def _predictions(n: int, attributes: int) -> Make:
+    def make(g: torch.Generator):
+        target = torch.randint(0, 8, (n, attributes), generator=g)
+        wrong = torch.rand(n, attributes, generator=g) < 0.15
+        return torch.where(wrong, torch.randint(0, 8, (n, attributes), generator=g), target), target
+    return make
+
+
+def scorecard() -> dict:
+    """``(predicted, target)`` of the single tier's judge; edge cases: one image, and the relation tier's five
+    attributes (lesson 02's judge)."""
+    return _inputs(_predictions(64, len(shapes.TIERS["single"])), **{
+        "one image": _predictions(1, len(shapes.TIERS["single"])),
+        "the relation tier (5 attributes)": _predictions(64, len(shapes.TIERS["relation"])),
+    })
+
+
+# ----------------------------------------------------------------------------------------------
+# Lesson 01
+
+
+def attention() -> dict:
+    """``(q, k, v, causal)``: batch 2, 4 heads, 6 tokens, head width 8; edge case: a whole caption (the text
+    encoder's 16 tokens, causal) of a batch of one."""
+
+    def random_qkv(g: torch.Generator):
+        q, k, v = torch.randn(3, 2, 4, 6, 8, generator=g)
+        return q, k, v, bool(torch.rand(1, generator=g) < 0.5)
+
+    def caption(g: torch.Generator):
+        return *torch.randn(3, 1, 4, tokenizer.CONTEXT_LENGTH, 8, generator=g), True
+
+    label = f"a whole caption ({tokenizer.CONTEXT_LENGTH} tokens, causal), a batch of one"
+    return _inputs(random_qkv, **{label: caption})
+
+
+# ----------------------------------------------------------------------------------------------
+# Lesson 02
+
+
+def stop_word_filter(tok: tokenizer.Tokenizer, stop_ids: torch.Tensor) -> dict:
+    """``(tokens, stop_ids, pad_id)``: six relation captions; edge cases: one caption (the lesson's ``row[None]``),
+    and captions with no stop word to drop (keywords only)."""
+
+    def rows(texts: list[str]):
+        return tok.encode_batch(texts), stop_ids, tok.pad_id
+
+    def random_rows(g: torch.Generator):
+        def one():
+            seed = int(torch.randint(10**6, (1,), generator=g))
+            template = int(torch.randint(4, (1,), generator=g))
+            attrs = shapes.sample_scenes(1, "train", "relation", seed=seed).attrs[0]
+            return shapes.caption("relation", attrs, template)
+        return rows([one() for _ in range(6)])
+
+    return _inputs(random_rows, **{
+        "one caption": lambda g: rows(["there is a red circle to the left of a blue square"]),
+        "nothing to drop": lambda g: rows(["red circle blue square", "small green cross"]),
+    })
+
+
+def masked_mean() -> dict:
+    """``(x, mask)`` of up to 5 captions, 5 tokens, 5 channels; edge cases: a dropped caption (every token hidden,
+    what a padding-only row is too) and a batch of one caption with a single visible token."""
+
+    def random_masked(g: torch.Generator):
+        b, length, c = (int(torch.randint(1, 6, (1,), generator=g)) for _ in range(3))
+        return torch.randn(b, length, c, generator=g), torch.rand(b, length, generator=g) < 0.6
+
+    def all_hidden(g: torch.Generator):
+        x, mask = torch.randn(3, 5, 4, generator=g), torch.rand(3, 5, generator=g) < 0.6
+        mask[0] = False
+        return x, mask
+
+    def one_token(g: torch.Generator):
+        return torch.randn(1, 5, 4, generator=g), torch.tensor([[False, False, True, False, False]])
+
+    return _inputs(random_masked, **{"a caption with every token hidden": all_hidden,
+                                     "one caption, one visible token": one_token})
+
+
+def pair_accuracy() -> dict:
+    """``(similarity,)`` ``(N, 2, 2)``; edge cases: a tie (a model that cannot tell the two captions apart) and
+    a single pair."""
+
+    def random_similarities(g: torch.Generator):
+        return (torch.randn(int(torch.randint(1, 12, (1,), generator=g)), 2, 2, generator=g),)
+
+    def tie(g: torch.Generator):
+        sim = torch.randn(4, 2, 2, generator=g)
+        sim[0, :, 1] = sim[0, :, 0]  # both captions of pair 0 score the two pictures the same
+        return (sim,)
+
+    return _inputs(random_similarities, **{"a tie": tie, "one pair": lambda g: (torch.randn(1, 2, 2, generator=g),)})
+
+
+# ----------------------------------------------------------------------------------------------
+# Lesson 05
+
+
+def guided_eps(toy_model: Callable) -> dict:
+    """``(model, x, t, c, scale)``; edge cases: ``scale = 1`` (no guidance: the conditional prediction alone) and
+    ``scale = 0`` (the unconditional one), as the lesson's comparison of scales uses."""
+
+    def with_scale(scale: float | None) -> Make:
+        def make(g: torch.Generator):
+            x = torch.randn(4, 3, 8, 8, generator=g)
+            t, c = torch.randint(1000, (4,), generator=g), torch.randn(4, 6, generator=g)
+            s = float(torch.randint(0, 9, (1,), generator=g)) if scale is None else scale
+            return toy_model, x, t, c, s
+        return make
+
+    return _inputs(with_scale(None), **{"scale = 1 (no guidance)": with_scale(1.0),
+                                        "scale = 0 (unconditional)": with_scale(0.0)})
+
+
+# ----------------------------------------------------------------------------------------------
+# Lesson 06
+
+
+def prior_attention_mask() -> dict:
+    """``(token_mask,)`` ``(B, n)``; edge cases: dropped captions (no token visible, 10% of training rows) and
+    captions that fill every place."""
+
+    def random_masks(g: torch.Generator):
+        b, n = int(torch.randint(1, 6, (1,), generator=g)), int(torch.randint(1, 17, (1,), generator=g))
+        lengths = torch.randint(0, n + 1, (b, 1), generator=g)  # 0: a dropped caption
+        return (torch.arange(n)[None] < lengths,)
+
+    return _inputs(random_masks, **{
+        "dropped captions": lambda g: (torch.zeros(2, tokenizer.CONTEXT_LENGTH, dtype=torch.bool),),
+        "captions filling every place": lambda g: (torch.ones(2, tokenizer.CONTEXT_LENGTH, dtype=torch.bool),),
+    })
+
+
+def pick_best() -> dict:
+    """``(candidates (B, K, D), text_emb (B, D))``, unit vectors; edge cases: one caption, and one candidate
+    (K = 1: nothing to choose)."""
+
+    def candidates(b: int | None, k: int | None) -> Make:
+        def make(g: torch.Generator):
+            bb = int(torch.randint(1, 6, (1,), generator=g)) if b is None else b
+            kk = int(torch.randint(1, 4, (1,), generator=g)) if k is None else k
+            return (F.normalize(torch.randn(bb, kk, 8, generator=g), dim=-1),
+                    F.normalize(torch.randn(bb, 8, generator=g), dim=-1))
+        return make
+
+    return _inputs(candidates(None, None), **{"one caption": candidates(1, 2), "one candidate": candidates(3, 1)})
+
+
+# ----------------------------------------------------------------------------------------------
+# Lesson 07
+
+
+def context_attention() -> dict:
+    """``(q, k, v, ck, cv, context_mask)``: 16 pixels and up to 7 context tokens; edge cases: the decoder's context
+    when the caption is dropped (half its training rows: the four image-embedding tokens visible, the caption's 16
+    hidden) and a single context token."""
+
+    def make(s: int | None, visible: int | None) -> Make:
+        def inputs(g: torch.Generator):
+            ss = int(torch.randint(1, 8, (1,), generator=g)) if s is None else s
+            r = lambda *shape: torch.randn(*shape, generator=g)  # noqa: E731
+            b, h, hw, c = 2, 2, 16, 8
+            mask = torch.rand(b, ss, generator=g) < 0.5 if visible is None else torch.arange(ss).expand(b, ss) < visible
+            return r(b, h, hw, c), r(b, h, hw, c), r(b, h, hw, c), r(b, h, ss, c), r(b, h, ss, c), mask
+        return inputs
+
+    return _inputs(make(None, None), **{"a dropped caption": make(4 + tokenizer.CONTEXT_LENGTH, 4),
+                                        "one context token": make(1, 1)})
+
+
+# ----------------------------------------------------------------------------------------------
+# Lesson 08
+
+
+def gaussian_blur(max_sigma: float = 0.6) -> dict:
+    """``(images (B, 3, 16, 16), sigma (B,))``; edge cases: σ = 0 (no blur: the training condition's sharpest
+    case, and the lesson's first picture) and one image at the widest σ."""
+
+    def random_blur_inputs(g: torch.Generator):
+        b = int(torch.randint(1, 5, (1,), generator=g))
+        return torch.rand(b, 3, 16, 16, generator=g) * 2 - 1, torch.rand(b, generator=g) * 1.5
+
+    def sigma(b: int, value: float) -> Make:
+        return lambda g: (torch.rand(b, 3, 16, 16, generator=g) * 2 - 1, torch.full((b,), value))
+
+    return _inputs(random_blur_inputs, **{"σ = 0": sigma(2, 0.0), f"one image, σ = {max_sigma}": sigma(1, max_sigma)})
+
+
+def random_crops() -> dict:
+    """``(a, b, size, generator)`` of 32×32 images; edge case: a crop as large as the image (its only window starts
+    at the border)."""
+
+    def crops(size: int | None) -> Make:
+        def make(g: torch.Generator):
+            n, r = int(torch.randint(1, 5, (1,), generator=g)), 32
+            s = int(torch.randint(4, 20, (1,), generator=g)) if size is None else size
+            return (torch.randn(n, 3, r, r, generator=g), torch.randn(n, 3, r, r, generator=g), s,
+                    torch.Generator().manual_seed(int(torch.randint(10**6, (1,), generator=g))))
+        return make
+
+    return _inputs(crops(None), **{"a crop as large as the image": crops(32), "a one-pixel crop": crops(1)})
+
+
+# ----------------------------------------------------------------------------------------------
+# Lesson 09
+
+
+def text_diff() -> dict:
+    """``(z_image, text_from, text_to, w)``; edge cases: the lesson's own edit (one picture, ``w = 0``: the
+    picture unedited)."""
+
+    def diff(n: int, w: float | None) -> Make:
+        def make(g: torch.Generator):
+            z = F.normalize(torch.randn(n, 16, generator=g), dim=-1)
+            t1, t2 = F.normalize(torch.randn(2, 1, 16, generator=g), dim=-1)
+            return z, t1, t2, float(torch.rand(1, generator=g) * 0.8) if w is None else w
+        return make
+
+    return _inputs(diff(3, None), **{"one picture, w = 0 (unedited)": diff(1, 0.0),
+                                     "one picture, w = 0.6": diff(1, 0.6)})
+
+
+# ----------------------------------------------------------------------------------------------
+# Lesson 13
+
+
+def dominated() -> dict:
+    """``(scores (N, M),)`` of small integers, so that ties happen; edge cases: a single row (nothing to beat it),
+    and two identical rows (a tie beats neither)."""
+
+    def random_scores(g: torch.Generator):
+        shape = (int(torch.randint(1, 8, (1,), generator=g)), int(torch.randint(1, 4, (1,), generator=g)))
+        return (torch.randint(0, 4, shape, generator=g).float(),)
+
+    return _inputs(random_scores, **{
+        "one row": lambda g: (torch.rand(1, 3, generator=g),),
+        "two identical rows": lambda g: (torch.tensor([[0.5, 0.7, 0.2], [0.5, 0.7, 0.2], [0.1, 0.1, 0.1]]),),
+    })
+
+
+# ----------------------------------------------------------------------------------------------
+# Lesson 14
+
+
+def to_course_images() -> dict:
+    """``(pixels,)`` uint8 ``(N, H, W)`` or ``(N, H, W, C)``; edge cases: the three datasets' own pictures (MNIST and
+    Fashion-MNIST 28×28 grey without a channel axis, CIFAR-10 32×32 RGB: no resize), one picture, RGBA."""
+
+    def pixels(n: int, h: int, w: int, channels: tuple) -> Make:
+        return lambda g: (torch.randint(0, 256, (n, h, w, *channels), generator=g, dtype=torch.uint8).numpy(),)
+
+    def random_pixels(g: torch.Generator):
+        h, w = (int(v) for v in torch.randint(12, 48, (2,), generator=g))
+        return pixels(3, h, w, _pick([(), (1,), (3,), (4,)], g))(g)
+
+    return _inputs(random_pixels, **{
+        "MNIST: 28×28 grey, no channel axis": pixels(4, 28, 28, ()),
+        "CIFAR-10: 32×32 RGB": pixels(4, 32, 32, (3,)),
+        "one picture": pixels(1, 40, 30, (3,)),
+        "one RGBA picture": pixels(1, 33, 33, (4,)),
+    })
+
+
+def zero_shot_predict() -> dict:
+    """``(image_emb (N, 8), class_emb (K, 8))``; edge cases: one image, and the datasets' ten classes."""
+
+    def embeddings(n: int | None, k: int | None) -> Make:
+        def make(g: torch.Generator):
+            nn_, kk = (int(v) for v in torch.randint(1, 12, (2,), generator=g))
+            nn_, kk = nn_ if n is None else n, kk if k is None else k
+            image_emb = torch.randn(nn_, 8, generator=g) * 3
+            return image_emb, torch.randn(kk, 8, generator=g) * torch.rand(kk, 1, generator=g)
+        return make
+
+    return _inputs(embeddings(None, None), **{"one image": embeddings(1, 10), "ten classes": embeddings(20, 10)})
