@@ -58,6 +58,29 @@ def caption_relation(
     return _fix_articles(text)
 
 
+#: How a partial caption names an object whose shape it leaves out, chosen by the paraphrase index:
+#: "something red", "a red thing", "a red object", "a red shape".
+NOUNS: tuple[str, ...] = ("something", "thing", "object", "shape")
+
+
+def caption_partial(colour: str, shape: str, size: str, position: str, mentioned: tuple[bool, ...],
+                    template: int = 0) -> str:
+    """A caption naming only the ``mentioned`` attributes (flags in the order colour, shape, size, position), e.g.
+    ``"a red thing"``, ``"something large in the top left"``, ``"a small circle"``. With every flag set it is
+    :func:`caption_single`'s ``template``; otherwise ``template`` picks the noun from :data:`NOUNS` when the shape is
+    left out. The attributes not mentioned are *free*: any value fits the caption."""
+    m_colour, m_shape, m_size, m_position = (bool(f) for f in mentioned)
+    if m_colour and m_shape and m_size and m_position:
+        return caption_single(colour, shape, size, position, template)
+    if not (m_colour or m_shape or m_size or m_position):
+        raise ValueError("a caption must mention at least one attribute")
+    adjectives = " ".join(word for word, keep in ((size, m_size), (colour, m_colour)) if keep)
+    noun = shape if m_shape else NOUNS[template % len(NOUNS)]
+    where = location_phrase(position) if m_position else ""
+    text = f"something {adjectives} {where}" if noun == "something" else f"a {adjectives} {noun} {where}"
+    return _fix_articles(" ".join(text.split()))
+
+
 def _fix_articles(text: str) -> str:
     """"a orange cross" → "an orange cross"."""
     return re.sub(r"\ba (?=[aeiou])", "an ", text)

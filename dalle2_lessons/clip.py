@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -215,10 +216,14 @@ def hard_negative_loss(
 # Training.
 
 
-def caption_tokens(tokenizer, tier: str, attrs: torch.Tensor) -> torch.Tensor:
-    """Every paraphrase of every scene, tokenised once: ``(N, n_templates, L)`` int64."""
+def caption_tokens(tokenizer, tier: str, attrs: torch.Tensor, mentions: np.ndarray | None = None) -> torch.Tensor:
+    """Every paraphrase of every scene, tokenised once: ``(N, n_templates, L)`` int64. ``mentions``: ``(N,
+    n_templates, A)`` bool, which attributes each paraphrase names (:attr:`~.shapes.Scenes.mentions`; default all)."""
     n_t = shapes.n_templates(tier)
-    texts = [shapes.caption(tier, a, t) for a in attrs.tolist() for t in range(n_t)]
+    if mentions is None:
+        texts = [shapes.caption(tier, a, t) for a in attrs.tolist() for t in range(n_t)]
+    else:
+        texts = [shapes.caption(tier, a, t, m[t]) for a, m in zip(attrs.tolist(), mentions) for t in range(n_t)]
     unique = sorted(set(texts))  # a few thousand distinct captions: encode each once
     index = {text: i for i, text in enumerate(unique)}
     ids = torch.tensor([index[t] for t in texts])

@@ -38,7 +38,7 @@ from torch.utils.data import Dataset
 # The caption templates and phrases live in captions.py; lessons and modules read them here too (shapes.caption_single).
 from .captions import RELATION_PHRASES as _RELATION_PHRASES  # noqa: F401
 from .captions import RELATION_TEMPLATES, SINGLE_TEMPLATES, caption_relation, caption_single, n_templates  # noqa: F401
-from .captions import location_phrase
+from .captions import NOUNS, caption_partial, location_phrase  # noqa: F401
 
 # ----------------------------------------------------------------------------------------------
 # Attribute vocabularies. The order of each tuple is the class index used everywhere.
@@ -95,13 +95,76 @@ SPLITS: tuple[str, ...] = ("train", "test", "heldout", "judge")
 SPLIT_SIZES: dict[str, int] = {"train": 20_000, "test": 2_000, "heldout": 2_000, "judge": 100_000}
 
 # ----------------------------------------------------------------------------------------------
+# Versions. v1 is what the shipped checkpoints were trained on; v2 (issue #21) is what they are being retrained on.
+# Both are drawn by the same code: a version only changes the numbers below.
+
+#: Background shades (RGB in [0, 1]). No caption names the background: it is the property a caption never fixes.
+BACKGROUND_RGB: dict[str, tuple[float, float, float]] = {"black": (0.0, 0.0, 0.0), "grey": (0.25, 0.25, 0.25)}
+
+
+@dataclass(frozen=True)
+class Version:
+    """The numbers that define one version of the dataset.
+
+    Attributes:
+        name: ``"v1"`` or ``"v2"``.
+        grid_centres: centre of each grid column (and row), fraction of the image side.
+        half_extent: half the bounding-box side of a ``small`` and a ``large`` object, fraction of the side.
+        jitter: ± uniform shift of an object's centre, fraction of the side.
+        scale_jitter: ± relative change of an object's size.
+        backgrounds: the shades a scene's background is drawn from (keys of :data:`BACKGROUND_RGB`).
+        p_full: probability that a paraphrase names all four attributes; otherwise it names a random non-empty
+            proper subset of them (single-object tier only; relation captions are always full).
+        resolution: the base resolution, what CLIP reads and the decoder draws.
+        final_resolution: what the upsampler draws.
+    """
+
+    name: str
+    grid_centres: tuple[float, float, float]
+    half_extent: tuple[float, float]
+    jitter: float
+    scale_jitter: float
+    backgrounds: tuple[str, ...]
+    p_full: float
+    resolution: int
+    final_resolution: int
+
+
+#: Every caption full, black background, a 16-px base: small objects are 3 px wide there (a cross is a blob).
+V1 = Version("v1", (0.2, 0.5, 0.8), (0.09, 0.15), 0.04, 0.05, ("black",), 1.0, 16, 32)
+#: Half the captions leave attributes out, the background is black or grey (never named), a 32-px base where the
+#: smallest object is 6 px wide and a cross's arm 2 px thick, upsampled to 64 px.
+V2 = Version("v2", (0.22, 0.5, 0.78), (0.10, 0.17), 0.03, 0.05, ("black", "grey"), 0.5, 32, 64)
+VERSIONS: dict[str, Version] = {"v1": V1, "v2": V2}
+#: The attribute subsets a partial caption may mention: the 14 non-empty proper subsets of the four attributes, as
+#: ``(4,)`` bool flags in ``TIERS["single"]`` order.
+PARTIAL_MENTIONS: np.ndarray = np.array(
+    [[a in c for a in range(4)] for r in (1, 2, 3) for c in itertools.combinations(range(4), r)], dtype=bool)
+
+
+def get_version(version: str | Version) -> Version:
+    """``"v2"`` or a :class:`Version` → the :class:`Version`."""
+    if isinstance(version, Version):
+        return version
+    if version not in VERSIONS:
+        raise ValueError(f"version must be one of {tuple(VERSIONS)}, got {version!r}")
+    return VERSIONS[version]
+
+
+# ----------------------------------------------------------------------------------------------
 # Captions: several paraphrases per scene (the templates and phrases are in captions.py).
 
 
-def caption(tier: str, attrs: dict[str, str] | tuple[int, ...] | torch.Tensor, template: int = 0) -> str:
-    """Caption for attributes given as names (``{"colour": "red", ...}``) or class indices."""
+def caption(tier: str, attrs: dict[str, str] | tuple[int, ...] | torch.Tensor, template: int = 0,
+            mentioned: tuple[bool, ...] | np.ndarray | None = None) -> str:
+    """Caption for attributes given as names (``{"colour": "red", ...}``) or class indices. ``mentioned``: ``(A,)``
+    flags of the attributes the caption names (default all; a single-object caption may leave some out)."""
     if not isinstance(attrs, dict):
         attrs = attribute_names(tier, attrs)
+    if mentioned is not None and not all(bool(m) for m in mentioned):
+        if tier != "single":
+            raise ValueError("only single-object captions can leave attributes out")
+        return caption_partial(**attrs, mentioned=tuple(bool(m) for m in mentioned), template=template)
     fn = caption_single if tier == "single" else caption_relation
     return fn(**attrs, template=template)
 
@@ -114,10 +177,11 @@ def attribute_names(tier: str, ids: tuple[int, ...] | torch.Tensor | np.ndarray)
 # ----------------------------------------------------------------------------------------------
 # Geometry. Coordinates are fractions of the image side: (0, 0) is the top-left corner.
 
-GRID_CENTRES: tuple[float, ...] = (0.2, 0.5, 0.8)
-HALF_EXTENT: dict[str, float] = {"small": 0.09, "large": 0.15}
-JITTER: float = 0.04  # ± uniform shift of the centre, fraction of the image side
-SCALE_JITTER: float = 0.05  # ± relative change of the object's size
+# v1's numbers, kept under their old names for the lessons that print them (see :class:`Version`).
+GRID_CENTRES: tuple[float, ...] = V1.grid_centres
+HALF_EXTENT: dict[str, float] = dict(zip(SIZES, V1.half_extent))
+JITTER: float = V1.jitter
+SCALE_JITTER: float = V1.scale_jitter
 
 
 @dataclass
@@ -131,6 +195,9 @@ class Scenes:
         centres: ``(N, K, 2)`` float32 ``(x, y)`` in [0, 1].
         half_extents: ``(N, K)`` float32 half the object's bounding box side, in [0, 1] units.
         templates: ``(N,)`` int64 which caption paraphrase each scene uses.
+        version: the dataset version's name (``"v1"``, ``"v2"``).
+        backgrounds: ``(N,)`` int64 index into the version's ``backgrounds`` (v1: all 0, black).
+        mentions: ``(N, T, A)`` bool: which attributes paraphrase ``t`` of each scene names (v1: all True).
     """
 
     tier: str
@@ -140,31 +207,51 @@ class Scenes:
     centres: np.ndarray
     half_extents: np.ndarray
     templates: np.ndarray
+    version: str = "v1"
+    backgrounds: np.ndarray | None = None
+    mentions: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n, a = self.attrs.shape
+        if self.backgrounds is None:
+            self.backgrounds = np.zeros(n, dtype=np.int64)
+        if self.mentions is None:
+            self.mentions = np.ones((n, n_templates(self.tier), a), dtype=bool)
+
+    _FIELDS = ("attrs", "colours", "shapes", "centres", "half_extents", "templates", "backgrounds", "mentions")
 
     def __len__(self) -> int:
         return len(self.attrs)
 
     def __getitem__(self, index: slice | np.ndarray) -> Scenes:
         """A sub-batch: ``scenes[:100]`` or ``scenes[np.array([3, 5])]``."""
-        fields = {
-            k: getattr(self, k)[index] for k in ("attrs", "colours", "shapes", "centres", "half_extents", "templates")
-        }
-        return Scenes(tier=self.tier, **fields)
+        return Scenes(tier=self.tier, version=self.version, **{k: getattr(self, k)[index] for k in self._FIELDS})
+
+    @property
+    def mentioned(self) -> np.ndarray:
+        """``(N, A)`` bool: the attributes each scene's caption (paraphrase ``templates``) names."""
+        return self.mentions[np.arange(len(self)), self.templates]
 
     @property
     def captions(self) -> list[str]:
-        return [caption(self.tier, a, int(t)) for a, t in zip(self.attrs, self.templates)]
+        return [caption(self.tier, a, int(t), m) for a, t, m in zip(self.attrs, self.templates, self.mentioned)]
+
+    def paraphrases(self) -> list[list[str]]:
+        """Every paraphrase of every scene: ``N`` lists of ``T`` captions (what CLIP and the prior train on)."""
+        return [[caption(self.tier, a, t, m) for t, m in enumerate(ms)] for a, ms in zip(self.attrs, self.mentions)]
 
 
 _BLOCK = 1024  # scenes are drawn in blocks so that sample i never depends on n
 
 
-def sample_scenes(n: int, split: str = "train", tier: str = "single", seed: int = 0) -> Scenes:
-    """Draw ``n`` scenes of ``split``; sample ``i`` depends only on ``(seed, split, tier, i)``.
+def sample_scenes(n: int, split: str = "train", tier: str = "single", seed: int = 0,
+                  version: str | Version = "v1") -> Scenes:
+    """Draw ``n`` scenes of ``split``; sample ``i`` depends only on ``(seed, split, tier, version, i)``.
 
     ``judge`` is the attribute judge's own split: every combination, held-out ones included (the
     judge is a measuring instrument, not a generative model, so it must know them all).
     """
+    version = get_version(version)
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if tier not in TIERS:
@@ -172,26 +259,28 @@ def sample_scenes(n: int, split: str = "train", tier: str = "single", seed: int 
     blocks = []
     for b in range(-(-n // _BLOCK)):
         ss = np.random.SeedSequence([seed, SPLITS.index(split), list(TIERS).index(tier), b])
-        blocks.append(_sample_block(np.random.default_rng(ss), split, tier))
+        blocks.append(_sample_block(np.random.default_rng(ss), split, tier, version))
     fields = {k: np.concatenate([blk[k] for blk in blocks])[:n] for k in blocks[0]}
-    return Scenes(tier=tier, **fields)
+    return Scenes(tier=tier, version=version.name, **fields)
 
 
 def rejitter(scenes: Scenes, seed: int = 0) -> Scenes:
     """The same single-object scenes (colour, shape, size, position cell, caption) with fresh random
-    placement and size within their cells: "another picture of the same caption"."""
+    placement and size within their cells, and (v2) a fresh background, which no caption names: "another
+    picture of the same caption"."""
     if scenes.tier != "single":
         raise ValueError("rejitter needs single-object scenes (a relation's attributes do not fix the cells)")
+    v = get_version(scenes.version)
     rng = np.random.default_rng(seed)
     m = len(scenes)
     position, size = scenes.attrs[:, 3], scenes.attrs[:, 2]
     cells = np.stack([position % 3, position // 3], axis=1)[:, None, :]
-    centres = np.array(GRID_CENTRES)[cells] + rng.uniform(-JITTER, JITTER, size=(m, 1, 2))
-    half = np.array([HALF_EXTENT[s] for s in SIZES])[size][:, None] * rng.uniform(
-        1 - SCALE_JITTER, 1 + SCALE_JITTER, size=(m, 1)
-    )
+    centres = np.array(v.grid_centres)[cells] + rng.uniform(-v.jitter, v.jitter, size=(m, 1, 2))
+    half = np.array(v.half_extent)[size][:, None] * rng.uniform(1 - v.scale_jitter, 1 + v.scale_jitter, size=(m, 1))
+    backgrounds = rng.integers(len(v.backgrounds), size=m) if len(v.backgrounds) > 1 else scenes.backgrounds.copy()
     return Scenes(scenes.tier, scenes.attrs.copy(), scenes.colours.copy(), scenes.shapes.copy(),
-                  centres.astype(np.float32), half.astype(np.float32), scenes.templates.copy())
+                  centres.astype(np.float32), half.astype(np.float32), scenes.templates.copy(), scenes.version,
+                  backgrounds.astype(np.int64), scenes.mentions.copy())
 
 
 def _pairs_for(rng: np.random.Generator, split: str, m: int) -> np.ndarray:
@@ -200,7 +289,9 @@ def _pairs_for(rng: np.random.Generator, split: str, m: int) -> np.ndarray:
     return pool[rng.integers(len(pool), size=m)]
 
 
-def _sample_block(rng: np.random.Generator, split: str, tier: str, m: int = _BLOCK) -> dict[str, np.ndarray]:
+def _sample_block(rng: np.random.Generator, split: str, tier: str, version: Version = V1,
+                  m: int = _BLOCK) -> dict[str, np.ndarray]:
+    small, large = version.half_extent
     if tier == "single":
         pairs = _pairs_for(rng, split, m)
         size = rng.integers(len(SIZES), size=m)
@@ -208,7 +299,7 @@ def _sample_block(rng: np.random.Generator, split: str, tier: str, m: int = _BLO
         attrs = np.stack([pairs[:, 0], pairs[:, 1], size, position], axis=1)
         colours, shapes = pairs[:, :1], pairs[:, 1:]
         cells = np.stack([position % 3, position // 3], axis=1)[:, None, :]  # (m, 1, 2) column, row
-        half = np.array([HALF_EXTENT[s] for s in SIZES])[size][:, None]
+        half = np.array([small, large])[size][:, None]
     else:
         a, b = _pairs_for(rng, split, m), _pairs_for(rng, "train" if split == "heldout" else split, m)
         same = (a == b).all(axis=1)  # two identical objects make "A above B" ambiguous: redraw B
@@ -228,11 +319,18 @@ def _sample_block(rng: np.random.Generator, split: str, tier: str, m: int = _BLO
         attrs = np.stack([a[:, 0], a[:, 1], relation, b[:, 0], b[:, 1]], axis=1)
         colours, shapes = np.stack([a[:, 0], b[:, 0]], 1), np.stack([a[:, 1], b[:, 1]], 1)
         cells = np.stack([np.stack([col_a, row_a], 1), np.stack([col_b, row_b], 1)], axis=1)  # (m, 2, 2)
-        half = np.full((m, 2), HALF_EXTENT["small"])  # two large objects in adjacent cells would touch
+        half = np.full((m, 2), small)  # two large objects in adjacent cells would touch
     k = colours.shape[1]
-    centres = np.array(GRID_CENTRES)[cells] + rng.uniform(-JITTER, JITTER, size=(m, k, 2))
-    half = half * rng.uniform(1 - SCALE_JITTER, 1 + SCALE_JITTER, size=(m, k))
+    j, s = version.jitter, version.scale_jitter
+    centres = np.array(version.grid_centres)[cells] + rng.uniform(-j, j, size=(m, k, 2))
+    half = half * rng.uniform(1 - s, 1 + s, size=(m, k))
     templates = rng.integers(n_templates(tier), size=m)
+    # Drawn after everything v1 draws, so v1's scenes are unchanged by v2's existence.
+    backgrounds = rng.integers(len(version.backgrounds), size=m) if len(version.backgrounds) > 1 else np.zeros(m)
+    mentions = np.ones((m, n_templates(tier), attrs.shape[1]), dtype=bool)
+    if tier == "single" and version.p_full < 1:
+        partial = rng.random(mentions.shape[:2]) >= version.p_full
+        mentions[partial] = PARTIAL_MENTIONS[rng.integers(len(PARTIAL_MENTIONS), size=int(partial.sum()))]
     return {
         "attrs": attrs.astype(np.int64),
         "colours": colours.astype(np.int64),
@@ -240,6 +338,8 @@ def _sample_block(rng: np.random.Generator, split: str, tier: str, m: int = _BLO
         "centres": centres.astype(np.float32),
         "half_extents": half.astype(np.float32),
         "templates": templates.astype(np.int64),
+        "backgrounds": backgrounds.astype(np.int64),
+        "mentions": mentions,
     }
 
 
@@ -276,12 +376,14 @@ def render(scenes: Scenes, resolution: int = 16, supersample: int | None = None,
         resolution: side in pixels (any size ≥ 8; the course uses 16, 32 and 64).
         supersample: sub-pixels per pixel side for anti-aliasing (default: enough for ~64 px).
     Returns:
-        ``(N, 3, resolution, resolution)`` float32 in [-1, 1]; the background is -1 (black).
+        ``(N, 3, resolution, resolution)`` float32 in [-1, 1]; the background is
+        black (-1) or, in v2, possibly grey (-0.5).
     """
     s = supersample or max(2, 64 // resolution)
     side = resolution * s
     grid = (torch.arange(side, dtype=torch.float32) + 0.5) / side  # sub-pixel centres in [0, 1]
     palette = torch.tensor([COLOUR_RGB[c] for c in COLOURS])  # (8, 3)
+    shades = torch.tensor([BACKGROUND_RGB[b] for b in get_version(scenes.version).backgrounds])  # (n_backgrounds, 3)
     out = torch.empty(len(scenes), 3, resolution, resolution)
     for start in range(0, len(scenes), chunk):
         sl = slice(start, start + chunk)
@@ -290,7 +392,7 @@ def render(scenes: Scenes, resolution: int = 16, supersample: int | None = None,
         centres = torch.from_numpy(scenes.centres[sl])
         half = torch.from_numpy(scenes.half_extents[sl])
         m, k = colours.shape
-        canvas = torch.zeros(m, 3, resolution, resolution)
+        canvas = shades[torch.from_numpy(scenes.backgrounds[sl])][:, :, None, None].expand(m, 3, resolution, resolution)
         for j in range(k):
             coverage = torch.zeros(m, side, side)
             for shape_id, shape in enumerate(SHAPES):
@@ -334,16 +436,17 @@ class ShapesDataset(Dataset):
         split: ``"train"``, ``"test"`` or ``"heldout"`` (or ``"judge"``).
         tier: ``"single"`` or ``"relation"``.
         n: how many scenes; default :data:`SPLIT_SIZES` ``[split]``. Any ``n`` gives a prefix.
-        resolution: image side in pixels.
+        resolution: image side in pixels (default: the version's base resolution).
         seed: changes every sample; the course uses 0.
+        version: ``"v1"`` or ``"v2"`` (:data:`VERSIONS`).
     """
 
-    def __init__(
-        self, split: str = "train", tier: str = "single", n: int | None = None, resolution: int = 16, seed: int = 0
-    ):
-        self.split, self.tier, self.resolution = split, tier, resolution
-        self.scenes = sample_scenes(n if n is not None else SPLIT_SIZES[split], split, tier, seed)
-        self._images = to_uint8(render(self.scenes, resolution))
+    def __init__(self, split: str = "train", tier: str = "single", n: int | None = None, resolution: int | None = None,
+                 seed: int = 0, version: str = "v1"):
+        self.split, self.tier, self.version = split, tier, get_version(version).name
+        self.resolution = resolution or get_version(version).resolution
+        self.scenes = sample_scenes(n if n is not None else SPLIT_SIZES[split], split, tier, seed, version)
+        self._images = to_uint8(render(self.scenes, self.resolution))
         self.attrs = torch.from_numpy(self.scenes.attrs)
         self.captions = self.scenes.captions
         self.attribute_names = TIERS[tier]
@@ -360,7 +463,8 @@ class ShapesDataset(Dataset):
         return from_uint8(self._images[i]), self.captions[i], self.attrs[i]
 
     def __repr__(self) -> str:
-        return f"ShapesDataset(split={self.split!r}, tier={self.tier!r}, n={len(self)}, resolution={self.resolution})"
+        return (f"ShapesDataset(split={self.split!r}, tier={self.tier!r}, n={len(self)}, "
+                f"resolution={self.resolution}, version={self.version!r})")
 
 
 def combination_counts(attrs: torch.Tensor | np.ndarray, tier: str = "single") -> dict[str, np.ndarray]:
@@ -379,3 +483,40 @@ def contains_heldout_pair(attrs: torch.Tensor | np.ndarray, tier: str = "single"
         pairs = zip(attrs[:, names.index(c)], attrs[:, names.index(s)])
         hit |= np.array([(int(a), int(b)) in _HELDOUT_IDS for a, b in pairs], dtype=bool)
     return hit
+
+
+# ----------------------------------------------------------------------------------------------
+# What a caption leaves free: the evaluation set of under-specified captions, and the background read back.
+
+
+def matching_scenes(attrs: np.ndarray | torch.Tensor, mentioned: np.ndarray, n: int, split: str = "test",
+                    seed: int = 0, version: str = "v2", template: int = 0) -> Scenes:
+    """``n`` scenes of ``split`` that fit one single-object caption: the attributes flagged in ``mentioned``
+    ``(4,)`` bool equal ``attrs`` ``(4,)``; the others (and the background) are whatever the split draws, in the
+    split's proportions ("real renders of this caption"). Every returned scene's caption is that one caption
+    (paraphrase ``template``). Raises if the split holds no such scene (e.g. a held-out pair in ``test``)."""
+    attrs, mentioned = np.asarray(attrs, dtype=np.int64), np.asarray(mentioned, dtype=bool)
+    found: list[Scenes] = []
+    have, draw = 0, 0
+    while have < n:
+        pool = sample_scenes(8 * _BLOCK, split, "single", seed=1_000_003 * (seed + 1) + draw, version=version)
+        keep = np.nonzero((pool.attrs[:, mentioned] == attrs[mentioned]).all(1))[0]
+        found.append(pool[keep])
+        have, draw = have + len(keep), draw + 1
+        if draw == 64 and have == 0:
+            raise ValueError(f"no {split} scene fits {caption('single', attrs, template, mentioned)!r}")
+    scenes = Scenes(tier="single", version=get_version(version).name,
+                    **{k: np.concatenate([getattr(f, k) for f in found])[:n] for k in Scenes._FIELDS})
+    scenes.templates[:] = template
+    scenes.mentions[:, template] = mentioned
+    return scenes
+
+
+def read_background(images: torch.Tensor, version: str = "v2") -> torch.Tensor:
+    """``(B, 3, R, R)`` in [-1, 1] → ``(B,)`` int64 index of the version's background shade nearest to the median of
+    the image's border pixels (objects rarely touch the border, and a median ignores the few that do). A reading by
+    pixels, not by a classifier: what the background is needs no judge."""
+    border = torch.cat([images[..., 0, :], images[..., -1, :], images[..., 1:-1, 0], images[..., 1:-1, -1]], dim=-1)
+    level = border.median(dim=-1).values.mean(dim=1)  # (B,) in [-1, 1]
+    shades = torch.tensor([BACKGROUND_RGB[b][0] * 2 - 1 for b in get_version(version).backgrounds])
+    return (level[:, None] - shades[None]).abs().argmin(dim=1)

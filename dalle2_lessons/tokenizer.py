@@ -52,6 +52,10 @@ def _split(text: str) -> list[str]:
 #: Every token the text encoder knows: ``<pad>`` = 0, ``<start>`` = 1, the caption words, and ``<end>``
 #: last, so that, as in CLIP, the end of a prompt is also its largest id (``tokens.argmax(-1)``).
 VOCAB: tuple[str, ...] = (PAD, START, *_caption_words(), END)
+#: Shapes v2's vocabulary: v1's words and the nouns of partial captions ("something red", "a large thing"), before
+#: ``<end>``. A CLIP trained on v2 reads :data:`VOCAB_V2`; one trained on v1, :data:`VOCAB`.
+VOCAB_V2: tuple[str, ...] = (*VOCAB[:-1], *(w for w in shapes.NOUNS if w not in VOCAB), END)
+VOCABS: dict[str, tuple[str, ...]] = {"v1": VOCAB, "v2": VOCAB_V2}
 #: Other spellings accepted in prompts, mapped to the word in :data:`VOCAB`.
 ALIASES: dict[str, str] = {"center": "centre", "colored": "coloured", "middle": "centre"}
 #: Longest caption in the dataset is 12 words; 16 leaves room for <start>, <end> and a spare word.
@@ -106,7 +110,7 @@ class Tokenizer:
             raise PromptError(f"A prompt must be a string, got {type(text).__name__}: {text!r}.")
         words = [ALIASES.get(w, w) for w in _split(text.strip().rstrip(".!?;").rstrip())]
         if not words:
-            example = ("'a small red circle in the top left'" if self.vocab == VOCAB
+            example = ("'a small red circle in the top left'" if self.vocab in (VOCAB, VOCAB_V2)
                        else f"the words of the {self.source}")
             raise PromptError(f"The prompt is empty. Describe an image with the course's words, e.g. {example}.")
         unknown = sorted({w for w in words if w not in self.ids or w in SPECIAL_TOKENS})
@@ -152,6 +156,13 @@ class Tokenizer:
 
     def __repr__(self) -> str:
         return f"Tokenizer(vocab_size={self.vocab_size}, context_length={self.context_length})"
+
+
+def for_version(version: str = "v1") -> Tokenizer:
+    """The tokenizer of a Shapes version (``"v1"`` or ``"v2"``)."""
+    if version not in VOCABS:
+        raise ValueError(f"version must be one of {tuple(VOCABS)}, got {version!r}")
+    return Tokenizer(VOCABS[version])
 
 
 def vocabulary_table() -> str:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from dalle2_lessons import shapes
+from dalle2_lessons import shapes, tokenizer
 
 
 @pytest.mark.parametrize("tier", list(shapes.TIERS))
@@ -131,3 +131,69 @@ def test_bad_split_or_tier_is_named():
         shapes.sample_scenes(3, "validation")
     with pytest.raises(ValueError, match="tier"):
         shapes.sample_scenes(3, "train", "triple")
+
+
+# ----------------------------------------------------------------------------------------------
+# Shapes v2 (issue #21): captions that leave attributes out, an unnamed background, drawable geometry.
+
+
+def test_v2_half_the_paraphrases_leave_attributes_out_and_never_name_a_free_one():
+    scenes = shapes.sample_scenes(2_000, "train", version="v2")
+    full = scenes.mentions.all(-1)
+    assert abs(full.mean() - shapes.V2.p_full) < 0.02
+    assert scenes.mentions.any(-1).all()  # every caption names something
+    words = {"colour": set(shapes.COLOURS), "shape": set(shapes.SHAPES), "size": set(shapes.SIZES),
+             "position": {"top", "bottom", "left", "right", "centre"}}
+    for attrs, ms, texts in zip(scenes.attrs[:300], scenes.mentions[:300], scenes.paraphrases()[:300]):
+        names = shapes.attribute_names("single", attrs)
+        for m, text in zip(ms, texts):
+            said = set(text.replace(",", " ").replace(":", " ").split())
+            for j, attr in enumerate(shapes.TIERS["single"]):
+                if m[j]:
+                    assert set(names[attr].split()) <= said, (text, attr)
+                else:
+                    assert not (said & words[attr]), (text, attr)
+
+
+def test_v1_is_unchanged_by_v2():
+    a, b = shapes.sample_scenes(300, version="v1"), shapes.sample_scenes(300)
+    assert a.captions == b.captions and torch.equal(shapes.render(a), shapes.render(b))
+    assert (a.backgrounds == 0).all() and a.mentions.all()
+
+
+def test_v2_tokenizer_reads_every_v2_caption_and_v1_rejects_the_new_words():
+    scenes = shapes.sample_scenes(500, "train", version="v2")
+    tok = tokenizer.for_version("v2")
+    texts = [t for ts in scenes.paraphrases() for t in ts]
+    assert all(tok.normalise(t) == t for t in texts[:600])
+    assert tok.vocab[: len(tokenizer.VOCAB) - 1] == tokenizer.VOCAB[:-1] and tok.vocab[-1] == tokenizer.END
+    with pytest.raises(tokenizer.PromptError, match="something"):
+        tokenizer.Tokenizer().encode("something red")
+
+
+def test_v2_objects_are_drawable_at_the_base_resolution_and_inside_the_image():
+    scenes = shapes.sample_scenes(5_000, "judge", version="v2")
+    side = 2 * scenes.half_extents * shapes.V2.resolution
+    assert side.min() >= 6.0  # the smallest object is 6 px wide at 32 px: a cross's arm is 2 px thick
+    lo = scenes.centres - scenes.half_extents[..., None]
+    hi = scenes.centres + scenes.half_extents[..., None]
+    assert lo.min() >= 0 and hi.max() <= 1
+
+
+@pytest.mark.parametrize("resolution", [32, 64])
+def test_the_background_is_read_back_by_pixels(resolution):
+    scenes = shapes.sample_scenes(2_000, "judge", version="v2")
+    assert 0.4 < scenes.backgrounds.mean() < 0.6
+    assert (shapes.read_background(shapes.render(scenes, resolution)).numpy() == scenes.backgrounds).all()
+
+
+def test_matching_scenes_fit_the_caption_and_leave_the_rest_free():
+    attrs = np.array([0, 1, 1, 4])  # a large red square in the centre
+    mentioned = np.array([True, False, False, True])  # "something red in the centre"
+    scenes = shapes.matching_scenes(attrs, mentioned, 200, seed=3)
+    assert len(scenes) == 200 and (scenes.attrs[:, [0, 3]] == [0, 4]).all()
+    assert set(scenes.captions) == {"something red in the centre"}
+    assert len(set(scenes.attrs[:, 1])) == 3  # red triangles are held out of test: circle, square, cross
+    assert set(scenes.attrs[:, 2]) == {0, 1} and set(scenes.backgrounds) == {0, 1}
+    with pytest.raises(ValueError, match="red triangle"):
+        shapes.matching_scenes(np.array([0, 2, 0, 0]), np.array([True, True, False, False]), 5)
