@@ -62,6 +62,12 @@ PARENTS: dict[str, tuple[str, ...]] = {"prior": ("clip",), "decoder": ("clip",),
                                        "vae": ("clip",), "gan": ("clip",)}
 
 
+def versioned(name: str, version: str = "v1") -> str:
+    """The checkpoint name of stage ``name`` trained on Shapes ``version``: ``"clip"`` for v1 (what the lessons load
+    today), ``"clip-v2"`` for v2 (issue #21: shipped beside v1 until every stage is retrained on v2)."""
+    return name if version == "v1" else f"{name}-{version}"
+
+
 def command(module: str, **flags: object) -> str:
     """The shell command that rebuilds a checkpoint: ``command("prior", profile="cpu", eval_every=250)`` →
     ``python -m dalle2_lessons.prior --profile cpu --eval-every 250`` (flags that are ``None`` are left out)."""

@@ -308,6 +308,7 @@ class ClipSettings:
     n_retrieval: int  #: images among which retrieval recall is measured
     n_probe: int  #: training embeddings for the linear probes
     seed: int = 0
+    version: str = "v1"  #: the Shapes version it learns from (:data:`~.shapes.VERSIONS`)
 
 
 PRESETS: dict[str, ClipSettings] = {
@@ -327,33 +328,40 @@ def build(cfg: ClipSettings, device: str | torch.device = "cpu", *, clip: object
     and ``n_eval`` too: CLIP is measured after training, by :func:`evaluate_clip`). ``callback`` as in
     :func:`train_clip`, e.g. to measure it as it learns; ``train_seconds`` include what the callback spent."""
     profiles.seed_everything(cfg.seed)
-    tok = tokenizer.Tokenizer()
-    train = shapes.ShapesDataset("train", n=cfg.n_train, resolution=cfg.resolution)
+    tok = tokenizer.for_version(cfg.version)
+    train = shapes.ShapesDataset("train", n=cfg.n_train, resolution=cfg.resolution, version=cfg.version)
     model = CLIP(CLIPConfig(tok.vocab_size, tok.context_length, cfg.resolution, cfg.embed_dim))
     t0 = time.perf_counter()
-    losses = train_clip(model, train.images, caption_tokens(tok, "single", train.attrs), cfg.steps, cfg.batch_size,
-                        cfg.lr, seed=cfg.seed, device=device, progress=progress, callback=callback)
+    tokens = caption_tokens(tok, "single", train.attrs, train.scenes.mentions)
+    losses = train_clip(model, train.images, tokens, cfg.steps, cfg.batch_size, cfg.lr, seed=cfg.seed, device=device,
+                        progress=progress, callback=callback)
     return builders.Built(model.eval(), {"loss": losses}, time.perf_counter() - t0, [], cfg)
 
 
 def main(argv: list[str] | None = None) -> None:
     p = builders.build_parser("Train the course CLIP and save it as a checkpoint.", None, 0,
                                  "unused: the profile's n_eval and n_retrieval set the evaluation")
+    p.add_argument("--version", choices=tuple(shapes.VERSIONS), default=None,
+                   help="Shapes version to learn from (default v1; v2 also reads --resolution 32)")
+    p.add_argument("--resolution", type=int, default=None, help="image side (default: the profile's)")
     args, cfg, _, built = builders.run_builder(p, PRESETS, build, argv, needs_clip=lambda cfg: False)
     model = built.model
-    results = evaluate_clip(model, tokenizer.Tokenizer(), cfg.resolution, cfg.n_eval, cfg.n_retrieval)
+    results = evaluate_clip(model, tokenizer.for_version(cfg.version), cfg.resolution, cfg.n_eval, cfg.n_retrieval,
+                            version=cfg.version)
     for split, row in results.items():
         print(f"{split:8s} " + "  ".join(f"{k} {v:.4f}" for k, v in row.items()))
-    builders.save_build("clip", built, args, {"eval": results}, checkpoints.command("clip", profile=args.profile,
-                                                                                     steps=args.steps))
+    rebuild = checkpoints.command("clip", profile=args.profile, steps=args.steps, version=args.version,
+                                  resolution=args.resolution)
+    builders.save_build(checkpoints.versioned("clip", cfg.version), built, args, {"eval": results}, rebuild)
 
 
 def builder_clip(args) -> CLIP:
     """The CLIP a checkpoint builder trains on: the course's, or with ``--clip yours`` yours of ``--profile``."""
-    return load_clip(args.profile if args.clip == "yours" else None)
+    return load_clip(args.profile if args.clip == "yours" else None, version=getattr(args, "version", None) or "v1")
 
 
-def load_clip(profile: str | None = None, device: str | torch.device = "cpu", for_stages: Sequence[str] = ()) -> CLIP:
+def load_clip(profile: str | None = None, device: str | torch.device = "cpu", for_stages: Sequence[str] = (),
+              version: str = "v1") -> CLIP:
     """Your CLIP of ``profile`` if you trained one in lesson 01, else the course checkpoint (eval mode).
 
     ``for_stages`` names the stages a lesson will feed this CLIP's embeddings to (``("prior", "decoder")``): your
@@ -368,7 +376,8 @@ def load_clip(profile: str | None = None, device: str | torch.device = "cpu", fo
                   f"{' or '.join(missing)} was trained on its embeddings yet. This lesson uses the course CLIP and the "
                   f"stages built on it (to use yours, train them on it with --clip yours; see checkpoints.PARENTS).")
             profile = None
-    return checkpoints.load_model("clip", lambda config: CLIP(CLIPConfig(**config)), profile, device)
+    return checkpoints.load_model(checkpoints.versioned("clip", version), lambda config: CLIP(CLIPConfig(**config)),
+                                  profile, device)
 
 
 if __name__ == "__main__":

@@ -207,18 +207,21 @@ def evaluate_clip(
     n: int = 2000,
     n_retrieval: int = 256,
     splits: tuple[str, ...] = ("test", "heldout"),
+    version: str = "v1",
 ) -> dict[str, dict[str, float]]:
     """Zero-shot accuracy per attribute and retrieval recall@1/5 (text→image and image→text among
-    ``n_retrieval`` images), for each split. Returns ``{split: {"colour": ..., "t2i@1": ..., ...}}``."""
+    ``n_retrieval`` images, by their full captions), for each split of Shapes ``version``. Returns
+    ``{split: {"colour": ..., "t2i@1": ..., ...}}``."""
     prompts, prompt_attrs = prompt_bank(tokenizer)
     classifiers = zero_shot_classifiers(embed_texts(model, prompts), prompt_attrs)
     results = {}
     for split in splits:
-        ds = shapes.ShapesDataset(split, n=n, resolution=resolution)
+        ds = shapes.ShapesDataset(split, n=n, resolution=resolution, version=version)
         image_emb = embed_images(model, ds.images)
         row = zero_shot_accuracy(image_emb, ds.attrs, classifiers)
         k = min(n_retrieval, n)
-        sim = embed_texts(model, tokenizer.encode_batch(ds.captions[:k])) @ image_emb[:k].T  # (captions, images)
+        full = [shapes.caption("single", a, int(t)) for a, t in zip(ds.scenes.attrs[:k], ds.scenes.templates[:k])]
+        sim = embed_texts(model, tokenizer.encode_batch(full)) @ image_emb[:k].T  # (captions, images)
         a = ds.attrs[:k]
         row.update({f"t2i@{r}": v for r, v in recall_at_k(sim, a, a).items()})
         row.update({f"i2t@{r}": v for r, v in recall_at_k(sim.T, a, a).items()})

@@ -52,9 +52,16 @@ class DecoderConfig:
         return cls(UNetConfig.from_dict(d["unet"]), **{k: v for k, v in d.items() if k != "unet"})
 
 
-def decoder_config(embed_dim: int = 64, context_dim: int = 128, caption: bool = True) -> DecoderConfig:
-    """Lesson 05's U-Net (scale-shift, position embedding) with context tokens for its attention."""
-    unet = UNetConfig(cond_dim=embed_dim, scale_shift=True, position_embedding=True, context_dim=context_dim)
+def decoder_config(embed_dim: int = 64, context_dim: int = 128, caption: bool = True,
+                   resolution: int = 16) -> DecoderConfig:
+    """Lesson 05's U-Net (scale-shift, position embedding) with context tokens for its attention. At 32 px (Shapes
+    v2) it has one more level, so that attention still runs on an 8×8 map, and fewer channels at full resolution,
+    where a 2-core CPU spends most of its time."""
+    if resolution == 16:
+        unet = UNetConfig(cond_dim=embed_dim, scale_shift=True, position_embedding=True, context_dim=context_dim)
+    else:
+        unet = UNetConfig(resolution=resolution, base_channels=32, channel_mults=(1, 2, 3, 3), attention_levels=(2, 3),
+                          cond_dim=embed_dim, scale_shift=True, position_embedding=True, context_dim=context_dim)
     return DecoderConfig(unet, embed_dim=embed_dim, caption=caption)
 
 
@@ -170,16 +177,18 @@ def reconstruct(decoder: Decoder, clip_model, images: torch.Tensor, scale: float
 
 
 def evaluate(decoder: Decoder, clip_model, n: int, split: str = "test", scale: float = 3.0, steps: int = 50,
-             caption: bool = False, seed: int = 0) -> judge.JudgeReport:
-    """Reconstruct ``n`` fresh images of ``split`` from their CLIP embeddings and let the judge read the
-    result against the *original* attributes (with ``caption``, the caption's tokens are given too)."""
-    ds = shapes.ShapesDataset(split, n=n, resolution=decoder.config.unet.resolution, seed=seed + 1)
+             caption: bool = False, seed: int = 0, version: str = "v1") -> judge.JudgeReport:
+    """Reconstruct ``n`` fresh images of ``split`` from their CLIP embeddings and let the judge of ``version`` read
+    the result against the *original* attributes (with ``caption``, the scene's full caption's tokens are given
+    too)."""
+    ds = shapes.ShapesDataset(split, n=n, resolution=decoder.config.unet.resolution, seed=seed + 1, version=version)
     z = embed_images(clip_model, ds.images)
     tokens = mask = None
     if caption:
-        _, tokens, mask = encode_captions(clip_model, tokenizer.Tokenizer().encode_batch(ds.captions))
+        full = [shapes.caption("single", a, int(t)) for a, t in zip(ds.scenes.attrs, ds.scenes.templates)]
+        _, tokens, mask = encode_captions(clip_model, tokenizer.for_version(version).encode_batch(full))
     images = sample(decoder, z, tokens, mask, scale=scale, steps=steps, generator=torch.Generator().manual_seed(seed))
-    return judge.load_judge("single").score(images, ds.attrs)
+    return judge.load_judge("single", version=version).score(images, ds.attrs)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -198,6 +207,7 @@ class DecoderSettings:
     p_image: float = 0.1  #: how often the image embedding is zeroed in training (for guidance)
     p_caption: float = 0.5  #: how often the caption is dropped in training
     seed: int = 0
+    version: str = "v1"  #: the Shapes version it learns from (v2: 32×32 images)
 
 
 PRESETS: dict[str, DecoderSettings] = {
@@ -218,7 +228,7 @@ def train_decoder(cfg: DecoderSettings, images: torch.Tensor, z_images: torch.Te
     ``z_images`` ``(N, D)`` and the captions of the same ``N`` scenes in ``bank``, with ``cfg``. Returns
     ``(ema_decoder, losses)``: what lesson 07, the course checkpoint and lesson 14 (other data) all train with."""
     profiles.seed_everything(cfg.seed)
-    model = Decoder(decoder_config(z_images.shape[-1]))
+    model = Decoder(decoder_config(z_images.shape[-1], resolution=images.shape[-1]))
     schedule = diffusion.cosine_schedule()
     images = images.to(device)
 
@@ -237,21 +247,25 @@ def build(cfg: DecoderSettings, device: str | torch.device = "cpu", *, clip: CLI
     """The course decoder: :func:`train_decoder` on ``cfg.n_train`` Shapes scenes at 16×16 and ``clip``'s embeddings
     of them (default: the course CLIP). With ``eval_every``, the EMA model's reconstructions of ``n_eval`` test
     images are judged every so many steps (sampling time is not training time)."""
-    clip = clip or load_clip()
-    data = shapes.ShapesDataset("train", n=cfg.n_train, resolution=16)
+    clip = clip or load_clip(version=cfg.version)
+    data = shapes.ShapesDataset("train", n=cfg.n_train, version=cfg.version)
     z_images = embed_images(clip, data.images)
-    bank = CaptionBank.build(clip, caption_tokens(tokenizer.Tokenizer(), "single", data.attrs))
-    curve = Curve(cfg.steps, eval_every, lambda m: evaluate(m, clip, n_eval, scale=eval_scale).as_dict())
+    tokens = caption_tokens(tokenizer.for_version(cfg.version), "single", data.attrs, data.scenes.mentions)
+    bank = CaptionBank.build(clip, tokens)
+    curve = Curve(cfg.steps, eval_every,
+                  lambda m: evaluate(m, clip, n_eval, scale=eval_scale, version=cfg.version).as_dict())
     model, losses = train_decoder(cfg, data.images, z_images, bank, device, progress, curve)
     return Built(model, {"loss": losses}, curve.train_seconds, curve.points, cfg)
 
 
-def load_decoder(profile: str | None = None, device: str | torch.device = "cpu", *, clip: CLIP) -> Decoder:
+def load_decoder(profile: str | None = None, device: str | torch.device = "cpu", *, clip: CLIP,
+                 version: str = "v1") -> Decoder:
     """The decoder trained on ``clip``'s embeddings: yours of ``profile`` (from lesson 07) if it is, else the course
-    checkpoint if it is (eval mode); a :class:`~dalle2_lessons.checkpoints.CheckpointError` if neither."""
-    return checkpoints.load_model(
-        CHECKPOINT, lambda config: Decoder(DecoderConfig.from_dict(config)), profile, device, {"clip": clip}
-    )
+    checkpoint of Shapes ``version`` if it is (eval mode); a :class:`~dalle2_lessons.checkpoints.CheckpointError` if
+    neither."""
+    return checkpoints.load_model(checkpoints.versioned(CHECKPOINT, version),
+                                  lambda config: Decoder(DecoderConfig.from_dict(config)), profile, device,
+                                  {"clip": clip})
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -259,16 +273,19 @@ def main(argv: list[str] | None = None) -> None:
         "Train the course's unCLIP decoder (CLIP image embedding → 16×16 image) and save it.",
         "judge reconstructions every N steps (the accuracy-vs-minutes curve)", 256,
         "images for the final reconstruction table")
+    p.add_argument("--version", choices=tuple(shapes.VERSIONS), default=None, help="Shapes version (default v1)")
     args, cfg, clip, built = builders.run_builder(p, PRESETS, build, argv)
     model = built.model
     results = {}
     for split, scale, caption in [("test", 1.0, False), ("test", 2.0, False), ("test", 3.0, False),
                                   ("test", 5.0, False), ("test", 3.0, True), ("heldout", 3.0, False)]:
         key = f"{split}_s{scale:g}" + ("_caption" if caption else "")
-        results[key] = evaluate(model, clip, args.n_eval, split, scale, caption=caption).as_dict()
+        results[key] = evaluate(model, clip, args.n_eval, split, scale, caption=caption, version=cfg.version).as_dict()
         print(f"reconstruction {key}: {results[key]}", flush=True)
-    rebuild = checkpoints.command("decoder", profile=args.profile, steps=args.steps, eval_every=args.eval_every)
-    builders.save_build(CHECKPOINT, built, args, {"eval": results}, rebuild, parents={"clip": clip})
+    rebuild = checkpoints.command("decoder", profile=args.profile, steps=args.steps, eval_every=args.eval_every,
+                                  version=args.version)
+    builders.save_build(checkpoints.versioned(CHECKPOINT, cfg.version), built, args, {"eval": results}, rebuild,
+                        parents={"clip": clip})
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ from tqdm.auto import tqdm
 from . import checkpoints, shapes
 
 JUDGE_RESOLUTION = 32
+#: The resolution each version's judge reads: v2's reads the 64-px final images, where a blob cannot pass as a shape.
+JUDGE_RESOLUTIONS: dict[str, int] = {"v1": 32, "v2": 64}
 
 
 class AttributeJudge(nn.Module):
@@ -37,17 +39,27 @@ class AttributeJudge(nn.Module):
     Three conv stages at 32, 16 and 8 px, then a fully connected layer over the 4×4 map (not global
     pooling: position is an attribute, so *where* a feature fires matters).
 
+    The v2 judge (``version="v2"``) reads 64×64 through a stride-2 stem into the same three stages, and has one
+    more head, ``readable``: one logit, trained to say whether the image is crisp enough to read at all (clean
+    renders yes; renders blurred by σ ≥ 1.5 px or squeezed through a quarter of their side, no). Its verdict on an
+    image it cannot read is "unreadable", not its best guess (:meth:`verdict`).
+
     Args:
         tier: ``"single"`` or ``"relation"``; fixes which attributes the heads predict.
         width: channels of the first stage (doubled at each later stage).
+        version: the Shapes version it reads (``"v1"``: 32 px, guesses; ``"v2"``: 64 px, may refuse).
     """
 
-    def __init__(self, tier: str = "single", width: int = 24):
+    def __init__(self, tier: str = "single", width: int = 24, version: str = "v1"):
         super().__init__()
-        self.tier, self.width = tier, width
+        self.tier, self.width, self.version = tier, width, version
+        self.resolution = JUDGE_RESOLUTIONS[version]
         self.attribute_names = shapes.TIERS[tier]
         layers: list[nn.Module] = []
         c_in = 3
+        if version != "v1":  # 64 → 32 px; a 4×4 stride-2 kernel still sees every pixel
+            layers += [nn.Conv2d(3, width, 4, stride=2, padding=1), nn.BatchNorm2d(width), nn.ReLU()]
+            c_in = width
         for c in (width, 2 * width, 4 * width):
             layers += [nn.Conv2d(c_in, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU()]
             layers += [nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(), nn.MaxPool2d(2)]
@@ -56,11 +68,16 @@ class AttributeJudge(nn.Module):
         self.heads = nn.ModuleDict(
             {name: nn.Linear(256, len(shapes.ATTRIBUTE_VALUES[name])) for name in self.attribute_names}
         )
+        if version != "v1":
+            self.heads["readable"] = nn.Linear(256, 1)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``(B, 3, R, R)`` → ``{attribute: (B, n_classes) logits}``."""
-        h = self.features(to_judge_resolution(images))
+        """``(B, 3, R, R)`` → ``{attribute: (B, n_classes) logits}`` (v2: and ``"readable"``: ``(B, 1)``)."""
+        h = self.features(to_judge_resolution(images, self.resolution))
         return {name: head(h) for name, head in self.heads.items()}
+
+    def config_dict(self) -> dict:
+        return {"tier": self.tier, "width": self.width, "version": self.version}
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
@@ -83,7 +100,8 @@ class AttributeJudge(nn.Module):
         out = []
         for chunk in images.split(batch_size):
             logits = self(chunk.to(device))
-            out.append(torch.stack([v.softmax(-1).max(-1).values for v in logits.values()], dim=1).min(1).values.cpu())
+            probs = [logits[n].softmax(-1).max(-1).values for n in self.attribute_names]
+            out.append(torch.stack(probs, dim=1).min(1).values.cpu())
         return torch.cat(out) if out else torch.empty(0)
 
     def readable(self, images: torch.Tensor, threshold: float = 0.9) -> torch.Tensor:
@@ -91,26 +109,55 @@ class AttributeJudge(nn.Module):
         ≥ ``threshold``) *and* the image is :func:`plausible`. The second test is needed because a
         classifier's confidence means nothing far from its training data: on pure Gaussian noise this
         judge is "sure" about 80% of the time."""
-        return (self.confidence(images) >= threshold) & plausible(images)
+        if self.version == "v1":
+            return (self.confidence(images) >= threshold) & plausible(images)
+        return (self.confidence(images) >= threshold) & (self.crisp(images) >= 0.5) & plausible(images, around=True)
 
-    def score(self, images: torch.Tensor, attrs: torch.Tensor) -> JudgeReport:
+    @torch.no_grad()
+    def crisp(self, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+        """v2 only: ``(B, 3, R, R)`` → ``(B,)`` the ``readable`` head's probability that the image is sharp enough to
+        read (clean renders ≈ 1; blurred or squeezed ones ≈ 0)."""
+        if "readable" not in self.heads:
+            raise ValueError("only the v2 judge has a readable head; the v1 judge guesses on every image")
+        self.eval()
+        device = next(self.parameters()).device
+        out = [torch.sigmoid(self(chunk.to(device))["readable"][:, 0]).cpu() for chunk in images.split(batch_size)]
+        return torch.cat(out) if out else torch.empty(0)
+
+    def verdict(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, R, R)`` → ``(B, A)`` int64: the class it reads for every attribute, or -1 for every attribute of
+        an image it cannot read (:meth:`readable`). The v1 judge never refuses."""
+        pred = self.predict(images)
+        if self.version != "v1":
+            pred[~self.readable(images)] = -1
+        return pred
+
+    def score(self, images: torch.Tensor, attrs: torch.Tensor, mentioned: torch.Tensor | None = None) -> JudgeReport:
         """How many images show what they were asked for.
 
         Args:
             images: ``(B, 3, R, R)`` generated images in [-1, 1].
             attrs: ``(B, A)`` int64 the requested attributes (as from the dataset).
+            mentioned: ``(B, A)`` bool, the attributes each caption named (default all): only those are scored,
+                the others were left free. An unreadable image (v2) is wrong on every attribute it was asked for.
         """
-        return judge_report(self.predict(images), attrs, self.attribute_names)
+        return judge_report(self.verdict(images), attrs, self.attribute_names, mentioned)
 
 
-def plausible(images: torch.Tensor, tolerance: float = 0.25) -> torch.Tensor:
+def plausible(images: torch.Tensor, tolerance: float = 0.25, around: bool = False) -> torch.Tensor:
     """``(B, 3, R, R)`` in [-1, 1] → ``(B,)`` bool: does the image look like a Shapes render at all?
 
     Every render is mostly black background with one or two small objects: between 60% and 99.5% of
     its pixels are within ``tolerance`` of black in every channel (the largest object covers under 10%
-    of the image, the smallest about 1%). Noise, blank images and smears fail.
+    of the image, the smallest about 1%). Noise, blank images and smears fail. ``around=True`` (v2, whose
+    background may be grey) measures the distance to each image's own background, the median of its border.
     """
-    background = ((images.cpu() + 1).abs() <= tolerance).all(dim=1).float().mean(dim=(1, 2))
+    images = images.cpu()
+    reference = -1.0
+    if around:
+        border = torch.cat([images[..., 0, :], images[..., -1, :], images[..., 1:-1, 0], images[..., 1:-1, -1]], -1)
+        reference = border.median(dim=-1).values[:, :, None, None]  # (B, 3, 1, 1)
+    background = ((images - reference).abs() <= tolerance).all(dim=1).float().mean(dim=(1, 2))
     return (background >= 0.6) & (background <= 0.995)
 
 
@@ -124,11 +171,11 @@ def soft_pixels(images: torch.Tensor) -> float:
     return float(((peak > -0.5) & (peak < 0.5)).float().mean())
 
 
-def to_judge_resolution(images: torch.Tensor) -> torch.Tensor:
-    """Resize ``(B, 3, R, R)`` to ``(B, 3, 32, 32)`` (bilinear; anti-aliased when shrinking)."""
-    if images.shape[-1] == JUDGE_RESOLUTION:
+def to_judge_resolution(images: torch.Tensor, size: int = JUDGE_RESOLUTION) -> torch.Tensor:
+    """Resize ``(B, 3, R, R)`` to ``(B, 3, size, size)`` (bilinear; anti-aliased when shrinking)."""
+    if images.shape[-1] == size:
         return images
-    return F.interpolate(images, size=JUDGE_RESOLUTION, mode="bilinear", align_corners=False, antialias=True)
+    return F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
 @dataclass
@@ -138,13 +185,16 @@ class JudgeReport:
     accuracy: dict[str, float]
     all_correct: float
     n: int
+    unreadable: float = 0.0  #: fraction of images the (v2) judge refused to read
 
     def __str__(self) -> str:
         cells = "  ".join(f"{k} {v:6.1%}" for k, v in self.accuracy.items())
-        return f"judge on {self.n} images: {cells}  | all correct {self.all_correct:6.1%}"
+        refused = f"  | unreadable {self.unreadable:6.1%}" if self.unreadable else ""
+        return f"judge on {self.n} images: {cells}  | all correct {self.all_correct:6.1%}{refused}"
 
     def as_dict(self) -> dict[str, float]:
-        return {**self.accuracy, "all": self.all_correct}
+        refused = {"unreadable": self.unreadable} if self.unreadable else {}
+        return {**self.accuracy, "all": self.all_correct, **refused}
 
 
 def accuracies(predicted: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -162,14 +212,25 @@ def accuracies(predicted: torch.Tensor, target: torch.Tensor) -> tuple[torch.Ten
     return hits.float().mean(0), hits.all(1).float().mean()
 
 
-def judge_report(predicted: torch.Tensor, target: torch.Tensor, names: tuple[str, ...]) -> JudgeReport:
-    """Compare ``(B, A)`` predicted and requested class indices, column ``j`` named ``names[j]``."""
-    per_attribute, all_correct = accuracies(predicted, target)
-    return JudgeReport(
-        accuracy={name: float(per_attribute[j]) for j, name in enumerate(names)},
-        all_correct=float(all_correct),
-        n=len(target),
-    )
+def judge_report(predicted: torch.Tensor, target: torch.Tensor, names: tuple[str, ...],
+                 mentioned: torch.Tensor | np.ndarray | None = None) -> JudgeReport:
+    """Compare ``(B, A)`` predicted (-1: unreadable) and requested class indices, column ``j`` named ``names[j]``.
+    With ``mentioned`` ``(B, A)`` bool, an attribute's accuracy counts only the images whose caption named it (nan if
+    none did), and "all correct" asks for every *mentioned* attribute."""
+    if mentioned is None:
+        per_attribute, all_correct = accuracies(predicted, target)
+        accuracy = {name: float(per_attribute[j]) for j, name in enumerate(names)}
+    else:
+        mentioned = torch.as_tensor(np.asarray(mentioned), dtype=torch.bool)
+        if mentioned.shape != target.shape:
+            raise ValueError(f"mentioned {tuple(mentioned.shape)} and targets {tuple(target.shape)} differ in shape")
+        hits = predicted.cpu() == target.cpu()
+        counts = mentioned.sum(0)
+        accuracy = {name: float((hits[:, j] & mentioned[:, j]).sum() / counts[j]) if counts[j] else float("nan")
+                    for j, name in enumerate(names)}
+        all_correct = (hits | ~mentioned).all(1).float().mean()
+    unreadable = float((predicted.cpu() < 0).all(1).float().mean()) if len(predicted) else 0.0
+    return JudgeReport(accuracy=accuracy, all_correct=float(all_correct), n=len(target), unreadable=unreadable)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -204,6 +265,59 @@ def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return out.clamp(-1, 1)
 
 
+def blur(images: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
+    """Gaussian blur of each image ``(B, C, H, W)`` with its own width ``sigma`` (``(B,)`` or a float, in pixels;
+    the kernel reaches 3σ of the widest)."""
+    sigma = torch.as_tensor(sigma, dtype=images.dtype).expand(len(images)).clamp_min(1e-3)
+    r = max(1, int(np.ceil(3 * float(sigma.max()))))
+    x = torch.arange(-r, r + 1, dtype=images.dtype)
+    k = torch.exp(-x[None] ** 2 / (2 * sigma[:, None] ** 2))
+    k = (k / k.sum(1, keepdim=True)).repeat_interleave(images.shape[1], 0)  # (B*C, 2r+1)
+    b, c, h, w = images.shape
+    y = F.pad(images.reshape(1, b * c, h, w), (r, r, r, r), mode="replicate")
+    y = F.conv2d(y, k[:, None, None, :], groups=b * c)
+    y = F.conv2d(y, k[:, None, :, None], groups=b * c)
+    return y.reshape(b, c, h, w)
+
+
+def squeeze(images: torch.Tensor, size: int) -> torch.Tensor:
+    """``(B, C, R, R)`` through ``size`` pixels and back (anti-aliased down, bilinear up): what a model that drew at
+    ``size`` px and then smoothly enlarged its picture would show."""
+    r = images.shape[-1]
+    small = F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
+    return F.interpolate(small, size=r, mode="bilinear", align_corners=False)
+
+
+def unreadable_versions(batch: shapes.Scenes, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """What the v2 judge must refuse, made from clean 64-px renders ``images`` ``(B, 3, 64, 64)`` of ``batch``: a
+    quarter each blurred with σ in [1.5, 3.5] px, squeezed through 10–16 px (at most a quarter of the side), a
+    half-and-half blend with the same scene drawn as another shape, and blobs (the render blurred hard, then pushed
+    back to saturated colours, a crisp-edged shape that is none of the four)."""
+    b = len(images)
+    kind = torch.randint(4, (b,), generator=generator)
+    out = images.clone()
+    i = kind == 0
+    if i.any():
+        out[i] = blur(images[i], 1.5 + 2.0 * torch.rand(int(i.sum()), generator=generator))
+    i = kind == 1
+    for j in i.nonzero()[:, 0].tolist():
+        out[j] = squeeze(images[j:j + 1], int(torch.randint(10, 17, (1,), generator=generator)))[0]
+    i = (kind == 2).numpy()
+    if i.any():
+        other = batch[i]
+        other.shapes = (other.shapes + np.random.default_rng(int(torch.randint(2**31, (1,), generator=generator)))
+                        .integers(1, len(shapes.SHAPES), size=other.shapes.shape)) % len(shapes.SHAPES)
+        out[torch.from_numpy(i)] = 0.5 * (images[torch.from_numpy(i)] + shapes.render(other, images.shape[-1]))
+    i = kind == 3
+    if i.any():
+        soft = blur(images[i], 2.5 + 1.5 * torch.rand(int(i.sum()), generator=generator))
+        background = images[i][..., :1, :1]
+        mass = (soft - background).abs().amax(1, keepdim=True)
+        out[i] = torch.where(mass > 0.3 * mass.amax((2, 3), keepdim=True), soft / soft.abs().amax((2, 3), keepdim=True)
+                             .clamp_min(1e-3) * images[i].abs().amax((2, 3), keepdim=True), background)
+    return out.clamp(-1, 1)
+
+
 def train_judge(
     tier: str = "single",
     steps: int = 3000,
@@ -213,23 +327,42 @@ def train_judge(
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    version: str = "v1",
+    p_unreadable: float = 0.3,
 ) -> tuple[AttributeJudge, list[float]]:
-    """Train a judge on fresh renders every step (16 and 32 px, augmented). Returns ``(judge, losses)``."""
+    """Train a judge on fresh renders every step, augmented. Returns ``(judge, losses)``.
+
+    v1: renders at 16 and 32 px. v2: renders at 64 px and at 32 px enlarged to 64 (a clean base-resolution sample
+    must read as clean), and a fraction ``p_unreadable`` of each batch replaced by :func:`unreadable_versions`,
+    which train the ``readable`` head to say no and the attribute heads nothing (so they never learn to read a
+    blob)."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    judge = AttributeJudge(tier, width).to(device)
+    judge = AttributeJudge(tier, width, version).to(device)
     opt = torch.optim.AdamW(judge.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
-    scenes = shapes.sample_scenes(steps * batch_size, "judge", tier, seed)
+    scenes = shapes.sample_scenes(steps * batch_size, "judge", tier, seed, version)
     losses = []
     judge.train()
-    for step in tqdm(range(steps), desc=f"judge ({tier})", disable=not progress):
+    for step in tqdm(range(steps), desc=f"judge ({tier}, {version})", disable=not progress):
         batch = scenes[step * batch_size : (step + 1) * batch_size]
-        resolution = (16, 32)[step % 2]
-        x = augment(shapes.render(batch, resolution), gen).to(device)
         y = torch.from_numpy(batch.attrs).to(device)
-        logits = judge(x)
-        loss = sum(F.cross_entropy(logits[n], y[:, j]) for j, n in enumerate(judge.attribute_names))
+        if version == "v1":
+            x = augment(shapes.render(batch, (16, 32)[step % 2]), gen).to(device)
+            logits = judge(x)
+            keep = torch.ones(len(y), dtype=torch.bool, device=device)
+        else:
+            clean = shapes.render(batch, 64) if step % 2 else to_judge_resolution(shapes.render(batch, 32), 64)
+            bad = torch.rand(len(y), generator=gen) < p_unreadable
+            x = clean.clone()
+            if bad.any():
+                x[bad] = unreadable_versions(batch[bad.numpy()], shapes.render(batch[bad.numpy()], 64), gen)
+            x = augment(x, gen).to(device)
+            keep = ~bad.to(device)
+            logits = judge(x)
+        loss = sum(F.cross_entropy(logits[n][keep], y[keep, j]) for j, n in enumerate(judge.attribute_names))
+        if "readable" in logits:
+            loss = loss + F.binary_cross_entropy_with_logits(logits["readable"][:, 0], keep.float())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -241,21 +374,36 @@ def train_judge(
 def evaluate_judge(
     judge: AttributeJudge,
     n: int = 2000,
-    resolutions: tuple[int, ...] = (16, 32),
+    resolutions: tuple[int, ...] | None = None,
     splits: tuple[str, ...] = ("test", "heldout"),
 ) -> dict[str, dict[str, float]]:
-    """Accuracy on clean renders it never saw: ``{"test@16": {"colour": 0.998, ..., "all": ...}, ...}``."""
+    """Accuracy on clean renders it never saw: ``{"test@16": {"colour": 0.998, ..., "all": ...}, ...}`` (default
+    resolutions: 16 and 32 for v1, 32 and 64 for v2)."""
+    resolutions = resolutions or ((16, 32) if judge.version == "v1" else (32, 64))
     results = {}
     for split in splits:
-        scenes = shapes.sample_scenes(n, split, judge.tier)
+        scenes = shapes.sample_scenes(n, split, judge.tier, version=judge.version)
         for r in resolutions:
             results[f"{split}@{r}"] = judge.score(shapes.render(scenes, r), torch.from_numpy(scenes.attrs)).as_dict()
     return results
 
 
-def load_judge(tier: str = "single", device: str | torch.device = "cpu") -> AttributeJudge:
-    """The shipped judge for ``tier``, in eval mode. Raises :class:`~.checkpoints.CheckpointError` if missing."""
-    ckpt = checkpoints.load_checkpoint(f"judge-{tier}")
+def degraded_readable(judge: AttributeJudge, n: int = 1000, split: str = "test") -> dict[str, float]:
+    """How often the v2 judge calls an image readable (:meth:`AttributeJudge.readable`): clean 64-px renders, clean
+    32-px renders enlarged, and the degradations it must refuse (blur σ = 1.5 and 2 px at 64 px, a squeeze through
+    16 and 12 px and back). The judge's strictness, in one row."""
+    scenes = shapes.sample_scenes(n, split, judge.tier, version=judge.version)
+    x64 = shapes.render(scenes, 64)
+    cases = {"clean@64": x64, "clean@32": to_judge_resolution(shapes.render(scenes, 32), 64),
+             "blur1.5": blur(x64, 1.5), "blur2": blur(x64, 2.0), "squeeze16": squeeze(x64, 16),
+             "squeeze12": squeeze(x64, 12)}
+    return {k: float(judge.readable(v).float().mean()) for k, v in cases.items()}
+
+
+def load_judge(tier: str = "single", device: str | torch.device = "cpu", version: str = "v1") -> AttributeJudge:
+    """The shipped judge for ``tier`` and Shapes ``version``, in eval mode. Raises
+    :class:`~.checkpoints.CheckpointError` if missing."""
+    ckpt = checkpoints.load_checkpoint(checkpoints.versioned(f"judge-{tier}", version))
     judge = AttributeJudge(**ckpt.config)
     return checkpoints.load_into(judge, ckpt).to(device).eval()
 
@@ -267,12 +415,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--width", type=int, default=24)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--version", choices=tuple(shapes.VERSIONS), default="v1")
     p.add_argument("--out", default=None, help="folder for the checkpoint (default: the shipped data/checkpoints)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args(argv)
     t0 = time.time()
     judge, losses = train_judge(args.tier, args.steps, args.batch_size, width=args.width, seed=args.seed,
-                                device=args.device)
+                                device=args.device, version=args.version)
     minutes = (time.time() - t0) / 60
     judge = judge.cpu()
     results = evaluate_judge(judge)
@@ -280,13 +429,17 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{key:12s} " + "  ".join(f"{k} {v:.4f}" for k, v in acc.items()))
     metrics = {"clean_accuracy": results, "train_minutes": round(minutes, 2),
                "final_loss": float(np.mean(losses[-50:]))}
-    config = {"tier": args.tier, "width": args.width}
+    if args.version != "v1":
+        metrics["readable"] = degraded_readable(judge)
+        print("readable:", "  ".join(f"{k} {v:.4f}" for k, v in metrics["readable"].items()))
+    config = {"tier": args.tier, "width": args.width, **({"version": args.version} if args.version != "v1" else {})}
     rebuild = f"python -m dalle2_lessons.judge --tier {args.tier}"
     if (args.steps, args.batch_size, args.width, args.seed) != (3000, 128, 24, 0):
         rebuild += f" --steps {args.steps} --batch-size {args.batch_size} --width {args.width} --seed {args.seed}"
-    out = checkpoints.save_checkpoint(
-        f"judge-{args.tier}", judge.state_dict(), config, args.out or checkpoints.shipped_dir(), metrics, rebuild
-    )
+    if args.version != "v1":
+        rebuild += f" --version {args.version}"
+    out = checkpoints.save_checkpoint(checkpoints.versioned(f"judge-{args.tier}", args.version), judge.state_dict(),
+                                      config, args.out or checkpoints.shipped_dir(), metrics, rebuild)
     print(f"saved {out} ({minutes:.1f} min)")
 
 

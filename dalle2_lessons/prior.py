@@ -221,10 +221,10 @@ class PriorData:
     bank: CaptionBank  #: the scenes' paraphrases through the frozen text encoder
 
     @classmethod
-    def build(cls, clip_model, n: int, split: str = "train", seed: int = 0) -> PriorData:
-        ds = shapes.ShapesDataset(split, n=n, resolution=clip_model.config.resolution, seed=seed)
-        bank = CaptionBank.build(clip_model, caption_tokens(tokenizer.Tokenizer(), "single", ds.attrs))
-        return cls(embed_images(clip_model, ds.images), bank)
+    def build(cls, clip_model, n: int, split: str = "train", seed: int = 0, version: str = "v1") -> PriorData:
+        ds = shapes.ShapesDataset(split, n=n, resolution=clip_model.config.resolution, seed=seed, version=version)
+        tokens = caption_tokens(tokenizer.for_version(version), "single", ds.attrs, ds.scenes.mentions)
+        return cls(embed_images(clip_model, ds.images), CaptionBank.build(clip_model, tokens))
 
     def first_captions(self) -> torch.Tensor:
         """``(N, D)`` the text embedding of each scene's first paraphrase (what nearest-neighbour searches)."""
@@ -233,7 +233,7 @@ class PriorData:
 
 def compare(
     prior: DiffusionPrior, clip_model, train: PriorData, n: int, split: str = "test", scale: float = 1.0,
-    steps: int = 64, candidates: int = 2, seed: int = 0,
+    steps: int = 64, candidates: int = 2, seed: int = 0, version: str = "v1",
 ) -> dict[str, float]:
     """Mean cosine to the true CLIP image embedding of ``n`` fresh ``split`` scenes, for each way of
     guessing it from the caption: ``no_prior`` (the text embedding itself), ``nearest`` (the image
@@ -241,12 +241,15 @@ def compare(
     the true attributes: ``another_render`` (the embedding of a second render of the *same* caption,
     which is what a perfect *sampler* scores: the caption does not say where exactly the object sits)
     and ``cloud_centre`` (the normalised mean embedding of eight such renders, the best single *guess*
-    under this metric; a sampler that drifts towards it trades diversity for cosine)."""
-    scenes = shapes.sample_scenes(n, split, "single", seed=seed + 1)
+    under this metric; a sampler that drifts towards it trades diversity for cosine). Every caption is a full
+    one, even in v2: a partial caption's cosine to one image says little (:mod:`~.prior_ablation` compares
+    distributions instead)."""
+    scenes = shapes.sample_scenes(n, split, "single", seed=seed + 1, version=version)
     again = shapes.rejitter(scenes, seed=seed + 2)  # same attributes, fresh size and place within the cell
     r = clip_model.config.resolution
     z_true = embed_images(clip_model, shapes.render(scenes, r))
-    text, feats, mask = encode_captions(clip_model, tokenizer.Tokenizer().encode_batch(scenes.captions))
+    full = [shapes.caption("single", a, int(t)) for a, t in zip(scenes.attrs, scenes.templates)]
+    text, feats, mask = encode_captions(clip_model, tokenizer.for_version(version).encode_batch(full))
     device = next(prior.parameters()).device
     z_prior = sample(prior.eval(), text.to(device), feats.to(device), mask.to(device), diffusion.cosine_schedule(),
                      scale, steps, candidates, torch.Generator().manual_seed(seed)).cpu()
@@ -286,6 +289,7 @@ class PriorSettings:
     p_uncond: float = 0.1  #: caption dropout (tokens and text embedding together)
     weight_decay: float = 1e-2  #: AdamW's
     seed: int = 0
+    version: str = "v1"  #: the Shapes version it learns from (:data:`~.shapes.VERSIONS`)
 
 
 PRESETS: dict[str, PriorSettings] = {
@@ -321,39 +325,48 @@ def build(cfg: PriorSettings, device: str | torch.device = "cpu", *, clip: CLIP 
     """The course prior: :func:`train_prior` on ``cfg.n_train`` Shapes scenes embedded by ``clip`` (default: the
     course CLIP). With ``eval_every``, the EMA prior's mean cosine to the true image embedding on ``n_eval`` test
     captions is measured every so many steps. ``Built.extra["data"]`` is the :class:`PriorData` it trained on."""
-    clip = clip or load_clip()
-    data = PriorData.build(clip, cfg.n_train)
-    curve = Curve(cfg.steps, eval_every,
-                  lambda m: compare(m, clip, data, n_eval, steps=cfg.sample_steps, candidates=cfg.candidates))
+    clip = clip or load_clip(version=cfg.version)
+    data = PriorData.build(clip, cfg.n_train, version=cfg.version)
+    curve = Curve(cfg.steps, eval_every, lambda m: compare(m, clip, data, n_eval, steps=cfg.sample_steps,
+                                                           candidates=cfg.candidates, version=cfg.version))
     model, losses = train_prior(cfg, data.image_emb, data.bank, device, progress, curve)
     return Built(model, {"loss": losses}, curve.train_seconds, curve.points, cfg, {"data": data})
 
 
-def load_prior(profile: str | None = None, device: str | torch.device = "cpu", *, clip: CLIP) -> DiffusionPrior:
+def load_prior(profile: str | None = None, device: str | torch.device = "cpu", *, clip: CLIP,
+               version: str = "v1") -> DiffusionPrior:
     """The prior trained on ``clip``'s embeddings: yours of ``profile`` (from lesson 06) if it is, else the course
-    checkpoint if it is (eval mode); a :class:`~dalle2_lessons.checkpoints.CheckpointError` if neither."""
-    return checkpoints.load_model(
-        CHECKPOINT, lambda config: DiffusionPrior(PriorConfig(**config)), profile, device, {"clip": clip}
-    )
+    checkpoint of Shapes ``version`` if it is (eval mode); a :class:`~dalle2_lessons.checkpoints.CheckpointError` if
+    neither."""
+    return checkpoints.load_model(checkpoints.versioned(CHECKPOINT, version),
+                                  lambda config: DiffusionPrior(PriorConfig(**config)), profile, device, {"clip": clip})
 
 
 def main(argv: list[str] | None = None) -> None:
     p = builders.build_parser(
         "Train the course's diffusion prior (CLIP text embedding → CLIP image embedding) and save it.",
         "measure the cosine table every N steps", 1000, "captions per split for the final cosine table")
+    p.add_argument("--version", choices=tuple(shapes.VERSIONS), default=None, help="Shapes version (default v1)")
     args, cfg, clip, built = builders.run_builder(p, PRESETS, build, argv)
     model = built.model
     results = {}
     for split in ("test", "heldout"):
         for scale in (1.0, 2.0):
             key = f"{split}_s{scale:g}"
-            table = compare(
-                model, clip, built.extra["data"], args.n_eval, split, scale, cfg.sample_steps, cfg.candidates
-            )
+            table = compare(model, clip, built.extra["data"], args.n_eval, split, scale, cfg.sample_steps,
+                            cfg.candidates, version=cfg.version)
             results[key] = {k: round(v, 4) for k, v in table.items()}
             print(f"{key}: {results[key]}", flush=True)
-    rebuild = checkpoints.command("prior", profile=args.profile, steps=args.steps, eval_every=args.eval_every)
-    builders.save_build(CHECKPOINT, built, args, {"cosine": results}, rebuild, parents={"clip": clip})
+    if cfg.version != "v1":  # what the prior is for: the distribution of images a partial caption leaves open
+        from .prior_ablation import ablation, format_summary, summary_table
+
+        rows = ablation(model, clip, built.extra["data"], cfg, version=cfg.version)
+        results["distribution"] = summary_table(rows)
+        print(format_summary(results["distribution"]), flush=True)
+    rebuild = checkpoints.command("prior", profile=args.profile, steps=args.steps, eval_every=args.eval_every,
+                                  version=args.version)
+    builders.save_build(checkpoints.versioned(CHECKPOINT, cfg.version), built, args, {"cosine": results}, rebuild,
+                        parents={"clip": clip})
 
 
 if __name__ == "__main__":

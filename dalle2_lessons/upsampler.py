@@ -40,14 +40,17 @@ def upsampler_config(base_channels: int = 48) -> UNetConfig:
                       attention_levels=(), mid_attention=False)
 
 
-def downsample(images: torch.Tensor, size: int = LOW) -> torch.Tensor:
-    """``(B, 3, R, R)`` → ``(B, 3, size, size)``, anti-aliased (what a camera with fewer pixels would see)."""
+def downsample(images: torch.Tensor, size: int | None = None) -> torch.Tensor:
+    """``(B, 3, R, R)`` → ``(B, 3, size, size)`` (default half the side), anti-aliased (what a camera with fewer pixels
+    would see)."""
+    size = size or images.shape[-1] // 2
     return F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
-def upsample(images: torch.Tensor, size: int = HIGH, mode: str = "bicubic") -> torch.Tensor:
-    """``(B, 3, r, r)`` → ``(B, 3, size, size)`` by interpolation (``bicubic``: the baseline to beat; ``nearest``:
-    enlarged pixels, for showing), in [-1, 1]."""
+def upsample(images: torch.Tensor, size: int | None = None, mode: str = "bicubic") -> torch.Tensor:
+    """``(B, 3, r, r)`` → ``(B, 3, size, size)`` (default twice the side) by interpolation (``bicubic``: the baseline
+    to beat; ``nearest``: enlarged pixels, for showing), in [-1, 1]."""
+    size = size or 2 * images.shape[-1]
     align = {} if mode == "nearest" else {"align_corners": False}
     return F.interpolate(images, size=size, mode=mode, **align).clamp(-1, 1)
 
@@ -66,8 +69,8 @@ def gaussian_blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
 
 
 def degrade(high: torch.Tensor, max_sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """The training corruption: downsample ``(B, 3, 32, 32)`` to 16×16, then blur each image with a random
-    width in ``[0, max_sigma]`` pixels. Returns ``(B, 3, 16, 16)``."""
+    """The training corruption: downsample ``(B, 3, R, R)`` to half the side, then blur each image with a random
+    width in ``[0, max_sigma]`` pixels. Returns ``(B, 3, R/2, R/2)``."""
     sigma = torch.rand(len(high), generator=generator) * max_sigma
     return gaussian_blur(downsample(high), sigma.to(high.device))
 
@@ -139,7 +142,8 @@ def sample(
         cond = upsample(chunk)
         fn = lambda x, t, cond=cond: model(torch.cat([x, cond], dim=1), t)  # noqa: E731
         step = consistent_ddim_step(chunk) if consistent else diffusion.ddim_step
-        out.append(diffusion.sample_ddim(fn, (len(cond), 3, HIGH, HIGH), schedule, steps, eta, generator, device,
+        side = cond.shape[-1]
+        out.append(diffusion.sample_ddim(fn, (len(cond), 3, side, side), schedule, steps, eta, generator, device,
                                          progress=progress, step=step).cpu())
     return torch.cat(out)
 
@@ -155,17 +159,18 @@ class Comparison:
 
 
 def compare(model: UNet, n: int, split: str = "test", steps: int = 25, seed: int = 0, low: torch.Tensor | None = None,
-            attrs: torch.Tensor | None = None, eta: float = 1.0) -> Comparison:
+            attrs: torch.Tensor | None = None, eta: float = 1.0, version: str = "v1") -> Comparison:
     """Judge bicubic vs diffusion upsampling at 32×32. By default the 16×16 inputs are clean downsampled
     renders of ``n`` fresh ``split`` scenes (and the true 32×32 render is judged too); pass ``low`` and
     ``attrs`` to upsample other images, e.g. the decoder's samples. Two diffusion rows: ``diffusion`` keeps the
     input's low frequencies (:func:`keep_low_frequencies`), ``diffusion, free`` does not."""
     reports = {}
-    jd = judge.load_judge("single")
+    jd = judge.load_judge("single", version=version)
     if low is None:
-        ds = shapes.ShapesDataset(split, n=n, resolution=HIGH, seed=seed + 1)
+        high = shapes.get_version(version).final_resolution
+        ds = shapes.ShapesDataset(split, n=n, resolution=high, seed=seed + 1, version=version)
         low, attrs = downsample(ds.images), ds.attrs
-        reports["true 32×32"] = jd.score(ds.images, attrs)
+        reports[f"true {high}×{high}"] = jd.score(ds.images, attrs)
     reports["bicubic"] = jd.score(upsample(low), attrs)
     for name, consistent in (("diffusion", True), ("diffusion, free", False)):
         out = sample(model, low, steps, eta, generator=torch.Generator().manual_seed(seed), consistent=consistent)
@@ -190,6 +195,7 @@ class UpsamplerSettings:
     max_sigma: float = 0.6  #: widest Gaussian blur (in 16×16 pixels) applied to the conditioning image in training
     sample_steps: int = 25  #: DDIM steps when upsampling
     seed: int = 0
+    version: str = "v1"  #: the Shapes version it learns from (v1: 16→32; v2: 32→64, crops of a quarter of the side)
 
 
 PRESETS: dict[str, UpsamplerSettings] = {
@@ -221,31 +227,38 @@ def build(cfg: UpsamplerSettings, device: str | torch.device = "cpu", *, clip: o
     """The course upsampler: :func:`train_upsampler` on ``cfg.n_train`` Shapes scenes at 32×32 (``clip`` is ignored:
     the upsampler reads pixels only). The curve judges clean test downsamples upsampled by the EMA model with the
     plain deterministic sampler (``eta = 0``, no :func:`keep_low_frequencies`): what the network itself learnt."""
-    data = shapes.ShapesDataset("train", n=cfg.n_train, resolution=HIGH)
-    curve = Curve(cfg.steps, eval_every,
-                  lambda m: compare(m, n_eval, steps=cfg.sample_steps, eta=0.0).reports["diffusion, free"].as_dict())
+    data = shapes.ShapesDataset("train", n=cfg.n_train, resolution=shapes.get_version(cfg.version).final_resolution,
+                                version=cfg.version)
+    curve = Curve(cfg.steps, eval_every, lambda m: compare(m, n_eval, steps=cfg.sample_steps, eta=0.0,
+                                                           version=cfg.version).reports["diffusion, free"].as_dict())
     model, losses = train_upsampler(cfg, data.images, device, progress, curve)
     return Built(model, {"loss": losses}, curve.train_seconds, curve.points, cfg)
 
 
-def load_upsampler(profile: str | None = None, device: str | torch.device = "cpu") -> UNet:
-    """Your upsampler of ``profile`` (from lesson 08) if present, else the course checkpoint (eval mode)."""
-    return checkpoints.load_model(CHECKPOINT, lambda config: UNet(UNetConfig.from_dict(config)), profile, device)
+def load_upsampler(profile: str | None = None, device: str | torch.device = "cpu", version: str = "v1") -> UNet:
+    """Your upsampler of ``profile`` (from lesson 08) if present, else the course checkpoint of Shapes ``version``
+    (eval mode)."""
+    return checkpoints.load_model(checkpoints.versioned(CHECKPOINT, version),
+                                  lambda config: UNet(UNetConfig.from_dict(config)), profile, device)
 
 
 def main(argv: list[str] | None = None) -> None:
     p = builders.build_parser(
         "Train the course's 16→32 diffusion upsampler and save it.",
         "judge upsampled test images every N steps", 512, "test scenes for the final bicubic-vs-diffusion table")
+    p.add_argument("--version", choices=tuple(shapes.VERSIONS), default=None, help="Shapes version (default v1)")
+    p.add_argument("--crop", type=int, default=None, help="side of the training crops (default: the profile's)")
+    p.add_argument("--max-sigma", type=float, default=None, help="widest blur of the conditioning image")
     args, cfg, _, built = builders.run_builder(p, PRESETS, build, argv, needs_clip=lambda cfg: False)
     model = built.model
     results = {}
     for split in ("test", "heldout"):
-        comparison = compare(model, args.n_eval, split, cfg.sample_steps)
+        comparison = compare(model, args.n_eval, split, cfg.sample_steps, version=cfg.version)
         results[split] = {k: r.as_dict() for k, r in comparison.reports.items()}
         print(f"{split}:\n{comparison.table()}", flush=True)
-    rebuild = checkpoints.command("upsampler", profile=args.profile, steps=args.steps, eval_every=args.eval_every)
-    builders.save_build(CHECKPOINT, built, args, {"eval": results}, rebuild)
+    rebuild = checkpoints.command("upsampler", profile=args.profile, steps=args.steps, eval_every=args.eval_every,
+                                  version=args.version, crop=args.crop, max_sigma=args.max_sigma)
+    builders.save_build(checkpoints.versioned(CHECKPOINT, cfg.version), built, args, {"eval": results}, rebuild)
 
 
 if __name__ == "__main__":
