@@ -369,7 +369,9 @@ def load_clip(profile: str | None = None, device: str | torch.device = "cpu", fo
     message saying why. The course stages were trained on the course CLIP; fed another CLIP's embeddings they draw
     nonsense, however good that CLIP is.
     """
-    if profile is not None and for_stages and (checkpoints.runs_dir(profile) / "clip.safetensors").is_file():
+    # lesson 01 trains a v1 CLIP; a v2 CLIP of yours is found (and paired) by its name, clip-v2, like any checkpoint
+    own_v1 = profile is not None and (checkpoints.runs_dir(profile) / "clip.safetensors").is_file()
+    if version == "v1" and for_stages and own_v1:
         missing = checkpoints.stages_without("clip", profile, for_stages)
         if missing:
             print(f"Your CLIP ({checkpoints.runs_dir(profile) / 'clip.safetensors'}) is not used here: no "

@@ -274,6 +274,7 @@ def main(argv: list[str] | None = None) -> None:
         "judge reconstructions every N steps (the accuracy-vs-minutes curve)", 256,
         "images for the final reconstruction table")
     p.add_argument("--version", choices=tuple(shapes.VERSIONS), default=None, help="Shapes version (default v1)")
+    p.add_argument("--batch-size", type=int, default=None, help="images per step (default: the profile's)")
     args, cfg, clip, built = builders.run_builder(p, PRESETS, build, argv)
     model = built.model
     results = {}
@@ -283,7 +284,7 @@ def main(argv: list[str] | None = None) -> None:
         results[key] = evaluate(model, clip, args.n_eval, split, scale, caption=caption, version=cfg.version).as_dict()
         print(f"reconstruction {key}: {results[key]}", flush=True)
     rebuild = checkpoints.command("decoder", profile=args.profile, steps=args.steps, eval_every=args.eval_every,
-                                  version=args.version)
+                                  version=args.version, batch_size=args.batch_size)
     builders.save_build(checkpoints.versioned(CHECKPOINT, cfg.version), built, args, {"eval": results}, rebuild,
                         parents={"clip": clip})
 

@@ -290,15 +290,15 @@ def squeeze(images: torch.Tensor, size: int) -> torch.Tensor:
 
 def unreadable_versions(batch: shapes.Scenes, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """What the v2 judge must refuse, made from clean 64-px renders ``images`` ``(B, 3, 64, 64)`` of ``batch``: a
-    quarter each blurred with σ in [1.5, 3.5] px, squeezed through 10–16 px (at most a quarter of the side), a
-    half-and-half blend with the same scene drawn as another shape, and blobs (the render blurred hard, then pushed
-    back to saturated colours, a crisp-edged shape that is none of the four)."""
+    quarter each blurred with σ in [1.25, 3.5] px (a margin below the 1.5 px it must refuse), squeezed through 10–16 px
+    (at most a quarter of the side), a half-and-half blend with the same scene drawn as another shape, and blobs (the
+    render blurred hard, then pushed back to saturated colours: a crisp-edged shape that is none of the four)."""
     b = len(images)
     kind = torch.randint(4, (b,), generator=generator)
     out = images.clone()
     i = kind == 0
     if i.any():
-        out[i] = blur(images[i], 1.5 + 2.0 * torch.rand(int(i.sum()), generator=generator))
+        out[i] = blur(images[i], 1.25 + 2.25 * torch.rand(int(i.sum()), generator=generator))
     i = kind == 1
     for j in i.nonzero()[:, 0].tolist():
         out[j] = squeeze(images[j:j + 1], int(torch.randint(10, 17, (1,), generator=generator)))[0]

@@ -11,7 +11,7 @@ generative model can pass that test and still be wrong as a *distribution*: eigh
   its *penultimate* layer (:func:`judge_features`: the 256 ReLU units of the dense layer under the attribute
   heads). The logits keep only the attribute classes; the layer below also encodes how an object is drawn (edges,
   blur, exact place and size within the jitter), and as a dense layer over the 4×4 map, not a global pool, it
-  keeps *where* things are. Images are seen at 32×32, as the judge sees them. FID is biased upwards for small
+  keeps *where* things are. Images are seen as the judge sees them (32×32 for v1, 64×64 for the strict v2 judge). FID is biased upwards for small
   sets, so a number means something only next to its floor at the same set size (:func:`real_floor`).
 * **Diversity** (:func:`diversity_ratio`): for each attribute a caption left free, the entropy of the
   judge's readings over K samples, as a fraction of the same entropy over K real renders of that caption.
@@ -95,7 +95,8 @@ def judge_features(images: torch.Tensor, judge: AttributeJudge | None = None, ba
     judge = judge if judge is not None else _default_judge()
     judge.eval()  # BatchNorm must use its running statistics, not the batch's
     device = next(judge.parameters()).device
-    out = [judge.features(to_judge_resolution(chunk.to(device))).cpu() for chunk in images.split(batch_size)]
+    out = [judge.features(to_judge_resolution(chunk.to(device), judge.resolution)).cpu()
+           for chunk in images.split(batch_size)]
     return torch.cat(out) if out else torch.empty(0, judge.features[-2].out_features)
 
 

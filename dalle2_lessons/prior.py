@@ -290,10 +290,13 @@ class PriorSettings:
     weight_decay: float = 1e-2  #: AdamW's
     seed: int = 0
     version: str = "v1"  #: the Shapes version it learns from (:data:`~.shapes.VERSIONS`)
+    ablation_captions: int = 4  #: evaluation captions per kind in lesson 06's distribution table (prior_ablation)
+    ablation_k: int = 64  #: prior samples and real renders per caption in that table
 
 
 PRESETS: dict[str, PriorSettings] = {
-    "ci": PriorSettings(n_train=2_000, steps=40, batch_size=64, lr=1e-3, n_eval=32, sample_steps=16),
+    "ci": PriorSettings(n_train=2_000, steps=40, batch_size=64, lr=1e-3, n_eval=32, sample_steps=16,
+                        ablation_captions=1, ablation_k=16),
     "cpu": PriorSettings(n_train=20_000, steps=500, batch_size=256, lr=1e-3, n_eval=250),
     "gpu": PriorSettings(n_train=20_000, steps=3_000, batch_size=256, lr=1e-3, n_eval=2_000),
 }

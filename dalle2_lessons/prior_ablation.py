@@ -51,12 +51,15 @@ class EvalCaption:
 
 
 def evaluation_captions(n_per_type: int = 6, k: int = 64, split: str = "test", seed: int = 0,
-                        version: str = "v2") -> list[EvalCaption]:
-    """``n_per_type`` captions of each kind in :data:`MENTION_TYPES`, each anchored on a random ``split`` scene, with
-    ``2k`` real scenes fitting it. Deterministic in ``seed``; different seeds give different captions."""
+                        version: str = "v2", kinds: tuple[str, ...] | None = None) -> list[EvalCaption]:
+    """``n_per_type`` captions of each kind in :data:`MENTION_TYPES` (or of ``kinds`` only), each anchored on a random
+    ``split`` scene, with ``2k`` real scenes fitting it. Deterministic in ``seed``; different seeds give different
+    captions; a kind's captions do not depend on which other kinds are asked for."""
     anchors = shapes.sample_scenes(n_per_type * len(MENTION_TYPES), split, seed=100 + seed, version=version).attrs
     out = []
     for t, (kind, mentioned) in enumerate(MENTION_TYPES.items()):
+        if kinds is not None and kind not in kinds:
+            continue
         for c in range(n_per_type):
             attrs, m = anchors[t * n_per_type + c], np.array(mentioned)
             fits = shapes.matching_scenes(attrs, m, 2 * k, split, seed=1000 * seed + t * n_per_type + c,
@@ -67,7 +70,7 @@ def evaluation_captions(n_per_type: int = 6, k: int = 64, split: str = "test", s
 
 @torch.no_grad()
 def ablation(prior, clip_model, data, cfg, seeds: tuple[int, ...] = (0, 1, 2), n_per_type: int = 6, k: int = 64,
-             scale: float = 1.0, version: str = "v2") -> list[dict]:
+             scale: float = 1.0, version: str = "v2", kinds: tuple[str, ...] | None = None) -> list[dict]:
     """Energy distance and spread ratio to ``k`` real image embeddings, for every method in :data:`METHODS`, on
     :func:`evaluation_captions` of each seed. ``data``: the :class:`~.prior.PriorData` the prior learnt from (for
     ``nearest``); ``cfg``: its :class:`~.prior.PriorSettings` (sampling steps, candidates). Returns one row per
@@ -80,7 +83,7 @@ def ablation(prior, clip_model, data, cfg, seeds: tuple[int, ...] = (0, 1, 2), n
     rows = []
     for seed in seeds:
         gen = torch.Generator().manual_seed(seed)
-        for cap in evaluation_captions(n_per_type, k, seed=seed, version=version):
+        for cap in evaluation_captions(n_per_type, k, seed=seed, version=version, kinds=kinds):
             real = embed_images(clip_model, shapes.render(cap.real, r))
             other = embed_images(clip_model, shapes.render(cap.other, r))
             emb, feats, mask = encode_captions(clip_model, tok.encode_batch([cap.text]))

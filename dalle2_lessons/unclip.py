@@ -22,7 +22,7 @@ from . import upsampler as upsampler_lib
 from .clip import CLIP, embed_images, encode_captions, load_clip
 from .decoder import Decoder, load_decoder
 from .prior import DiffusionPrior, load_prior
-from .tokenizer import Tokenizer
+from .tokenizer import Tokenizer, for_version
 from .unet import UNet
 from .upsampler import load_upsampler
 
@@ -66,13 +66,16 @@ class UnCLIP:
     schedule: diffusion.NoiseSchedule = field(default_factory=diffusion.cosine_schedule)
 
     @classmethod
-    def load(cls, profile: str | None = None, device: str | torch.device = "cpu", clip: CLIP | None = None) -> UnCLIP:
+    def load(cls, profile: str | None = None, device: str | torch.device = "cpu", clip: CLIP | None = None,
+             version: str = "v1") -> UnCLIP:
         """Your checkpoints of ``profile`` where you trained them, else the course's, chosen so that the prior and
         decoder were trained on the CLIP they are fed: ``clip`` if given, else yours only if both were trained on it
-        (see :func:`~dalle2_lessons.clip.load_clip`). The upsampler reads pixels only, so any fits."""
-        clip = clip or load_clip(profile, device, for_stages=("prior", "decoder"))
-        return cls(clip, load_prior(profile, device, clip=clip), load_decoder(profile, device, clip=clip),
-                   load_upsampler(profile, device))
+        (see :func:`~dalle2_lessons.clip.load_clip`). The upsampler reads pixels only, so any fits. ``version``: the
+        Shapes version the course checkpoints were trained on (v2: 32-px decoder, 64-px upsampler)."""
+        clip = clip or load_clip(profile, device, for_stages=("prior", "decoder"), version=version)
+        return cls(clip, load_prior(profile, device, clip=clip, version=version),
+                   load_decoder(profile, device, clip=clip, version=version),
+                   load_upsampler(profile, device, version=version), for_version(version))
 
     @property
     def device(self) -> torch.device:

@@ -87,15 +87,15 @@ def strict_judge():
 def test_v2_judge_reads_clean_renders_and_refuses_blurred_or_squeezed_ones(strict_judge, measured):
     rates = judge.degraded_readable(strict_judge, n=N)
     print("readable:", "  ".join(f"{k} {v:.4f}" for k, v in rates.items()))
-    # measured on this CPU (seed 0): see the checkpoint's JSON, metrics.readable
-    assert measured("clean@64", rates["clean@64"]) >= 0.99 and measured("clean@32", rates["clean@32"]) >= 0.99
+    # measured when it was built (this test's 1000 scenes): clean@64 1.000, clean@32 0.992, blur1.5 0.059, the rest 0
+    assert measured("clean@64", rates["clean@64"]) >= 0.99 and measured("clean@32", rates["clean@32"]) >= 0.98
     for case in ("blur1.5", "blur2", "squeeze16", "squeeze12"):  # a sharp fall, not a gentle slope
-        assert measured(case, rates[case]) <= 0.10, f"the strict judge reads {rates[case]:.1%} of {case} images"
+        assert measured(case, rates[case]) <= 0.15, f"the strict judge reads {rates[case]:.1%} of {case} images"
 
 
 def test_v2_judge_is_right_on_clean_renders_at_both_resolutions(strict_judge, measured):
-    for key, acc in judge.evaluate_judge(strict_judge, n=N).items():
-        assert measured(f"{key} all", acc["all"]) >= 0.99, f"{key}: {acc}"
+    for key, acc in judge.evaluate_judge(strict_judge, n=N).items():  # measured 0.9975-1.000 when it was built
+        assert measured(f"{key} all", acc["all"]) >= (0.99 if key.endswith("@64") else 0.98), f"{key}: {acc}"
 
 
 def test_v2_verdict_marks_unreadable_images_and_scores_them_wrong(strict_judge):

@@ -1,0 +1,131 @@
+"""The scorecard of a text-to-image model on Shapes v2: fidelity, diversity and Shapes FID, with 95% intervals.
+
+One number cannot say whether a model draws what a caption asks for *and* varies what the caption leaves open, so
+every generative comparison in the course reports three, per kind of caption (:data:`~.prior_ablation.MENTION_TYPES`:
+full captions, and captions naming only some attributes):
+
+* **fidelity**: the fraction of samples on which the strict judge reads every attribute the caption *mentions*
+  correctly (an image it cannot read counts as wrong: :meth:`~.judge.AttributeJudge.verdict`);
+* **diversity**: for each attribute the caption left free, and for the background, which no caption names, the
+  entropy of what the judge reads over a caption's K samples, as a fraction of the same over K real renders of that
+  caption (:func:`~.metrics.diversity_ratio`; 1 = as varied as real pictures). The readings here are the judge's
+  best guesses, refused or not: variety is a property of the set, fidelity already charges for blobs;
+* **Shapes FID**: the Fréchet distance between the judge's penultimate features of the samples and of real renders
+  of the same captions (:func:`~.metrics.shapes_fid`), next to its **floor**, what another K real renders of each
+  caption score at the same set size.
+
+Each is averaged over the captions of one evaluation seed (its own captions, real renders and sampling noise), and
+reported as a 95% interval over seeds (:func:`~.metrics.interval95`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from . import metrics, shapes
+from .judge import AttributeJudge, load_judge
+from .prior_ablation import MENTION_TYPES, evaluation_captions
+
+#: ``generate(captions, seed) -> (N, 3, R, R)`` images in [-1, 1], one per caption (repeat a caption for K samples).
+Generator = Callable[[list[str], int], torch.Tensor]
+#: Classes per column of the diversity readings: the four attributes, then the background.
+N_VALUES: tuple[int, ...] = (*(len(shapes.ATTRIBUTE_VALUES[a]) for a in shapes.TIERS["single"]),
+                             len(shapes.V2.backgrounds))
+PARTIAL = "partial"  #: the row pooling every kind of caption that leaves something out
+
+
+def _readings(judge: AttributeJudge, images: torch.Tensor) -> torch.Tensor:
+    """``(N, 3, R, R)`` → ``(N, 5)``: the judge's best guess of each attribute, and the background read by pixels."""
+    return torch.cat([judge.predict(images), shapes.read_background(images)[:, None]], dim=1)
+
+
+@torch.no_grad()
+def score_seed(generate: Generator, seed: int, n_per_type: int = 4, k: int = 16,
+               judge: AttributeJudge | None = None, resolution: int = 64) -> list[dict]:
+    """Generate ``k`` samples for each of :func:`~.prior_ablation.evaluation_captions` ``(n_per_type, k, seed)`` and
+    score them. Returns one row per caption: kind, caption, fidelity, readable, the diversity ratio, and the judge
+    features of samples, real renders and other real renders (for :func:`summarise`'s pooled Shapes FID)."""
+    judge = judge or load_judge("single", version="v2")
+    captions = evaluation_captions(n_per_type, k, seed=seed)
+    images = generate([c.text for c in captions for _ in range(k)], seed)
+    rows = []
+    for i, cap in enumerate(captions):
+        samples = images[i * k:(i + 1) * k]
+        real, other = shapes.render(cap.real, resolution), shapes.render(cap.other, resolution)
+        attrs = torch.from_numpy(np.repeat(cap.attrs[None], k, 0))
+        mentioned = torch.from_numpy(np.repeat(cap.mentioned[None], k, 0))
+        report = judge.score(samples, attrs, mentioned)
+        free = torch.tensor([*(~cap.mentioned), True])[None]  # the background is always free
+        diversity = metrics.diversity_ratio(_readings(judge, samples)[None], _readings(judge, real)[None], free,
+                                            N_VALUES)
+        rows.append({"seed": seed, "kind": cap.kind, "caption": cap.text, "fidelity": report.all_correct,
+                     "readable": 1 - report.unreadable, "diversity": diversity,
+                     "features": {name: metrics.judge_features(x, judge)
+                                  for name, x in (("samples", samples), ("real", real), ("other", other))}})
+    return rows
+
+
+def summarise(rows: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per caption kind (and :data:`PARTIAL`, every kind but ``full`` pooled): fidelity, readable, diversity, Shapes
+    FID and its floor, each a 95% interval over the seeds in ``rows`` of the per-seed value (mean over captions;
+    FID over the pooled features of the seed's captions of that kind)."""
+    seeds = sorted({r["seed"] for r in rows})
+    kinds = {kind: [kind] for kind in MENTION_TYPES}
+    kinds[PARTIAL] = [kind for kind in MENTION_TYPES if kind != "full"]
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for name, members in kinds.items():
+        per_seed: dict[str, list[float]] = {m: [] for m in ("fidelity", "readable", "diversity", "fid", "fid_floor")}
+        for s in seeds:
+            group = [r for r in rows if r["seed"] == s and r["kind"] in members]
+            if not group:
+                continue
+            for m in ("fidelity", "readable"):
+                per_seed[m].append(float(np.mean([r[m] for r in group])))
+            div = [r["diversity"] for r in group if not np.isnan(r["diversity"])]
+            per_seed["diversity"].append(float(np.mean(div)) if div else float("nan"))
+            feats = {f: torch.cat([r["features"][f] for r in group]) for f in ("samples", "real", "other")}
+            per_seed["fid"].append(metrics.frechet_distance(feats["samples"], feats["real"]))
+            per_seed["fid_floor"].append(metrics.frechet_distance(feats["other"], feats["real"]))
+        if len(per_seed["fidelity"]) >= 2:
+            out[name] = {m: vars(metrics.interval95(v)) for m, v in per_seed.items() if not np.isnan(v).any()}
+    return out
+
+
+def scorecard(generate: Generator, seeds: tuple[int, ...] = (0, 1, 2), n_per_type: int = 4, k: int = 16,
+              judge: AttributeJudge | None = None) -> dict[str, dict[str, dict[str, float]]]:
+    """:func:`score_seed` for every seed, then :func:`summarise`."""
+    judge = judge or load_judge("single", version="v2")
+    return summarise([row for s in seeds for row in score_seed(generate, s, n_per_type, k, judge)])
+
+
+def format_scorecard(card: dict[str, dict[str, dict[str, float]]]) -> str:
+    """One line per caption kind: each measure as ``mean ± half-width`` of its 95% interval."""
+
+    def cell(iv: dict[str, float] | None, pct: bool) -> str:
+        if iv is None:
+            return "-"
+        half = (iv["high"] - iv["low"]) / 2
+        return f"{iv['mean']:.1%}±{half:.1%}" if pct else f"{iv['mean']:.2f}±{half:.2f}"
+
+    cols = (("fidelity", True), ("readable", True), ("diversity", False), ("fid", False), ("fid_floor", False))
+    head = f"{'caption kind':22s}" + "".join(f"{c:>16s}" for c, _ in cols)
+    lines = [head, "-" * len(head)]
+    for kind, row in card.items():
+        lines.append(f"{kind:22s}" + "".join(f"{cell(row.get(c), pct):>16s}" for c, pct in cols))
+    return "\n".join(lines)
+
+
+def pipeline_generator(pipe, batch_size: int = 128, **generate_kwargs) -> Generator:
+    """A :data:`Generator` from an :class:`~.unclip.UnCLIP` pipeline: its final images, ``batch_size`` captions at a
+    time, each batch seeded from ``seed`` (``generate_kwargs`` go to :meth:`~.unclip.UnCLIP.generate`, e.g.
+    ``use_prior=False`` for the "no prior" baseline)."""
+
+    def generate(texts: list[str], seed: int) -> torch.Tensor:
+        return torch.cat([pipe.generate(texts[i:i + batch_size], n=1, seed=1000 * seed + i // batch_size,
+                                        progress=False, **generate_kwargs).images
+                          for i in range(0, len(texts), batch_size)])
+
+    return generate

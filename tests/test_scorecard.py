@@ -1,0 +1,57 @@
+"""The scorecard (issue #21) tells a perfect generator from a collapsed one and from one that draws blobs."""
+
+import numpy as np
+import pytest
+import torch
+
+from dalle2_lessons import judge, prior_ablation, scorecard, shapes
+
+K, PER_TYPE, SEEDS = 16, 2, (0, 1, 2)
+
+
+def fake(kind: str):
+    """A "generator" made of real renders: fresh scenes fitting each caption (``perfect``), one scene repeated
+    (``collapsed``), or fresh scenes blurred by σ = 2 px at 64 px (``blobs``)."""
+
+    def generate(texts: list[str], seed: int) -> torch.Tensor:
+        caps = prior_ablation.evaluation_captions(PER_TYPE, K, seed=seed)  # the captions behind ``texts``, K each
+        assert texts == [c.text for c in caps for _ in range(K)]
+        out = []
+        for i, cap in enumerate(caps):
+            fresh = shapes.matching_scenes(cap.attrs, cap.mentioned, K, seed=50 + 7 * seed + i)
+            if kind == "collapsed":
+                fresh = fresh[np.zeros(K, dtype=int)]
+            images = shapes.render(fresh, 64)
+            out.append(judge.blur(images, 2.0) if kind == "blobs" else images)
+        return torch.cat(out)
+
+    return generate
+
+
+@pytest.fixture(scope="module")
+def cards():
+    strict = judge.load_judge("single", version="v2")
+    return {kind: scorecard.scorecard(fake(kind), SEEDS, PER_TYPE, K, strict) for kind in ("perfect", "collapsed",
+                                                                                          "blobs")}
+
+
+def test_real_renders_score_as_real(cards):
+    card = cards["perfect"]
+    print(scorecard.format_scorecard(card))
+    for kind in (*prior_ablation.MENTION_TYPES, scorecard.PARTIAL):
+        assert card[kind]["fidelity"]["mean"] >= 0.97 and card[kind]["readable"]["mean"] >= 0.97
+        assert card[kind]["fid"]["mean"] <= 2.0 * card[kind]["fid_floor"]["mean"] + 1e-6
+    assert 0.8 <= card[scorecard.PARTIAL]["diversity"]["mean"] <= 1.25
+
+
+def test_a_collapsed_generator_is_faithful_but_not_diverse(cards):
+    card = cards["collapsed"]
+    assert card[scorecard.PARTIAL]["fidelity"]["mean"] >= 0.97
+    assert card[scorecard.PARTIAL]["diversity"]["mean"] <= 0.05
+    assert card[scorecard.PARTIAL]["fid"]["low"] > cards["perfect"][scorecard.PARTIAL]["fid"]["high"]
+
+
+def test_blobs_are_refused(cards):
+    card = cards["blobs"]
+    assert card[scorecard.PARTIAL]["readable"]["mean"] <= 0.1 and card["full"]["fidelity"]["mean"] <= 0.1
+    assert card["full"]["fid"]["low"] > cards["perfect"]["full"]["fid"]["high"]
