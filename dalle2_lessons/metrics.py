@@ -11,8 +11,9 @@ generative model can pass that test and still be wrong as a *distribution*: eigh
   its *penultimate* layer (:func:`judge_features`: the 256 ReLU units of the dense layer under the attribute
   heads). The logits keep only the attribute classes; the layer below also encodes how an object is drawn (edges,
   blur, exact place and size within the jitter), and as a dense layer over the 4×4 map, not a global pool, it
-  keeps *where* things are. Images are seen as the judge sees them (32×32 for v1, 64×64 for the strict v2 judge). FID is biased upwards for small
-  sets, so a number means something only next to its floor at the same set size (:func:`real_floor`).
+  keeps *where* things are. Images are seen as the judge sees them (32×32 for v1, 64×64 for the strict v2
+  judge). FID is biased upwards for small sets, so a number means something only next to its floor at the same set
+  size (:func:`real_floor`).
 * **Diversity** (:func:`diversity_ratio`): for each attribute a caption left free, the entropy of the
   judge's readings over K samples, as a fraction of the same entropy over K real renders of that caption.
 * **Embedding distributions** (:func:`energy_distance`, :func:`spread_ratio`): K prior samples against K
