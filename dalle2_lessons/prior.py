@@ -297,7 +297,8 @@ class PriorSettings:
 PRESETS: dict[str, PriorSettings] = {
     "ci": PriorSettings(n_train=2_000, steps=40, batch_size=64, lr=1e-3, n_eval=32, sample_steps=16,
                         ablation_captions=1, ablation_k=16),
-    "cpu": PriorSettings(n_train=20_000, steps=500, batch_size=256, lr=1e-3, n_eval=250),
+    "cpu": PriorSettings(n_train=20_000, steps=500, batch_size=256, lr=1e-3, n_eval=250, ablation_captions=2,
+                         ablation_k=32),
     "gpu": PriorSettings(n_train=20_000, steps=3_000, batch_size=256, lr=1e-3, n_eval=2_000),
 }
 

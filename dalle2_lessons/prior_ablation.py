@@ -70,11 +70,13 @@ def evaluation_captions(n_per_type: int = 6, k: int = 64, split: str = "test", s
 
 @torch.no_grad()
 def ablation(prior, clip_model, data, cfg, seeds: tuple[int, ...] = (0, 1, 2), n_per_type: int = 6, k: int = 64,
-             scale: float = 1.0, version: str = "v2", kinds: tuple[str, ...] | None = None) -> list[dict]:
-    """Energy distance and spread ratio to ``k`` real image embeddings, for every method in :data:`METHODS`, on
-    :func:`evaluation_captions` of each seed. ``data``: the :class:`~.prior.PriorData` the prior learnt from (for
-    ``nearest``); ``cfg``: its :class:`~.prior.PriorSettings` (sampling steps, candidates). Returns one row per
-    (seed, caption): ``{"seed", "kind", "caption", "energy": {method: float}, "spread": {method: float}}``."""
+             scale: float = 1.0, version: str = "v2", kinds: tuple[str, ...] | None = None,
+             one_candidate: bool = True) -> list[dict]:
+    """Energy distance and spread ratio to ``k`` real image embeddings, for every method in :data:`METHODS` (without
+    ``prior_1`` if not ``one_candidate``), on :func:`evaluation_captions` of each seed. ``data``: the
+    :class:`~.prior.PriorData` the prior learnt from (for ``nearest``); ``cfg``: its :class:`~.prior.PriorSettings`
+    (sampling steps, candidates). Returns one row per (seed, caption):
+    ``{"seed", "kind", "caption", "energy": {method: float}, "spread": {method: float}}``."""
     from .prior import sample  # prior.py imports this module in its main
 
     tok, schedule = tokenizer.for_version(version), diffusion.cosine_schedule()
@@ -89,14 +91,14 @@ def ablation(prior, clip_model, data, cfg, seeds: tuple[int, ...] = (0, 1, 2), n
             emb, feats, mask = encode_captions(clip_model, tok.encode_batch([cap.text]))
             sets = {"other": other, "no_prior": emb,
                     "nearest": data.image_emb[(emb @ first_captions.T).argmax(1)]}
-            for name, candidates in (("prior", cfg.candidates), ("prior_1", 1)):
+            for name, candidates in (("prior", cfg.candidates), ("prior_1", 1))[:2 if one_candidate else 1]:
                 sets[name] = sample(prior, emb.expand(k, -1), feats.expand(k, -1, -1), mask.expand(k, -1), schedule,
                                     scale, cfg.sample_steps, candidates, gen)
             sets["floor"] = sets.pop("other")
             rows.append({"seed": seed, "kind": cap.kind, "caption": cap.text,
-                         "energy": {m: float(metrics.energy_distance(sets[m], real)) for m in METHODS},
+                         "energy": {m: float(metrics.energy_distance(sets[m], real)) for m in METHODS if m in sets},
                          "spread": {m: float(metrics.spread_ratio(sets[m], real)) if len(sets[m]) > 1 else 0.0
-                                    for m in METHODS}})
+                                    for m in METHODS if m in sets}})
     return rows
 
 
@@ -108,7 +110,7 @@ def summary_table(rows: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
     for kind in dict.fromkeys(r["kind"] for r in rows):
         out[kind] = {}
         for measure in ("energy", "spread"):
-            for m in METHODS:
+            for m in (m for m in METHODS if all(m in r[measure] for r in rows)):
                 per_seed = [np.mean([r[measure][m] for r in rows if r["kind"] == kind and r["seed"] == s])
                             for s in seeds]
                 out[kind][f"{measure}/{m}"] = vars(metrics.interval95(per_seed))

@@ -207,7 +207,7 @@ PRESETS: dict[str, UpsamplerSettings] = {
 
 def train_upsampler(cfg: UpsamplerSettings, images: torch.Tensor, device: str | torch.device = "cpu",
                     progress: bool = True, callback: Callable | None = None) -> tuple[UNet, list[float]]:
-    """Train a 16→32 upsampler from scratch on ``images`` ``(N, 3, 32, 32)`` in [-1, 1] with ``cfg``. Returns
+    """Train a 2× upsampler from scratch on ``images`` ``(N, 3, R, R)`` in [-1, 1] with ``cfg``. Returns
     ``(ema_upsampler, losses)``: what lesson 08, the course checkpoint and lesson 14 (other data) all train with."""
     profiles.seed_everything(cfg.seed)
     model = UNet(upsampler_config())
@@ -218,7 +218,8 @@ def train_upsampler(cfg: UpsamplerSettings, images: torch.Tensor, device: str | 
         return upsampler_loss(m, images[idx.to(device)], schedule, cfg.max_sigma, cfg.crop, gen)
 
     ema, losses = train(model, loss_fn, images, cfg.steps, cfg.batch_size, cfg.lr, seed=cfg.seed, device=device,
-                        desc="upsampler 16→32", progress=progress, callback=callback)
+                        desc=f"upsampler {images.shape[-1] // 2}→{images.shape[-1]}", progress=progress,
+                        callback=callback)
     return ema.module.eval(), losses
 
 
