@@ -64,7 +64,8 @@ def test_a_point_is_far_from_a_varied_caption_and_the_floor_is_near_zero():
 def shipped_v2():
     model = clip.load_clip(version="v2")
     cfg = prior.PriorSettings(**{**vars(prior.PRESETS["cpu"]), "version": "v2", "n_train": 2_000})
-    return model, prior.load_prior(clip=model, version="v2"), prior.PriorData.build(model, cfg.n_train, version="v2"), cfg
+    data = prior.PriorData.build(model, cfg.n_train, version="v2")
+    return model, prior.load_prior(clip=model, version="v2"), data, cfg
 
 
 def test_the_shipped_prior_matches_partial_captions_better_than_no_prior(shipped_v2, measured):
