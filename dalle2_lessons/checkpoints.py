@@ -52,6 +52,14 @@ REBUILD_COMMANDS: dict[str, str] = {
     "vae": "python -m dalle2_lessons.vae --profile cpu --eval-every 500",
     "gan": "python -m dalle2_lessons.gan --profile cpu --steps 3000 --eval-every 500",
     "dalle1": "python -m dalle2_lessons.dalle1 --profile cpu --tokenizer-steps 1500 --steps 2000 --eval-every 500",
+    # Shapes v2 (issue #21): shipped beside v1 until every stage is retrained on it (see ``versioned``)
+    "judge-single-v2": "python -m dalle2_lessons.judge --tier single --steps 3000 --batch-size 64 --width 16 --seed 0 "
+                       "--version v2",
+    "clip-v2": "python -m dalle2_lessons.clip --profile cpu --version v2 --resolution 32",
+    "prior-v2": "python -m dalle2_lessons.prior --profile cpu --version v2",
+    "decoder-v2": "python -m dalle2_lessons.decoder --profile cpu --steps 1500 --version v2 --batch-size 64",
+    "upsampler-v2": "python -m dalle2_lessons.upsampler --profile cpu --steps 1800 --version v2 --crop 16 "
+                    "--max-sigma 0.8",
 }
 
 
@@ -59,7 +67,8 @@ REBUILD_COMMANDS: dict[str, str] = {
 #: GAN read CLIP embeddings; the upsampler reads pixels (it is trained on downsampled real renders, so it fits any
 #: decoder) and DALL·E 1 reads caption tokens (it uses a CLIP only to rerank, which any CLIP can do).
 PARENTS: dict[str, tuple[str, ...]] = {"prior": ("clip",), "decoder": ("clip",), "text-diffusion": ("clip",),
-                                       "vae": ("clip",), "gan": ("clip",)}
+                                       "vae": ("clip",), "gan": ("clip",),
+                                       "prior-v2": ("clip",), "decoder-v2": ("clip",)}
 
 
 def versioned(name: str, version: str = "v1") -> str:
