@@ -18,6 +18,14 @@ seeds); ``heldout`` uses only the colour–shape pairs in :data:`HELDOUT_PAIRS`,
 ``train`` or ``test``. A model that draws "a red triangle" after seeing red things and triangles but
 never a red triangle has generalised compositionally.
 
+Two versions (:class:`Version`), drawn by the same code. **v1**: every caption names all four attributes, the
+background is black, the decoder works at 16 px. **v2** (issue #21): half of a scene's paraphrases name only a random
+non-empty subset of the attributes ("a red thing", "something large in the top left"; :attr:`Scenes.mentions` says
+which), the background is black or grey and no caption names it (:func:`read_background` reads it by pixels), and
+objects are sized for a 32-px decoder (the smallest is 6 px wide there) and a 64-px upsampler.
+:func:`matching_scenes` draws the real pictures that fit an under-specified caption. The shipped v1 checkpoints
+stay until every stage is retrained on v2.
+
 Sample ``i`` of a split depends only on ``(seed, split, tier, i)``, never on how many samples you
 ask for, so ``n=100`` is a prefix of ``n=20_000``. No scene occurs in both ``train`` and ``test``, but
 the jitter is finer than the anti-aliasing grid, so about 10% of 16-px test renders coincide pixel for

@@ -197,3 +197,23 @@ def test_matching_scenes_fit_the_caption_and_leave_the_rest_free():
     assert set(scenes.attrs[:, 2]) == {0, 1} and set(scenes.backgrounds) == {0, 1}
     with pytest.raises(ValueError, match="red triangle"):
         shapes.matching_scenes(np.array([0, 2, 0, 0]), np.array([True, True, False, False]), 5)
+
+
+@pytest.mark.parametrize("mentioned, expected", [
+    ((True, False, False, False), "something red"),
+    ((False, True, False, False), "a circle"),
+    ((False, False, True, True), "something large in the top left"),
+    ((True, True, True, False), "a large red circle"),
+    ((False, False, False, True), "something in the top left"),
+])
+def test_partial_captions_read_as_english(mentioned, expected):
+    assert shapes.caption_partial("red", "circle", "large", "top left", mentioned, template=0) == expected
+    assert shapes.caption_partial("orange", "cross", "small", "left", (True, False, False, False), 1) == "an orange thing"
+    with pytest.raises(ValueError, match="at least one"):
+        shapes.caption_partial("red", "circle", "large", "top left", (False,) * 4)
+
+
+def test_read_background_ignores_an_object_on_the_border():
+    scenes = shapes.sample_scenes(64, "train", version="v2")
+    scenes.centres[:, 0, 0] = 0.0  # every object half outside the left edge
+    assert (shapes.read_background(shapes.render(scenes, 32)).numpy() == scenes.backgrounds).all()
