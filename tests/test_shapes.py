@@ -208,7 +208,8 @@ def test_matching_scenes_fit_the_caption_and_leave_the_rest_free():
 ])
 def test_partial_captions_read_as_english(mentioned, expected):
     assert shapes.caption_partial("red", "circle", "large", "top left", mentioned, template=0) == expected
-    assert shapes.caption_partial("orange", "cross", "small", "left", (True, False, False, False), 1) == "an orange thing"
+    orange = shapes.caption_partial("orange", "cross", "small", "left", (True, False, False, False), template=1)
+    assert orange == "an orange thing"
     with pytest.raises(ValueError, match="at least one"):
         shapes.caption_partial("red", "circle", "large", "top left", (False,) * 4)
 
