@@ -109,3 +109,13 @@ def test_cli_bad_prompt_exits_non_zero_in_a_real_process(tmp_path):
     assert result.returncode == 2
     assert "unicorn" in result.stderr
     assert not (tmp_path / "x.png").exists()
+
+
+def test_the_v2_pipeline_reads_partial_captions_and_draws_64_pixels():
+    """Shapes v2 (issue #21): the v2 checkpoints fit together; a caption that leaves things out is a valid prompt."""
+    pipe = unclip.UnCLIP.load(version="v2")
+    out = pipe.generate(["something red", "a large circle in the top left"], n=2, prior_steps=4, decoder_steps=3,
+                        upsampler_steps=2, progress=False)
+    assert out.low.shape == (4, 3, 32, 32) and out.images.shape == (4, 3, 64, 64)
+    assert out.images.min() >= -1 and out.images.max() <= 1
+    assert pipe.embed(out.images).shape == (4, pipe.clip.config.embed_dim)
