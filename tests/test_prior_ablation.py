@@ -63,7 +63,7 @@ def test_a_point_is_far_from_a_varied_caption_and_the_floor_is_near_zero():
 @pytest.fixture(scope="module")
 def shipped_v2():
     model = clip.load_clip(version="v2")
-    cfg = prior.PriorSettings(**{**vars(prior.PRESETS["cpu"]), "version": "v2", "n_train": 2_000})
+    cfg = prior.PriorSettings(**{**vars(prior.PRESETS["cpu"]), "version": "v2", "n_train": 500})
     data = prior.PriorData.build(model, cfg.n_train, version="v2")
     return model, prior.load_prior(clip=model, version="v2"), data, cfg
 
@@ -75,7 +75,8 @@ def test_the_shipped_prior_matches_partial_captions_better_than_no_prior(shipped
 
     model, pr, data, cfg = shipped_v2
     partial = tuple(k for k in prior_ablation.MENTION_TYPES if k != "full")
-    rows = prior_ablation.ablation(pr, model, data, cfg, (0, 1, 2), n_per_type=2, k=32, kinds=partial)
+    rows = prior_ablation.ablation(pr, model, data, cfg, (0, 1, 2), n_per_type=1, k=32, kinds=partial,
+                                   one_candidate=False)  # measured: prior 0.176 [0.145, 0.206], no prior 0.974 [0.967, 0.980]
     pooled = {m: metrics.interval95([np.mean([r["energy"][m] for r in rows if r["seed"] == s]) for s in (0, 1, 2)])
               for m in ("prior", "no_prior", "floor")}
     print({m: str(iv) for m, iv in pooled.items()})
