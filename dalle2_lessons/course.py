@@ -54,9 +54,10 @@ LESSONS: tuple[Lesson, ...] = (
            "a caption-conditioned U-Net, condition dropout, guidance, the accuracy-vs-diversity sweep, a prompt widget",
            cpu_minutes=8.1),
     Lesson("06", "prior", "The diffusion prior: from a caption's embedding to an image's",
-           "the modality gap measured, the prior's causal transformer, x0-prediction, two-candidate sampling, "
-           "no-prior and nearest-neighbour baselines",
-           cpu_minutes=4.2),
+           "Shapes v2's partial captions, the modality gap they create, the prior's causal transformer, x0-prediction, "
+           "two-candidate sampling, the paper's ablation on distributions (energy distance, spread, 95% intervals), "
+           "guidance against variety",
+           cpu_minutes=None),  # rebuilt on Shapes v2 (issue #21); measure it again
     Lesson("07", "decoder", "The decoder: painting a picture from a CLIP image embedding",
            "context tokens in the U-Net's attention, two condition dropouts, reconstructions judged per attribute, "
            "the prior's samples drawn",

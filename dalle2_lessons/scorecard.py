@@ -108,13 +108,16 @@ def format_scorecard(card: dict[str, dict[str, dict[str, float]]]) -> str:
         if iv is None:
             return "-"
         half = (iv["high"] - iv["low"]) / 2
-        return f"{iv['mean']:.1%}±{half:.1%}" if pct else f"{iv['mean']:.2f}±{half:.2f}"
+        if pct:
+            return f"{iv['mean']:.1%}±{half:.1%}"
+        fmt = "{:.0f}" if abs(iv["mean"]) >= 100 else "{:.2f}"  # FIDs in hundreds, diversity near 1
+        return f"{fmt.format(iv['mean'])}±{fmt.format(half)}"
 
     cols = (("fidelity", True), ("readable", True), ("diversity", False), ("fid", False), ("fid_floor", False))
-    head = f"{'caption kind':22s}" + "".join(f"{c:>16s}" for c, _ in cols)
+    head = f"{'caption kind':22s}" + "".join(f"{c:>19s}" for c, _ in cols)
     lines = [head, "-" * len(head)]
     for kind, row in card.items():
-        lines.append(f"{kind:22s}" + "".join(f"{cell(row.get(c), pct):>16s}" for c, pct in cols))
+        lines.append(f"{kind:22s}" + "".join(f"{cell(row.get(c), pct):>19s}" for c, pct in cols))
     return "\n".join(lines)
 
 
