@@ -220,8 +220,7 @@ def evaluate_clip(
         image_emb = embed_images(model, ds.images)
         row = zero_shot_accuracy(image_emb, ds.attrs, classifiers)
         k = min(n_retrieval, n)
-        full = [shapes.caption("single", a, int(t)) for a, t in zip(ds.scenes.attrs[:k], ds.scenes.templates[:k])]
-        sim = embed_texts(model, tokenizer.encode_batch(full)) @ image_emb[:k].T  # (captions, images)
+        sim = embed_texts(model, tokenizer.encode_batch(ds.scenes[:k].full_captions)) @ image_emb[:k].T
         a = ds.attrs[:k]
         row.update({f"t2i@{r}": v for r, v in recall_at_k(sim, a, a).items()})
         row.update({f"i2t@{r}": v for r, v in recall_at_k(sim.T, a, a).items()})

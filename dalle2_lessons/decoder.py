@@ -185,8 +185,8 @@ def evaluate(decoder: Decoder, clip_model, n: int, split: str = "test", scale: f
     z = embed_images(clip_model, ds.images)
     tokens = mask = None
     if caption:
-        full = [shapes.caption("single", a, int(t)) for a, t in zip(ds.scenes.attrs, ds.scenes.templates)]
-        _, tokens, mask = encode_captions(clip_model, tokenizer.for_version(version).encode_batch(full))
+        tokens_in = tokenizer.for_version(version).encode_batch(ds.scenes.full_captions)
+        _, tokens, mask = encode_captions(clip_model, tokens_in)
     images = sample(decoder, z, tokens, mask, scale=scale, steps=steps, generator=torch.Generator().manual_seed(seed))
     return judge.load_judge("single", version=version).score(images, ds.attrs)
 

@@ -156,8 +156,7 @@ def plausible(images: torch.Tensor, tolerance: float = 0.25, around: bool = Fals
     images = images.cpu()
     reference = -1.0
     if around:
-        border = torch.cat([images[..., 0, :], images[..., -1, :], images[..., 1:-1, 0], images[..., 1:-1, -1]], -1)
-        reference = border.median(dim=-1).values[:, :, None, None]  # (B, 3, 1, 1)
+        reference = shapes.border_pixels(images).median(dim=-1).values[:, :, None, None]  # (B, 3, 1, 1)
     background = ((images - reference).abs() <= tolerance).all(dim=1).float().mean(dim=(1, 2))
     return (background >= 0.6) & (background <= 0.995)
 

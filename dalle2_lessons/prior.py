@@ -248,8 +248,7 @@ def compare(
     again = shapes.rejitter(scenes, seed=seed + 2)  # same attributes, fresh size and place within the cell
     r = clip_model.config.resolution
     z_true = embed_images(clip_model, shapes.render(scenes, r))
-    full = [shapes.caption("single", a, int(t)) for a, t in zip(scenes.attrs, scenes.templates)]
-    text, feats, mask = encode_captions(clip_model, tokenizer.for_version(version).encode_batch(full))
+    text, feats, mask = encode_captions(clip_model, tokenizer.for_version(version).encode_batch(scenes.full_captions))
     device = next(prior.parameters()).device
     z_prior = sample(prior.eval(), text.to(device), feats.to(device), mask.to(device), diffusion.cosine_schedule(),
                      scale, steps, candidates, torch.Generator().manual_seed(seed)).cpu()

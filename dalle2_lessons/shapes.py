@@ -244,6 +244,12 @@ class Scenes:
     def captions(self) -> list[str]:
         return [caption(self.tier, a, int(t), m) for a, t, m in zip(self.attrs, self.templates, self.mentioned)]
 
+    @property
+    def full_captions(self) -> list[str]:
+        """Each scene's caption (paraphrase ``templates``) naming every attribute, whatever its ``mentions``: what a
+        measurement of a single picture against its caption reads (v1: the same as :attr:`captions`)."""
+        return [caption(self.tier, a, int(t)) for a, t in zip(self.attrs, self.templates)]
+
     def paraphrases(self) -> list[list[str]]:
         """Every paraphrase of every scene: ``N`` lists of ``T`` captions (what CLIP and the prior train on)."""
         return [[caption(self.tier, a, t, m) for t, m in enumerate(ms)] for a, ms in zip(self.attrs, self.mentions)]
@@ -520,11 +526,15 @@ def matching_scenes(attrs: np.ndarray | torch.Tensor, mentioned: np.ndarray, n: 
     return scenes
 
 
+def border_pixels(images: torch.Tensor) -> torch.Tensor:
+    """``(B, C, R, R)`` → ``(B, C, 4R − 4)``: every pixel on the image's edge, once."""
+    return torch.cat([images[..., 0, :], images[..., -1, :], images[..., 1:-1, 0], images[..., 1:-1, -1]], dim=-1)
+
+
 def read_background(images: torch.Tensor, version: str = "v2") -> torch.Tensor:
     """``(B, 3, R, R)`` in [-1, 1] → ``(B,)`` int64 index of the version's background shade nearest to the median of
     the image's border pixels (objects rarely touch the border, and a median ignores the few that do). A reading by
     pixels, not by a classifier: what the background is needs no judge."""
-    border = torch.cat([images[..., 0, :], images[..., -1, :], images[..., 1:-1, 0], images[..., 1:-1, -1]], dim=-1)
-    level = border.median(dim=-1).values.mean(dim=1)  # (B,) in [-1, 1]
+    level = border_pixels(images).median(dim=-1).values.mean(dim=1)  # (B,) in [-1, 1]
     shades = torch.tensor([BACKGROUND_RGB[b][0] * 2 - 1 for b in get_version(version).backgrounds])
     return (level[:, None] - shades[None]).abs().argmin(dim=1)
