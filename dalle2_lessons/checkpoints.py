@@ -47,8 +47,8 @@ REBUILD_COMMANDS: dict[str, str] = {
     "text-diffusion": "python -m dalle2_lessons.guidance --profile cpu --steps 1500 --eval-every 250",
     "text-diffusion-attributes": "python -m dalle2_lessons.guidance --profile cpu --steps 1500 --condition attributes",
     "prior": "python -m dalle2_lessons.prior --profile cpu --eval-every 250",
-    "decoder": "python -m dalle2_lessons.decoder --profile cpu --steps 1500 --eval-every 250",
-    "upsampler": "python -m dalle2_lessons.upsampler --profile cpu --steps 2500 --eval-every 500",
+    "decoder": "python -m dalle2_lessons.decoder --profile cpu --steps 1500 --eval-every 250 --batch-size 128 --prediction-type epsilon",
+    "upsampler": "python -m dalle2_lessons.upsampler --profile cpu --steps 2500 --eval-every 500 --max-sigma 0.6",
     "vae": "python -m dalle2_lessons.vae --profile cpu --eval-every 500",
     "gan": "python -m dalle2_lessons.gan --profile cpu --steps 3000 --eval-every 500",
     "dalle1": "python -m dalle2_lessons.dalle1 --profile cpu --tokenizer-steps 1500 --steps 2000 --eval-every 500",
@@ -57,7 +57,7 @@ REBUILD_COMMANDS: dict[str, str] = {
                        "--version v2",
     "clip-v2": "python -m dalle2_lessons.clip --profile cpu --version v2 --resolution 32",
     "prior-v2": "python -m dalle2_lessons.prior --profile cpu --version v2",
-    "decoder-v2": "python -m dalle2_lessons.decoder --profile cpu --steps 1500 --version v2 --batch-size 64",
+    "decoder-v2": "python -m dalle2_lessons.decoder --profile cpu --steps 2600 --version v2 --batch-size 64",
     "upsampler-v2": "python -m dalle2_lessons.upsampler --profile cpu --steps 1800 --version v2 --crop 16 "
                     "--max-sigma 0.8",
 }

@@ -59,17 +59,17 @@ LESSONS: tuple[Lesson, ...] = (
            "guidance against variety",
            cpu_minutes=None),  # rebuilt on Shapes v2 (issue #21); measure it again
     Lesson("07", "decoder", "The decoder: painting a picture from a CLIP image embedding",
-           "context tokens in the U-Net's attention, two condition dropouts, reconstructions judged per attribute, "
-           "the prior's samples drawn",
-           cpu_minutes=5.7),
+           "context tokens in the U-Net's attention, two condition dropouts, v-prediction, reconstructions judged per "
+           "attribute and background, the prior's samples drawn",
+           cpu_minutes=None),  # rebuilt on Shapes v2 (issue #21); measure it again
     Lesson("08", "upsampler", "The upsampler: more pixels, by diffusion",
-           "a blurred low-resolution condition, random crops, a fully convolutional 16→32 upsampler, "
+           "a blurred low-resolution condition, random crops, a fully convolutional 32→64 upsampler, "
            "keeping the input's low frequencies, judged against bicubic",
-           cpu_minutes=5.8),
+           cpu_minutes=None),  # rebuilt on Shapes v2 (issue #21); measure it again
     Lesson("09", "unclip_pipeline", "The whole system: text → CLIP → prior → decoder → upsampler",
            "the pipeline and its timing, variations, slerp interpolations, text diffs, DDIM inversion, "
-           "a prompt widget, the final table",
-           cpu_minutes=3.7),
+           "a prompt widget, the paper's prior ablation end to end (fidelity, diversity, Shapes FID, 95% intervals)",
+           cpu_minutes=None),  # rebuilt on Shapes v2 (issue #21); measure it again
     Lesson("10", "vae", "The family tree I: a conditional VAE",
            "two encoder heads, the reparameterisation trick, the ELBO term by term, judged samples, "
            "the σ_x knob behind the blur",

@@ -32,6 +32,7 @@ from .training import Curve, train
 from .unet import UNet, UNetConfig
 
 CHECKPOINT = "decoder"
+SCHEDULE = diffusion.cosine_schedule()  #: the noise schedule every decoder is trained and sampled with
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class DecoderConfig:
     n_context: int = 4  #: context tokens made from the image embedding (the paper uses four)
     token_width: int = 128  #: width of the CLIP text encoder's per-token features
     caption: bool = True  #: whether the caption's tokens are context too (GLIDE's pathway, kept by unCLIP)
+    prediction_type: str = "epsilon"  #: what the U-Net outputs: the noise ε, or the velocity v ("v_prediction")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -53,7 +55,7 @@ class DecoderConfig:
 
 
 def decoder_config(embed_dim: int = 64, context_dim: int = 128, caption: bool = True,
-                   resolution: int = 16) -> DecoderConfig:
+                   resolution: int = 16, prediction_type: str = "epsilon") -> DecoderConfig:
     """Lesson 05's U-Net (scale-shift, position embedding) with context tokens for its attention. At 32 px (Shapes
     v2) it has one more level, so that attention still runs on an 8×8 map, and fewer channels at full resolution,
     where a 2-core CPU spends most of its time."""
@@ -62,7 +64,7 @@ def decoder_config(embed_dim: int = 64, context_dim: int = 128, caption: bool = 
     else:
         unet = UNetConfig(resolution=resolution, base_channels=32, channel_mults=(1, 2, 3, 3), attention_levels=(2, 3),
                           cond_dim=embed_dim, scale_shift=True, position_embedding=True, context_dim=context_dim)
-    return DecoderConfig(unet, embed_dim=embed_dim, caption=caption)
+    return DecoderConfig(unet, embed_dim=embed_dim, caption=caption, prediction_type=prediction_type)
 
 
 class Decoder(nn.Module):
@@ -126,24 +128,32 @@ def decoder_loss(
     schedule: diffusion.NoiseSchedule, p_image: float = 0.1, p_caption: float = 0.5,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Lesson 04's ε-prediction loss with both conditions randomly dropped."""
+    """Lesson 04's loss (ε, or v for a v-prediction decoder) with both conditions randomly dropped."""
     z, mask = drop_conditions(z_image, token_mask, p_image, p_caption, generator)
-    return diffusion.diffusion_loss(lambda x_t, t: decoder(x_t, t, z, tokens, mask), x0, schedule, generator)
+    return diffusion.diffusion_loss(lambda x_t, t: decoder(x_t, t, z, tokens, mask), x0, schedule, generator,
+                                    decoder.config.prediction_type)
 
 
-def guided_eps(decoder: Decoder, x, t, z_image, tokens, token_mask, scale: float) -> torch.Tensor:
-    """``ε(∅) + s·(ε(z, caption) − ε(∅))`` in one batched call, where ∅ drops the embedding *and* the caption."""
+def guided_eps(decoder: Decoder, x, t, z_image, tokens, token_mask, scale: float,
+               schedule: diffusion.NoiseSchedule | None = None) -> torch.Tensor:
+    """``ε(∅) + s·(ε(z, caption) − ε(∅))`` in one batched call, where ∅ drops the embedding *and* the caption.
+
+    A v-prediction decoder is guided on v and its ε returned (ε is affine in v at fixed x_t, so guiding either
+    is the same), so that every sampler of :mod:`~dalle2_lessons.diffusion` drives both kinds unchanged."""
     null_mask = None if token_mask is None else torch.zeros_like(token_mask)  # every caption token hidden
     cond = (x, t, z_image, tokens, token_mask)
-    return diffusion.guide(decoder, cond, (x, t, torch.zeros_like(z_image), tokens, null_mask), scale)
+    out = diffusion.guide(decoder, cond, (x, t, torch.zeros_like(z_image), tokens, null_mask), scale)
+    if decoder.config.prediction_type == "epsilon":
+        return out
+    return diffusion.x0_and_eps(out, t, x, schedule or SCHEDULE, decoder.config.prediction_type)[1]
 
 
 def eps_model(
     decoder: Decoder, z_image: torch.Tensor, tokens: torch.Tensor | None = None, token_mask: torch.Tensor | None = None,
-    scale: float = 3.0,
+    scale: float = 3.0, schedule: diffusion.NoiseSchedule | None = None,
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The ``(x_t, t) → ε`` function the samplers of :mod:`~dalle2_lessons.diffusion` call, for fixed conditions."""
-    return lambda x, t: guided_eps(decoder, x, t, z_image, tokens, token_mask, scale)
+    return lambda x, t: guided_eps(decoder, x, t, z_image, tokens, token_mask, scale, schedule)
 
 
 @torch.no_grad()
@@ -157,12 +167,12 @@ def sample(
     Pass ``tokens``/``token_mask`` to also condition on the caption, ``x_T`` to fix the starting noise.
     """
     device = next(decoder.parameters()).device
-    schedule = schedule or diffusion.cosine_schedule()
+    schedule = schedule or SCHEDULE
     z_image = z_image.to(device)
     if tokens is not None:
         tokens, token_mask = tokens.to(device), token_mask.to(device)
     r = decoder.config.unet.resolution
-    fn = eps_model(decoder, z_image, tokens, token_mask, scale)
+    fn = eps_model(decoder, z_image, tokens, token_mask, scale, schedule)
     return diffusion.sample_ddim(
         fn, (len(z_image), 3, r, r), schedule, steps, eta, generator, device, x_T=x_T, progress=progress
     ).cpu()
@@ -199,20 +209,22 @@ def evaluate(decoder: Decoder, clip_model, n: int, split: str = "test", scale: f
 class DecoderSettings:
     """Lesson 07 (and ``python -m dalle2_lessons.decoder``, which builds the course checkpoint)."""
 
-    n_train: int  #: training images (16×16) with their CLIP image embeddings and captions
+    n_train: int  #: training images (16×16 in v1, 32×32 in v2) with their CLIP image embeddings and captions
     steps: int  #: optimiser steps of the decoder the lesson trains (the course checkpoint trained longer)
     batch_size: int
     lr: float
     n_eval: int  #: test images reconstructed per setting in the lesson's tables
+    sample_steps: int = 50  #: DDIM steps of the lesson's reconstructions
     p_image: float = 0.1  #: how often the image embedding is zeroed in training (for guidance)
     p_caption: float = 0.5  #: how often the caption is dropped in training
     seed: int = 0
     version: str = "v1"  #: the Shapes version it learns from (v2: 32×32 images)
+    prediction_type: str = "v_prediction"  #: what the U-Net learns to output ("epsilon": the v1 checkpoint)
 
 
 PRESETS: dict[str, DecoderSettings] = {
-    "ci": DecoderSettings(n_train=2_000, steps=40, batch_size=32, lr=2e-3, n_eval=16),
-    "cpu": DecoderSettings(n_train=20_000, steps=300, batch_size=128, lr=2e-3, n_eval=128),
+    "ci": DecoderSettings(n_train=2_000, steps=80, batch_size=32, lr=2e-3, n_eval=16, sample_steps=10),
+    "cpu": DecoderSettings(n_train=20_000, steps=200, batch_size=64, lr=2e-3, n_eval=64, sample_steps=25),
     "gpu": DecoderSettings(n_train=20_000, steps=6_000, batch_size=128, lr=2e-3, n_eval=512),
 }
 
@@ -228,8 +240,9 @@ def train_decoder(cfg: DecoderSettings, images: torch.Tensor, z_images: torch.Te
     ``z_images`` ``(N, D)`` and the captions of the same ``N`` scenes in ``bank``, with ``cfg``. Returns
     ``(ema_decoder, losses)``: what lesson 07, the course checkpoint and lesson 14 (other data) all train with."""
     profiles.seed_everything(cfg.seed)
-    model = Decoder(decoder_config(z_images.shape[-1], resolution=images.shape[-1]))
-    schedule = diffusion.cosine_schedule()
+    model = Decoder(decoder_config(z_images.shape[-1], resolution=images.shape[-1],
+                                   prediction_type=cfg.prediction_type))
+    schedule = SCHEDULE
     images = images.to(device)
 
     def loss_fn(m, idx, gen):
@@ -275,6 +288,8 @@ def main(argv: list[str] | None = None) -> None:
         "images for the final reconstruction table")
     p.add_argument("--version", choices=tuple(shapes.VERSIONS), default=None, help="Shapes version (default v1)")
     p.add_argument("--batch-size", type=int, default=None, help="images per step (default: the profile's)")
+    p.add_argument("--prediction-type", choices=("epsilon", "v_prediction"), default=None,
+                   help="what the U-Net predicts (default v_prediction)")
     args, cfg, clip, built = builders.run_builder(p, PRESETS, build, argv)
     model = built.model
     results = {}
@@ -284,8 +299,9 @@ def main(argv: list[str] | None = None) -> None:
         results[key] = evaluate(model, clip, args.n_eval, split, scale, caption=caption, version=cfg.version).as_dict()
         print(f"reconstruction {key}: {results[key]}", flush=True)
     rebuild = checkpoints.command("decoder", profile=args.profile, steps=args.steps, eval_every=args.eval_every,
-                                  version=args.version, batch_size=args.batch_size)
-    builders.save_build(checkpoints.versioned(CHECKPOINT, cfg.version), built, args, {"eval": results}, rebuild,
+                                  version=args.version, batch_size=args.batch_size,
+                                  prediction_type=args.prediction_type)
+    builders.save_build(checkpoints.versioned(CHECKPOINT, cfg.version), built, args, {"eval": results, "n_eval": args.n_eval}, rebuild,
                         parents={"clip": clip})
 
 

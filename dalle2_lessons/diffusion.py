@@ -1,8 +1,8 @@
 """Diffusion maths: noise schedules, the forward process, and the DDPM and DDIM reverse steps.
 
 As in ``diffusers``' schedulers, nothing here knows about networks: a sampler step takes the network's
-prediction of the noise ``eps`` (or of the clean x̂_0, with ``prediction_type="sample"``; clamping x̂_0 to an
-image's [-1, 1] is optional) and returns the less noisy image. Each function is one equation of
+prediction of the noise ``eps`` (or of the clean x̂_0 with ``prediction_type="sample"``, or of the velocity
+v with ``"v_prediction"``; clamping x̂_0 to an image's [-1, 1] is optional) and returns the less noisy image. Each function is one equation of
 Ho et al. (2020, "DDPM") or Song et al. (2021, "DDIM"), and ``tests/test_diffusion.py`` checks each
 against ``diffusers``' ``DDPMScheduler`` and ``DDIMScheduler`` on the same inputs.
 
@@ -110,8 +110,19 @@ def predict_eps(x_t: torch.Tensor, t: torch.Tensor | int, x0: torch.Tensor, sche
 
 
 #: What a network's output means, in ``diffusers``' words: ``"epsilon"`` the noise ε (the U-Nets of lessons 04–09),
-#: ``"sample"`` the clean x̂_0 itself (the prior of lesson 06).
-PredictionType = Literal["epsilon", "sample"]
+#: ``"sample"`` the clean x̂_0 itself (the prior of lesson 06), ``"v_prediction"`` the velocity
+#: v = √ᾱ_t · ε − √(1 − ᾱ_t) · x_0 (Salimans & Ho 2022; the Shapes v2 decoder of lesson 07).
+PredictionType = Literal["epsilon", "sample", "v_prediction"]
+
+
+def velocity(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor | int, schedule: NoiseSchedule) -> torch.Tensor:
+    """The v-prediction target v = √ᾱ_t · ε − √(1 − ᾱ_t) · x_0 (``diffusers``' ``get_velocity``).
+
+    Why it exists: at high noise (ᾱ_t → 0) an ε-network's x̂_0 = (x_t − √(1 − ᾱ_t) · ε̂) / √ᾱ_t multiplies the
+    network's error by 1/√ᾱ_t, so low-frequency errors (an image's overall colour) survive into the sample. v is
+    mostly −x_0 there and mostly ε at low noise: the network is asked for whichever is predictable."""
+    a = _per_image(schedule.alphas_cumprod, t, x0)
+    return a.sqrt() * noise - (1 - a).sqrt() * x0
 
 
 def x0_and_eps(
@@ -124,7 +135,10 @@ def x0_and_eps(
         return predict_x0(x_t, t, output, schedule), output
     if prediction_type == "sample":
         return output, predict_eps(x_t, t, output, schedule)
-    raise ValueError(f"prediction_type must be 'epsilon' or 'sample', not {prediction_type!r}")
+    if prediction_type == "v_prediction":  # x_t = √ᾱ·x_0 + √(1-ᾱ)·ε and v = √ᾱ·ε - √(1-ᾱ)·x_0, solved for x_0 and ε
+        a = _per_image(schedule.alphas_cumprod, t, x_t)
+        return a.sqrt() * x_t - (1 - a).sqrt() * output, (1 - a).sqrt() * x_t + a.sqrt() * output
+    raise ValueError(f"prediction_type must be 'epsilon', 'sample' or 'v_prediction', not {prediction_type!r}")
 
 
 def ddpm_step(
@@ -224,12 +238,18 @@ def reverse_formula(x_t: torch.Tensor, t: int, noise: torch.Tensor, schedule: No
 
 
 def diffusion_loss(
-    eps_model, x0: torch.Tensor, schedule: NoiseSchedule, generator: torch.Generator | None = None
+    eps_model, x0: torch.Tensor, schedule: NoiseSchedule, generator: torch.Generator | None = None,
+    prediction_type: PredictionType = "epsilon",
 ) -> torch.Tensor:
-    """DDPM's simple loss: noise ``x0`` to a random step, ask for the noise back, mean squared error."""
+    """DDPM's simple loss: noise ``x0`` to a random step, ask for the noise back, mean squared error (or for
+    x_0, or for the velocity :func:`velocity`, as ``prediction_type`` says)."""
     t = torch.randint(schedule.T, (len(x0),), generator=generator).to(x0.device)
     noise = torch.randn(x0.shape, generator=generator).to(x0.device)
-    return (eps_model(q_sample(x0, t, noise, schedule), t) - noise).pow(2).mean()
+    if prediction_type == "v_prediction":
+        target = velocity(x0, noise, t, schedule)
+    else:
+        target = {"epsilon": noise, "sample": x0}[prediction_type]
+    return (eps_model(q_sample(x0, t, noise, schedule), t) - target).pow(2).mean()
 
 
 def guide(

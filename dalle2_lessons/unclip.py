@@ -196,7 +196,7 @@ class UnCLIP:
         ``(x_T, reconstruction)``, where the reconstruction is η = 0 DDIM from ``x_T`` (no clamping, so the
         round trip is exact up to the inversion's first-order error)."""
         z = self.embed(images).to(self.device)
-        eps = decoder_lib.eps_model(self.decoder, z, scale=scale)
+        eps = decoder_lib.eps_model(self.decoder, z, scale=scale, schedule=self.schedule)
         x_T = diffusion.ddim_invert(eps, images.to(self.device), self.schedule, steps)  # noqa: N806
         shape = tuple(images.shape)
         back = diffusion.sample_ddim(eps, shape, self.schedule, steps, 0.0, device=self.device, x_T=x_T, clip_x0=False,
@@ -217,13 +217,14 @@ def angle_degrees(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 class PipelineSettings:
     """Lesson 09: the whole system."""
 
-    n_eval: int  #: captions per split in the final evaluation table
     decoder_steps: int = 50  #: DDIM steps of the decoder
     upsampler_steps: int = 25  #: DDIM steps of the upsampler
+    card_captions: int = 4  #: captions per caption kind in lesson 09's scorecard (per seed; three seeds)
+    card_k: int = 16  #: samples per caption in the scorecard (the diversity of K samples vs K real renders)
 
 
 PRESETS: dict[str, PipelineSettings] = {
-    "ci": PipelineSettings(n_eval=8, decoder_steps=10, upsampler_steps=5),
-    "cpu": PipelineSettings(n_eval=96),
-    "gpu": PipelineSettings(n_eval=1_000),
+    "ci": PipelineSettings(decoder_steps=10, upsampler_steps=5, card_captions=1, card_k=4),
+    "cpu": PipelineSettings(decoder_steps=25, upsampler_steps=15, card_captions=1),
+    "gpu": PipelineSettings(),
 }

@@ -192,7 +192,7 @@ class UpsamplerSettings:
     lr: float
     n_eval: int  #: test images per row of the bicubic-vs-diffusion table
     crop: int = 16  #: side of the random training crops (a quarter of the 32×32 image's area, as in the paper)
-    max_sigma: float = 0.6  #: widest Gaussian blur (in 16×16 pixels) applied to the conditioning image in training
+    max_sigma: float = 0.8  #: widest Gaussian blur (in low-resolution pixels) applied to the condition in training
     sample_steps: int = 25  #: DDIM steps when upsampling
     seed: int = 0
     version: str = "v1"  #: the Shapes version it learns from (v1: 16→32; v2: 32→64, crops of a quarter of the side)
@@ -200,7 +200,7 @@ class UpsamplerSettings:
 
 PRESETS: dict[str, UpsamplerSettings] = {
     "ci": UpsamplerSettings(n_train=2_000, steps=40, batch_size=32, lr=2e-3, n_eval=16, sample_steps=10),
-    "cpu": UpsamplerSettings(n_train=20_000, steps=300, batch_size=128, lr=2e-3, n_eval=128),
+    "cpu": UpsamplerSettings(n_train=20_000, steps=150, batch_size=128, lr=2e-3, n_eval=64, sample_steps=15),
     "gpu": UpsamplerSettings(n_train=20_000, steps=6_000, batch_size=128, lr=2e-3, n_eval=1_000),
 }
 

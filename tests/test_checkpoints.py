@@ -108,7 +108,8 @@ def test_rebuild_commands_are_spelled_like_the_shipped_ones():
 
     assert (checkpoints.command("guidance", profile="cpu", steps=1500, condition=None, eval_every=250)
             == checkpoints.REBUILD_COMMANDS["text-diffusion"])
-    assert (checkpoints.command("decoder", profile="cpu", steps=1500, eval_every=250)
+    assert (checkpoints.command("decoder", profile="cpu", steps=1500, eval_every=250, batch_size=128,
+                                prediction_type="epsilon")
             == checkpoints.REBUILD_COMMANDS["decoder"])
 
 

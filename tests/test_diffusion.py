@@ -91,6 +91,46 @@ def test_x0_prediction_steps_match_diffusers(name):
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", list(SCHEDULES))
+def test_v_prediction_matches_diffusers(name):
+    """``prediction_type="v_prediction"`` (the Shapes v2 decoder): the target and both steps."""
+    x0, noise, z = inputs(6)
+    t = torch.tensor([0, 10, 500, 999])
+    ddpm = DDPMScheduler(num_train_timesteps=1000, beta_schedule=name, clip_sample=False, variance_type="fixed_small",
+                         prediction_type="v_prediction")
+    torch.testing.assert_close(diffusion.velocity(x0, noise, t, SCHEDULES[name]()),
+                               ddpm.get_velocity(x0, noise, t), rtol=1e-5, atol=1e-6)
+    x_t, v = noise, z
+    ddim = DDIMScheduler(num_train_timesteps=1000, beta_schedule=name, clip_sample=False, set_alpha_to_one=True,
+                         prediction_type="v_prediction")
+    ddim.set_timesteps(25)
+    theirs = ddim.step(v, 400, x_t, eta=0.0).prev_sample
+    ours, _ = diffusion.ddim_step(v, 400, 360, x_t, SCHEDULES[name](), prediction_type="v_prediction")
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+    ddpm.set_timesteps(1000)
+    theirs = ddpm.step(v, 500, x_t, generator=torch.Generator().manual_seed(7)).prev_sample
+    step_noise = torch.randn(x_t.shape, generator=torch.Generator().manual_seed(7))
+    ours, _ = diffusion.ddpm_step(v, 500, x_t, SCHEDULES[name](), noise=step_noise, prediction_type="v_prediction")
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+def test_v_prediction_loss_is_zero_for_the_true_velocity():
+    """The loss asks for v: a network that returns the true velocity (it can: it sees x_t and t, and here x_0 is
+    fixed) scores zero, one that returns the noise does not."""
+    s = diffusion.cosine_schedule()
+    x0 = torch.rand(3, 2, 4, 4) * 2 - 1
+
+    def oracle(x_t, t):  # recover ε from x_t and the known x_0, then v
+        eps = diffusion.predict_eps(x_t, t, x0, s)
+        return diffusion.velocity(x0, eps, t, s)
+
+    gen = torch.Generator().manual_seed(0)
+    assert diffusion.diffusion_loss(oracle, x0, s, gen, "v_prediction") < 1e-8
+    eps_net = lambda x_t, t: diffusion.predict_eps(x_t, t, x0, s)  # noqa: E731
+    assert diffusion.diffusion_loss(eps_net, x0, s, torch.Generator().manual_seed(0), "epsilon") < 1e-8
+    assert diffusion.diffusion_loss(eps_net, x0, s, torch.Generator().manual_seed(0), "v_prediction") > 1e-3
+
+
 def test_samplers_clamp_only_when_asked():
     """An x̂0-predicting model that always answers 3 (outside an image's range): the last DDIM step lands on x̂0."""
     s = diffusion.cosine_schedule()

@@ -47,7 +47,9 @@ def course_clip():
 @pytest.mark.parametrize("stage", list(PINNED_LOSSES))
 def test_every_builder_trains_as_before(stage, course_clip, one_thread):
     module = MODULES[stage]
-    cfg = dataclasses.replace(module.PRESETS["ci"], steps=3, **({"tokenizer_steps": 3} if stage == "dalle1" else {}))
+    extra = {"dalle1": {"tokenizer_steps": 3}, "decoder": {"prediction_type": "epsilon"},  # v1's decoder and upsampler
+             "upsampler": {"max_sigma": 0.6}}.get(stage, {})
+    cfg = dataclasses.replace(module.PRESETS["ci"], steps=3, **extra)
     built = module.build(cfg, clip=course_clip, progress=False)
     assert built.settings == cfg and set(PINNED_LOSSES[stage]) <= set(built.losses)
     for name, expected in PINNED_LOSSES[stage].items():
