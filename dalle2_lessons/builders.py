@@ -19,11 +19,14 @@ import torch
 from .checkpoints import save_checkpoint, shipped_dir
 
 
-def build_parser(description: str, eval_help: str | None, n_eval: int, n_eval_help: str) -> argparse.ArgumentParser:
+def build_parser(description: str, eval_help: str | None, n_eval: int, n_eval_help: str,
+                 versioned: bool = False) -> argparse.ArgumentParser:
     """The command line every course-checkpoint builder shares: ``--profile --steps --eval-every --n-eval --out
-    --device --clip`` (``eval_help=None``: a builder without a training curve, no ``--eval-every``). A builder adds
-    its own flags to the returned parser."""
+    --device --clip`` (``eval_help=None``: a builder without a training curve, no ``--eval-every``), and ``--version``
+    for a stage that has a checkpoint per Shapes version (``versioned``). A builder adds its own flags to the
+    returned parser."""
     from .profiles import PROFILE_NAMES
+    from .shapes import VERSIONS
 
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--profile", default="cpu", choices=PROFILE_NAMES)
@@ -36,6 +39,9 @@ def build_parser(description: str, eval_help: str | None, n_eval: int, n_eval_he
     p.add_argument("--clip", default="course", choices=("course", "yours"),
                    help="the CLIP whose embeddings the stage learns from: the course's, or yours in runs/<profile>/ "
                         "(stages that read none ignore it)")
+    if versioned:
+        p.add_argument("--version", choices=tuple(VERSIONS), default=None,
+                       help="the Shapes version to learn from (default: the settings', v1)")
     return p
 
 

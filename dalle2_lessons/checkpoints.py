@@ -47,7 +47,8 @@ REBUILD_COMMANDS: dict[str, str] = {
     "text-diffusion": "python -m dalle2_lessons.guidance --profile cpu --steps 1500 --eval-every 250",
     "text-diffusion-attributes": "python -m dalle2_lessons.guidance --profile cpu --steps 1500 --condition attributes",
     "prior": "python -m dalle2_lessons.prior --profile cpu --eval-every 250",
-    "decoder": "python -m dalle2_lessons.decoder --profile cpu --steps 1500 --eval-every 250 --batch-size 128 --prediction-type epsilon",
+    "decoder": "python -m dalle2_lessons.decoder --profile cpu --steps 1500 --eval-every 250 --batch-size 128 "
+               "--prediction-type epsilon",
     "upsampler": "python -m dalle2_lessons.upsampler --profile cpu --steps 2500 --eval-every 500 --max-sigma 0.6",
     "vae": "python -m dalle2_lessons.vae --profile cpu --eval-every 500",
     "gan": "python -m dalle2_lessons.gan --profile cpu --steps 3000 --eval-every 500",

@@ -340,9 +340,7 @@ def build(cfg: ClipSettings, device: str | torch.device = "cpu", *, clip: object
 
 def main(argv: list[str] | None = None) -> None:
     p = builders.build_parser("Train the course CLIP and save it as a checkpoint.", None, 0,
-                                 "unused: the profile's n_eval and n_retrieval set the evaluation")
-    p.add_argument("--version", choices=tuple(shapes.VERSIONS), default=None,
-                   help="Shapes version to learn from (default v1; v2 also reads --resolution 32)")
+                                 "unused: the profile's n_eval and n_retrieval set the evaluation", versioned=True)
     p.add_argument("--resolution", type=int, default=None, help="image side (default: the profile's)")
     args, cfg, _, built = builders.run_builder(p, PRESETS, build, argv, needs_clip=lambda cfg: False)
     model = built.model

@@ -1,4 +1,5 @@
-"""The unCLIP decoder (lesson 07): a diffusion U-Net that paints a 16×16 image from a CLIP *image* embedding.
+"""The unCLIP decoder (lesson 07): a diffusion U-Net that paints a 32×32 image (Shapes v2; v1: 16×16) from a CLIP
+*image* embedding.
 
 unCLIP (Ramesh et al. 2022, section 2.1) inverts CLIP's image encoder with a diffusion model: GLIDE's
 U-Net, conditioned on the CLIP image embedding ``z_i`` in two ways, both reproduced here at toy size:
@@ -12,8 +13,9 @@ The paper keeps GLIDE's caption pathway but found it helped little; we keep it a
 lesson can measure that. For classifier-free guidance the decoder is trained with the image embedding
 zeroed 10% of the time and the caption dropped 50% of the time; the null condition is both dropped.
 
-Toy differences: 16×16 instead of 64×64, the course CLIP's per-token features stand in for GLIDE's own
-text transformer, and one attention level (4×4) instead of several.
+Toy differences: 32×32 instead of 64×64, the course CLIP's per-token features stand in for GLIDE's own
+text transformer, attention at 8×8 and 4×4 only, and the v2 network predicts the velocity v rather than the noise
+(``prediction_type``; lesson 07 explains why: its backgrounds).
 """
 
 from __future__ import annotations
@@ -285,8 +287,7 @@ def main(argv: list[str] | None = None) -> None:
     p = builders.build_parser(
         "Train the course's unCLIP decoder (CLIP image embedding → 16×16 image) and save it.",
         "judge reconstructions every N steps (the accuracy-vs-minutes curve)", 256,
-        "images for the final reconstruction table")
-    p.add_argument("--version", choices=tuple(shapes.VERSIONS), default=None, help="Shapes version (default v1)")
+        "images for the final reconstruction table", versioned=True)
     p.add_argument("--batch-size", type=int, default=None, help="images per step (default: the profile's)")
     p.add_argument("--prediction-type", choices=("epsilon", "v_prediction"), default=None,
                    help="what the U-Net predicts (default v_prediction)")
@@ -301,8 +302,8 @@ def main(argv: list[str] | None = None) -> None:
     rebuild = checkpoints.command("decoder", profile=args.profile, steps=args.steps, eval_every=args.eval_every,
                                   version=args.version, batch_size=args.batch_size,
                                   prediction_type=args.prediction_type)
-    builders.save_build(checkpoints.versioned(CHECKPOINT, cfg.version), built, args, {"eval": results, "n_eval": args.n_eval}, rebuild,
-                        parents={"clip": clip})
+    builders.save_build(checkpoints.versioned(CHECKPOINT, cfg.version), built, args,
+                        {"eval": results, "n_eval": args.n_eval}, rebuild, parents={"clip": clip})
 
 
 if __name__ == "__main__":

@@ -2,9 +2,10 @@
 
 As in ``diffusers``' schedulers, nothing here knows about networks: a sampler step takes the network's
 prediction of the noise ``eps`` (or of the clean x̂_0 with ``prediction_type="sample"``, or of the velocity
-v with ``"v_prediction"``; clamping x̂_0 to an image's [-1, 1] is optional) and returns the less noisy image. Each function is one equation of
-Ho et al. (2020, "DDPM") or Song et al. (2021, "DDIM"), and ``tests/test_diffusion.py`` checks each
-against ``diffusers``' ``DDPMScheduler`` and ``DDIMScheduler`` on the same inputs.
+v with ``"v_prediction"``; clamping x̂_0 to an image's [-1, 1] is optional) and returns the less noisy image.
+Each function is one equation of Ho et al. (2020, "DDPM") or Song et al. (2021, "DDIM"), and
+``tests/test_diffusion.py`` checks each against ``diffusers``' ``DDPMScheduler`` and ``DDIMScheduler`` on the same
+inputs.
 
 Conventions (the same as ``diffusers``): timesteps are ``t = 0 … T-1``; ``betas[t]`` is the noise added
 by step ``t``, so ``x_t`` has been through steps ``0 … t`` and ``alphas_cumprod[t] = ∏_{s ≤ t} (1 - β_s)``.

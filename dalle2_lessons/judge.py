@@ -81,57 +81,60 @@ class AttributeJudge(nn.Module):
         return {"tier": self.tier, "width": self.width, "version": self.version}
 
     @torch.no_grad()
-    def predict(self, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-        """``(B, 3, R, R)`` → ``(B, A)`` int64 predicted class per attribute (on the judge's device)."""
+    def logits(self, images: torch.Tensor, batch_size: int = 512) -> dict[str, torch.Tensor]:
+        """One pass over ``(B, 3, R, R)`` in chunks: ``{head: (B, n) logits}`` on the CPU. Everything the judge says
+        about a batch (classes, confidence, crispness) is read from this one pass."""
         self.eval()
         device = next(self.parameters()).device
-        preds = []
-        for chunk in images.split(batch_size):
-            logits = self(chunk.to(device))
-            preds.append(torch.stack([logits[n].argmax(-1) for n in self.attribute_names], dim=1).cpu())
-        return torch.cat(preds) if preds else torch.empty(0, len(self.attribute_names), dtype=torch.long)
+        outs = [self(chunk.to(device)) for chunk in images.split(batch_size)]
+        return {name: torch.cat([o[name].cpu() for o in outs]) if outs else torch.empty(0, head.out_features)
+                for name, head in self.heads.items()}
 
-    @torch.no_grad()
+    def predict(self, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+        """``(B, 3, R, R)`` → ``(B, A)`` int64 predicted class per attribute."""
+        return self._classes(self.logits(images, batch_size))
+
     def confidence(self, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
         """``(B, 3, R, R)`` → ``(B,)``: the judge's probability for its answer on the *least* certain
         attribute. Near 1 on renders; off the training distribution it is not to be trusted, which is
         why :meth:`readable` also asks whether the image is :func:`plausible`."""
-        self.eval()
-        device = next(self.parameters()).device
-        out = []
-        for chunk in images.split(batch_size):
-            logits = self(chunk.to(device))
-            probs = [logits[n].softmax(-1).max(-1).values for n in self.attribute_names]
-            out.append(torch.stack(probs, dim=1).min(1).values.cpu())
-        return torch.cat(out) if out else torch.empty(0)
+        return self._confidence(self.logits(images, batch_size))
 
-    def readable(self, images: torch.Tensor, threshold: float = 0.9) -> torch.Tensor:
-        """``(B, 3, R, R)`` → ``(B,)`` bool: the judge is sure of every attribute (:meth:`confidence`
-        ≥ ``threshold``) *and* the image is :func:`plausible`. The second test is needed because a
-        classifier's confidence means nothing far from its training data: on pure Gaussian noise this
-        judge is "sure" about 80% of the time."""
-        if self.version == "v1":
-            return (self.confidence(images) >= threshold) & plausible(images)
-        return (self.confidence(images) >= threshold) & (self.crisp(images) >= 0.5) & plausible(images, around=True)
-
-    @torch.no_grad()
     def crisp(self, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
         """v2 only: ``(B, 3, R, R)`` → ``(B,)`` the ``readable`` head's probability that the image is sharp enough to
         read (clean renders ≈ 1; blurred or squeezed ones ≈ 0)."""
         if "readable" not in self.heads:
             raise ValueError("only the v2 judge has a readable head; the v1 judge guesses on every image")
-        self.eval()
-        device = next(self.parameters()).device
-        out = [torch.sigmoid(self(chunk.to(device))["readable"][:, 0]).cpu() for chunk in images.split(batch_size)]
-        return torch.cat(out) if out else torch.empty(0)
+        return torch.sigmoid(self.logits(images, batch_size)["readable"][:, 0])
+
+    def readable(self, images: torch.Tensor, threshold: float = 0.9) -> torch.Tensor:
+        """``(B, 3, R, R)`` → ``(B,)`` bool: the judge is sure of every attribute (:meth:`confidence`
+        ≥ ``threshold``) *and* the image is :func:`plausible` (v2: and the ``readable`` head says it is crisp). The
+        plausibility test is needed because a classifier's confidence means nothing far from its training data: on
+        pure Gaussian noise the v1 judge is "sure" about 80% of the time."""
+        return self._readable(images, self.logits(images), threshold)
 
     def verdict(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, 3, R, R)`` → ``(B, A)`` int64: the class it reads for every attribute, or -1 for every attribute of
         an image it cannot read (:meth:`readable`). The v1 judge never refuses."""
-        pred = self.predict(images)
+        logits = self.logits(images)
+        pred = self._classes(logits)
         if self.version != "v1":
-            pred[~self.readable(images)] = -1
+            pred[~self._readable(images, logits)] = -1
         return pred
+
+    # what the public methods read from one pass of :meth:`logits`
+    def _classes(self, logits: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.stack([logits[n].argmax(-1) for n in self.attribute_names], dim=1)
+
+    def _confidence(self, logits: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.stack([logits[n].softmax(-1).max(-1).values for n in self.attribute_names], dim=1).min(1).values
+
+    def _readable(self, images: torch.Tensor, logits: dict[str, torch.Tensor], threshold: float = 0.9) -> torch.Tensor:
+        sure = self._confidence(logits) >= threshold
+        if self.version == "v1":
+            return sure & plausible(images)
+        return sure & (torch.sigmoid(logits["readable"][:, 0]) >= 0.5) & plausible(images, around=True)
 
     def score(self, images: torch.Tensor, attrs: torch.Tensor, mentioned: torch.Tensor | None = None) -> JudgeReport:
         """How many images show what they were asked for.

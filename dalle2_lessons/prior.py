@@ -348,8 +348,7 @@ def load_prior(profile: str | None = None, device: str | torch.device = "cpu", *
 def main(argv: list[str] | None = None) -> None:
     p = builders.build_parser(
         "Train the course's diffusion prior (CLIP text embedding → CLIP image embedding) and save it.",
-        "measure the cosine table every N steps", 1000, "captions per split for the final cosine table")
-    p.add_argument("--version", choices=tuple(shapes.VERSIONS), default=None, help="Shapes version (default v1)")
+        "measure the cosine table every N steps", 1000, "captions per split for the final cosine table", versioned=True)
     args, cfg, clip, built = builders.run_builder(p, PRESETS, build, argv)
     model = built.model
     results = {}

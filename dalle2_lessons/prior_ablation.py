@@ -87,14 +87,12 @@ def ablation(prior, clip_model, data, cfg, seeds: tuple[int, ...] = (0, 1, 2), n
         gen = torch.Generator().manual_seed(seed)
         for cap in evaluation_captions(n_per_type, k, seed=seed, version=version, kinds=kinds):
             real = embed_images(clip_model, shapes.render(cap.real, r))
-            other = embed_images(clip_model, shapes.render(cap.other, r))
             emb, feats, mask = encode_captions(clip_model, tok.encode_batch([cap.text]))
-            sets = {"other": other, "no_prior": emb,
+            sets = {"floor": embed_images(clip_model, shapes.render(cap.other, r)), "no_prior": emb,
                     "nearest": data.image_emb[(emb @ first_captions.T).argmax(1)]}
             for name, candidates in (("prior", cfg.candidates), ("prior_1", 1))[:2 if one_candidate else 1]:
                 sets[name] = sample(prior, emb.expand(k, -1), feats.expand(k, -1, -1), mask.expand(k, -1), schedule,
                                     scale, cfg.sample_steps, candidates, gen)
-            sets["floor"] = sets.pop("other")
             rows.append({"seed": seed, "kind": cap.kind, "caption": cap.text,
                          "energy": {m: float(metrics.energy_distance(sets[m], real)) for m in METHODS if m in sets},
                          "spread": {m: float(metrics.spread_ratio(sets[m], real)) if len(sets[m]) > 1 else 0.0

@@ -1,4 +1,4 @@
-"""The unCLIP upsampler (lesson 08): a diffusion model that turns a 16×16 image into a 32×32 one.
+"""The unCLIP upsampler (lesson 08): a diffusion model that doubles an image's side (Shapes v2: 32×32 → 64×64).
 
 unCLIP (Ramesh et al. 2022, section 2.1 and appendix C) follows the decoder with two diffusion
 upsamplers (64→256→1024). Each is a U-Net that sees the noisy high-resolution image *and* the
@@ -11,8 +11,9 @@ the noise. Three details from the paper, all reproduced here:
 * **corrupting the conditioning image** in training (Gaussian blur for the first upsampler), so the
   upsampler is robust to the slightly soft images the decoder produces instead of clean downsamples.
 
-Here: 16→32, 16×16 crops of 32×32 renders, a blur of random width on the 16×16 conditioning image. One addition the
-paper does not need at 64→256 but a 16→32 upsampler does: at sampling time every predicted clean image is made to agree
+Here: 32→64, 16×16 crops of 64×64 renders (a quarter of the side), a blur of random width on the 32×32 conditioning
+image (v1: 16→32, crops of half the side). One addition the paper does not need at 64→256 but a small upsampler
+does: at sampling time every predicted clean image is made to agree
 with the input's low frequencies (:func:`keep_low_frequencies`, after ILVR), so that an invented edge cannot turn a
 small circle into a square.
 """
@@ -246,8 +247,8 @@ def load_upsampler(profile: str | None = None, device: str | torch.device = "cpu
 def main(argv: list[str] | None = None) -> None:
     p = builders.build_parser(
         "Train the course's 16→32 diffusion upsampler and save it.",
-        "judge upsampled test images every N steps", 512, "test scenes for the final bicubic-vs-diffusion table")
-    p.add_argument("--version", choices=tuple(shapes.VERSIONS), default=None, help="Shapes version (default v1)")
+        "judge upsampled test images every N steps", 512, "test scenes for the final bicubic-vs-diffusion table",
+        versioned=True)
     p.add_argument("--crop", type=int, default=None, help="side of the training crops (default: the profile's)")
     p.add_argument("--max-sigma", type=float, default=None, help="widest blur of the conditioning image")
     args, cfg, _, built = builders.run_builder(p, PRESETS, build, argv, needs_clip=lambda cfg: False)
