@@ -34,15 +34,29 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tiny", action="store_true")
     p.add_argument("--out", default=str(HERE))
+    p.add_argument("--reuse-ablation", action="store_true",
+                   help="keep section 1 from the last run's shapes_v2.json if it used the same CLIP, prior and sizes "
+                        "(section 1 reads no decoder or upsampler)")
     args = p.parse_args(argv)
     size = TINY if args.tiny else FULL
+    out = Path(args.out)
+    shas = {n: checkpoints.read_meta(n, checkpoints.shipped_dir())["sha256"][:12]
+            for n in ("clip-v2", "prior-v2", "decoder-v2", "upsampler-v2", "judge-single-v2")}
     t0 = time.time()
     pipe = UnCLIP.load(version="v2")
-    cfg = prior.PriorSettings(**{**vars(prior.PRESETS["cpu"]), "version": "v2"})
-    data = prior.PriorData.build(pipe.clip, cfg.n_train, version="v2")
-    rows = prior_ablation.ablation(pipe.prior, pipe.clip, data, cfg, size["seeds"], size["ablation_captions"],
-                                   size["ablation_k"])
-    ablation = prior_ablation.summary_table(rows)
+    last = json.loads((out / "shapes_v2.json").read_text()) if (out / "shapes_v2.json").is_file() else None
+    same = last is not None and all(last["checkpoints"].get(n) == shas[n] for n in ("clip-v2", "prior-v2")) and all(
+        last["sizes"][k] == size[k] for k in ("ablation_captions", "ablation_k")) and tuple(
+        last["sizes"]["seeds"]) == size["seeds"]
+    if args.reuse_ablation and same:
+        ablation, t0 = last["ablation"], t0 - last["seconds"]["ablation"]
+        print("section 1 reused from the last run (same CLIP, prior and sizes)")
+    else:
+        cfg = prior.PriorSettings(**{**vars(prior.PRESETS["cpu"]), "version": "v2"})
+        data = prior.PriorData.build(pipe.clip, cfg.n_train, version="v2")
+        rows = prior_ablation.ablation(pipe.prior, pipe.clip, data, cfg, size["seeds"], size["ablation_captions"],
+                                       size["ablation_k"])
+        ablation = prior_ablation.summary_table(rows)
     print(prior_ablation.format_summary(ablation), flush=True)
     t1 = time.time()
     cards = {}
@@ -52,12 +66,9 @@ def main(argv: list[str] | None = None) -> None:
         cards[name] = scorecard.scorecard(gen, size["seeds"], size["card_captions"], size["card_k"])
         print(f"{name}\n{scorecard.format_scorecard(cards[name])}", flush=True)
     t2 = time.time()
-    shas = {n: checkpoints.read_meta(n, checkpoints.shipped_dir())["sha256"][:12]
-            for n in ("clip-v2", "prior-v2", "decoder-v2", "upsampler-v2", "judge-single-v2")}
     result = {"sizes": size, "checkpoints": shas, "ablation": ablation, "scorecard": cards,
               "seconds": {"ablation": round(t1 - t0), "scorecard": round(t2 - t1)},
               "threads": torch.get_num_threads()}
-    out = Path(args.out)
     (out / "shapes_v2.json").write_text(json.dumps(result, indent=1) + "\n")
     md = ["# Shapes v2: what the prior is for, measured (issue #21)\n",
           f"Checkpoints (sha256 prefixes): {', '.join(f'`{k}` {v}' for k, v in shas.items())}. Sizes: {size}. "

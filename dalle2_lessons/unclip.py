@@ -225,6 +225,6 @@ class PipelineSettings:
 
 PRESETS: dict[str, PipelineSettings] = {
     "ci": PipelineSettings(decoder_steps=10, upsampler_steps=5, card_captions=1, card_k=4),
-    "cpu": PipelineSettings(decoder_steps=25, upsampler_steps=15, card_captions=1),
+    "cpu": PipelineSettings(decoder_steps=20, upsampler_steps=10, card_captions=1),
     "gpu": PipelineSettings(),
 }
