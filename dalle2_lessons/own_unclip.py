@@ -81,9 +81,11 @@ def _own(n_train: int, n_test: int, n_per_class: int, clip_steps: int, prior_ste
                           lr=2e-3, embed_dim=64, n_eval=n_test, n_retrieval=min(256, n_test), n_probe=n_train),
         prior=PriorSettings(n_train=n_train, steps=prior_steps, batch_size=2 * batch, lr=1e-3, n_eval=n_test,
                             sample_steps=prior_steps_sample),
-        decoder=DecoderSettings(n_train=n_train, steps=decoder_steps, batch_size=batch, lr=2e-3, n_eval=n_test),
+        # lesson 14 was measured with the v1 course's ε-prediction decoder and its upsampler's blur of 0.6 px
+        decoder=DecoderSettings(n_train=n_train, steps=decoder_steps, batch_size=batch, lr=2e-3, n_eval=n_test,
+                                prediction_type="epsilon"),
         upsampler=UpsamplerSettings(n_train=n_train, steps=upsampler_steps, batch_size=batch, lr=2e-3, n_eval=n_test,
-                                    sample_steps=upsampler_sample_steps),
+                                    sample_steps=upsampler_sample_steps, max_sigma=0.6),
         decoder_sample_steps=decoder_sample_steps,
     )
 
