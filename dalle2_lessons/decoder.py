@@ -145,8 +145,6 @@ def guided_eps(decoder: Decoder, x, t, z_image, tokens, token_mask, scale: float
     null_mask = None if token_mask is None else torch.zeros_like(token_mask)  # every caption token hidden
     cond = (x, t, z_image, tokens, token_mask)
     out = diffusion.guide(decoder, cond, (x, t, torch.zeros_like(z_image), tokens, null_mask), scale)
-    if decoder.config.prediction_type == "epsilon":
-        return out
     return diffusion.x0_and_eps(out, t, x, schedule or SCHEDULE, decoder.config.prediction_type)[1]
 
 
