@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from . import builders, checkpoints, judge, profiles, shapes, tokenizer
 from .clip import caption_tokens
-from .guidance import judge_caption_samples, make_condition_sampler
+from .guidance import eval_conditions, judge_caption_samples, make_condition_sampler
 from .builders import Built
 from .training import Curve, train
 from .transformer import Block, KVCache
@@ -196,7 +196,7 @@ def rerank(clip_model, text_tokens: torch.Tensor, images: torch.Tensor, keep: in
 class DALLE1Settings:
     """Lesson 12 (and ``python -m dalle2_lessons.dalle1``, which builds the course checkpoint)."""
 
-    n_train: int  #: training images (16×16) with their captions
+    n_train: int  #: training images (the version's base resolution: 16×16 in v1, 32×32 in v2) with their captions
     tokenizer_steps: int  #: optimiser steps of the VQ-VAE
     steps: int  #: optimiser steps of the transformer
     batch_size: int  #: the transformer's (its sequences are 80 tokens long)
@@ -208,6 +208,8 @@ class DALLE1Settings:
     layers: int = 4  #: transformer blocks
     top_k: int = 32  #: sampling keeps the k most likely image tokens
     candidates: int = 8  #: samples per caption that CLIP reranks
+    token_grid: int = 8  #: the image is G×G tokens at any resolution (the tokenizer downsamples 16 px by 2, 32 px by 4)
+    version: str = "v1"  #: the Shapes version it learns from (v2: 32×32 images, captions that leave things out)
     seed: int = 0
 
 
@@ -227,9 +229,10 @@ def build(cfg: DALLE1Settings, device: str | torch.device = "cpu", *, clip: obje
     ``train_seconds`` spent on the tokenizer. The curve judges ``n_eval`` test captions (one sample each) every
     ``eval_every`` transformer steps."""
     profiles.seed_everything(cfg.seed)
-    data = shapes.ShapesDataset("train", n=cfg.n_train, resolution=16)
-    tok = tokenizer.Tokenizer()
-    model = DALLE1(VQConfig(codebook_size=cfg.codebook_size),
+    data = shapes.ShapesDataset("train", n=cfg.n_train, version=cfg.version)
+    tok = tokenizer.for_version(cfg.version)
+    model = DALLE1(VQConfig(codebook_size=cfg.codebook_size, resolution=data.resolution,
+                            downsample=data.resolution // cfg.token_grid),
                    TransformerConfig(tok.vocab_size, tok.context_length, image_vocab=cfg.codebook_size, width=cfg.width,
                                      layers=cfg.layers))
     timer = Curve(cfg.tokenizer_steps, None, dict)
@@ -237,14 +240,14 @@ def build(cfg: DALLE1Settings, device: str | torch.device = "cpu", *, clip: obje
                               seed=cfg.seed, device=device, progress=progress, callback=timer)
     model.tokenizer.cpu()
     codes = tokenize_images(model.tokenizer, data.images).to(device)
-    get_text = make_condition_sampler("tokens", data.attrs, caption_tokens(tok, "single", data.attrs))
-    scenes = shapes.sample_scenes(n_eval, "test", "single", seed=1)
-    eval_text, eval_attrs = tok.encode_batch(scenes.captions), torch.as_tensor(scenes.attrs)
+    get_text = make_condition_sampler("tokens", data.attrs,
+                                      caption_tokens(tok, "single", data.attrs, data.scenes.mentions))
+    eval_text, eval_attrs, _ = eval_conditions("tokens", n_eval, version=cfg.version)
 
     def measure(transformer: TextImageTransformer) -> dict[str, float]:
         ids = transformer.sample(eval_text.to(device), cfg.top_k, generator=torch.Generator().manual_seed(0)).cpu()
         images = model.tokenizer.decode(ids.view(-1, model.tokenizer.grid, model.tokenizer.grid))
-        return judge.load_judge("single").score(images, eval_attrs).as_dict()
+        return judge.load_judge("single", version=cfg.version).score(images, eval_attrs).as_dict()
 
     curve = Curve(cfg.steps, eval_every, measure)
     ema, losses = train(model.transformer, lambda m, idx, g: m.loss(get_text(idx, g).to(device), codes[idx.to(device)]),
@@ -256,31 +259,32 @@ def build(cfg: DALLE1Settings, device: str | torch.device = "cpu", *, clip: obje
     return Built(model.cpu().eval(), logs, seconds, curve.points, cfg, {"tokenizer_seconds": timer.train_seconds})
 
 
-def load_dalle1(profile: str | None = None, device: str | torch.device = "cpu") -> DALLE1:
-    """Your DALL·E 1 of ``profile`` (from lesson 12) if present, else the course checkpoint (eval mode)."""
-    return checkpoints.load_model(CHECKPOINT, DALLE1.from_config, profile, device)
+def load_dalle1(profile: str | None = None, device: str | torch.device = "cpu", version: str = "v1") -> DALLE1:
+    """Your DALL·E 1 of Shapes ``version`` and ``profile`` (from lesson 12) if present, else the course checkpoint
+    (eval mode)."""
+    return checkpoints.load_model(checkpoints.versioned(CHECKPOINT, version), DALLE1.from_config, profile, device)
 
 
 def main(argv: list[str] | None = None) -> None:
     p = builders.build_parser("Train the course's DALL·E 1 (VQ-VAE tokenizer + transformer) and save it.",
                                  "judge the transformer's samples every N steps (the accuracy-vs-minutes curve)", 512,
-                                 "test / held-out captions judged at the end")
+                                 "test / held-out captions judged at the end", versioned=True)
     p.add_argument("--tokenizer-steps", type=int, default=None, help="tokenizer steps (default: the profile's)")
     args, cfg, clip, built = builders.run_builder(p, PRESETS, build, argv)  # the CLIP only reranks
     model = built.model
-    results = judge_caption_samples(model.sample, clip, args.n_eval, condition="tokens")
+    results = judge_caption_samples(model.sample, clip, args.n_eval, condition="tokens", version=cfg.version)
     reranked = judge_caption_samples(lambda text, g: model.sample_reranked(text, clip, cfg.candidates, g), clip,
-                                     args.n_eval, condition="tokens")
-    test = shapes.ShapesDataset("test", n=args.n_eval, resolution=16)
-    reconstructions = judge.load_judge("single").score(model.tokenizer.decode(model.tokenizer.encode(test.images)),
-                                                       test.attrs)
+                                     args.n_eval, condition="tokens", version=cfg.version)
+    test = shapes.ShapesDataset("test", n=args.n_eval, version=cfg.version)
+    strict = judge.load_judge("single", version=cfg.version)
+    reconstructions = strict.score(model.tokenizer.decode(model.tokenizer.encode(test.images)), test.attrs)
     rebuild = checkpoints.command("dalle1", profile=args.profile, tokenizer_steps=args.tokenizer_steps,
-                                  steps=args.steps, eval_every=args.eval_every)
+                                  steps=args.steps, eval_every=args.eval_every, version=args.version)
     extra = {"eval": results, f"eval_best_of_{cfg.candidates}": reranked, "reconstructions": reconstructions.as_dict(),
              "tokenizer_train_seconds": round(built.extra["tokenizer_seconds"], 1),
              "tokenizer_steps": cfg.tokenizer_steps,
              "tokenizer_final_reconstruction_mse": sum(built.losses["tokenizer_reconstruction"][-50:]) / 50}
-    builders.save_build(CHECKPOINT, built, args, extra, rebuild)
+    builders.save_build(checkpoints.versioned(CHECKPOINT, cfg.version), built, args, extra, rebuild)
 
 
 if __name__ == "__main__":

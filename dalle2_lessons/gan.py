@@ -181,9 +181,11 @@ def train_gan(
 
 
 @torch.no_grad()
-def evaluate(gen: Generator, cond: torch.Tensor, attrs: torch.Tensor, seed: int = 0) -> judge.JudgeReport:
-    """One sample per condition, read by the judge."""
-    return judge.load_judge("single").score(gen.sample(cond, torch.Generator().manual_seed(seed)), attrs)
+def evaluate(gen: Generator, cond: torch.Tensor, attrs: torch.Tensor, seed: int = 0,
+             version: str = "v1") -> judge.JudgeReport:
+    """One sample per condition, read by the judge of Shapes ``version``."""
+    images = gen.sample(cond, torch.Generator().manual_seed(seed))
+    return judge.load_judge("single", version=version).score(images, attrs)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -194,7 +196,7 @@ def evaluate(gen: Generator, cond: torch.Tensor, attrs: torch.Tensor, seed: int 
 class GANSettings:
     """Lesson 11 (and ``python -m dalle2_lessons.gan``, which builds the course checkpoint)."""
 
-    n_train: int  #: training images (16×16) with their captions
+    n_train: int  #: training images (the version's base resolution: 16×16 in v1, 32×32 in v2) with their captions
     steps: int  #: alternating discriminator + generator steps
     batch_size: int
     lr: float
@@ -202,6 +204,7 @@ class GANSettings:
     latent_dim: int = 32
     loss: str = "hinge"  #: "hinge" or "non-saturating"
     spectral_norm: bool = True  #: spectral normalisation of the discriminator's layers (the stabiliser)
+    version: str = "v1"  #: the Shapes version it learns from (v2: 32×32 images, captions that leave things out)
     seed: int = 0
 
 
@@ -219,39 +222,41 @@ def build(cfg: GANSettings, device: str | torch.device = "cpu", *, clip: CLIP | 
     ``Built.losses`` the per-step log of :func:`train_gan` (``"loss"``: the generator's); the curve judges ``n_eval``
     test captions every ``eval_every`` steps (judging time is not counted as training time)."""
     profiles.seed_everything(cfg.seed)
-    data = shapes.ShapesDataset("train", n=cfg.n_train, resolution=16)
-    clip = clip or load_clip()
-    get_cond = make_condition_sampler(
-        "clip", data.attrs, clip_caption_embeddings(clip, tokenizer.Tokenizer(), data.attrs)
-    )
-    config = GANConfig(latent_dim=cfg.latent_dim)
+    data = shapes.ShapesDataset("train", n=cfg.n_train, version=cfg.version)
+    clip = clip or load_clip(version=cfg.version)
+    get_cond = make_condition_sampler("clip", data.attrs, clip_caption_embeddings(
+        clip, tokenizer.for_version(cfg.version), data.attrs, mentions=data.scenes.mentions))
+    config = GANConfig(latent_dim=cfg.latent_dim, resolution=data.resolution)
     gen = Generator(config)
     disc = Discriminator(config, cfg.spectral_norm)
-    eval_cond, eval_attrs, _ = eval_conditions("clip", n_eval, clip)
-    curve = Curve(cfg.steps, eval_every, lambda m: evaluate(m, eval_cond, eval_attrs).as_dict())
+    eval_cond, eval_attrs, _ = eval_conditions("clip", n_eval, clip, version=cfg.version)
+    curve = Curve(cfg.steps, eval_every, lambda m: evaluate(m, eval_cond, eval_attrs, version=cfg.version).as_dict())
     log = train_gan(gen, disc, data.images, get_cond, cfg.steps, cfg.batch_size, cfg.lr, cfg.loss, cfg.seed, device,
                     progress, callback=curve, desc=f"GAN ({cfg.loss})")
     return Built(gen.eval(), {"loss": log["g_loss"], **log}, curve.train_seconds, curve.points, cfg)
 
 
-def load_gan(profile: str | None = None, device: str | torch.device = "cpu", *, clip: CLIP) -> Generator:
-    """The generator conditioned on ``clip``'s text embeddings: yours of ``profile`` (from lesson 11) if it is, else
-    the course checkpoint if it is (eval mode); a :class:`~dalle2_lessons.checkpoints.CheckpointError` if neither."""
-    return checkpoints.load_model(
-        CHECKPOINT, lambda config: Generator(GANConfig(**config)), profile, device, {"clip": clip}
-    )
+def load_gan(profile: str | None = None, device: str | torch.device = "cpu", *, clip: CLIP,
+             version: str = "v1") -> Generator:
+    """The generator of Shapes ``version`` conditioned on ``clip``'s text embeddings: yours of ``profile`` (from
+    lesson 11) if it is, else the course checkpoint if it is (eval mode); a
+    :class:`~dalle2_lessons.checkpoints.CheckpointError` if neither."""
+    return checkpoints.load_model(checkpoints.versioned(CHECKPOINT, version),
+                                  lambda config: Generator(GANConfig(**config)), profile, device, {"clip": clip})
 
 
 def main(argv: list[str] | None = None) -> None:
     p = builders.build_parser(
         "Train the course's conditional GAN (hinge loss, spectral norm) and save its generator.",
         "judge the generator every N steps (the accuracy-vs-minutes curve)", 512,
-        "test / held-out captions judged at the end",
+        "test / held-out captions judged at the end", versioned=True,
     )
     args, cfg, clip, built = builders.run_builder(p, PRESETS, build, argv)
-    results = judge_caption_samples(built.model.sample, clip, args.n_eval)
-    rebuild = checkpoints.command("gan", profile=args.profile, steps=args.steps, eval_every=args.eval_every)
-    builders.save_build(CHECKPOINT, built, args, {"eval": results}, rebuild, parents={"clip": clip})
+    results = judge_caption_samples(built.model.sample, clip, args.n_eval, version=cfg.version)
+    rebuild = checkpoints.command("gan", profile=args.profile, steps=args.steps, eval_every=args.eval_every,
+                                  version=args.version)
+    builders.save_build(checkpoints.versioned(CHECKPOINT, cfg.version), built, args, {"eval": results}, rebuild,
+                        parents={"clip": clip})
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -43,11 +44,15 @@ from .unet import UNet, UNetConfig
 CHECKPOINT = "text-diffusion"
 
 
-def unet_config(cond_dim: int) -> UNetConfig:
+def unet_config(cond_dim: int, resolution: int = 16) -> UNetConfig:
     """Lesson 04's U-Net, plus what a caption needs: the condition vector, scale-and-shift of the
     features by the embedding (ADM's adaptive GroupNorm: a condition can turn features on and off,
-    not just nudge them) and a learned position embedding (so "top left" can mean a place)."""
-    return UNetConfig(cond_dim=cond_dim, scale_shift=True, position_embedding=True)
+    not just nudge them) and a learned position embedding (so "top left" can mean a place). At 32 px (Shapes v2)
+    it has the decoder's extra level (lesson 07), so that attention still runs on an 8×8 map."""
+    if resolution == 16:
+        return UNetConfig(cond_dim=cond_dim, scale_shift=True, position_embedding=True)
+    return UNetConfig(resolution=resolution, base_channels=32, channel_mults=(1, 2, 3, 3), attention_levels=(2, 3),
+                      cond_dim=cond_dim, scale_shift=True, position_embedding=True)
 
 
 def sum_attribute_vectors(tables: list[torch.Tensor], attrs: torch.Tensor) -> torch.Tensor:
@@ -80,13 +85,15 @@ class ConditionalConfig:
     unet: UNetConfig
     condition: str = "clip"  #: ``"clip"`` (a precomputed CLIP text embedding) or ``"attributes"``
     tier: str = "single"
+    #: what the network predicts: the noise ε (lesson 04) or the velocity v (lesson 07; checkpoints before it: ε)
+    prediction_type: str = "epsilon"
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> ConditionalConfig:
-        return cls(UNetConfig.from_dict(d["unet"]), d["condition"], d["tier"])
+        return cls(UNetConfig.from_dict(d["unet"]), d["condition"], d["tier"], d.get("prediction_type", "epsilon"))
 
 
 class ConditionalUNet(nn.Module):
@@ -144,9 +151,20 @@ def conditional_loss(
     model: ConditionalUNet, x0: torch.Tensor, cond: torch.Tensor, schedule: diffusion.NoiseSchedule,
     p_uncond: float = 0.1, generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Lesson 04's ε-prediction loss with a condition that is dropped for a fraction ``p_uncond`` of the batch."""
+    """Lesson 04's ε-prediction loss (or v's, as the model's config says) with a condition that is dropped for a
+    fraction ``p_uncond`` of the batch."""
     c = drop_condition(model.encode(cond), p_uncond, generator)
-    return diffusion.diffusion_loss(lambda x_t, t: model(x_t, t, c), x0, schedule, generator)
+    return diffusion.diffusion_loss(lambda x_t, t: model(x_t, t, c), x0, schedule, generator,
+                                    model.config.prediction_type)
+
+
+def guided_eps_model(
+    model: ConditionalUNet, c: torch.Tensor, scale: float, schedule: diffusion.NoiseSchedule
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The ``(x_t, t) → ε`` function the samplers of :mod:`~dalle2_lessons.diffusion` call, for encoded conditions
+    ``c`` ``(B, D)``: guided on the model's own output, which a v-prediction model turns into ε (lesson 07)."""
+    kind = model.config.prediction_type
+    return lambda x, t: diffusion.x0_and_eps(guided_eps(model, x, t, c, scale), t, x, schedule, kind)[1]
 
 
 @torch.no_grad()
@@ -157,14 +175,14 @@ def sample(
 ) -> torch.Tensor:
     """Guided samples for each condition row: ``(N, 3, R, R)`` in [-1, 1].
 
-    ``steps=None`` is ancestral DDPM with all ``T`` steps; otherwise DDIM with ``steps`` steps and ``eta``.
+    ``steps=None`` is ancestral DDPM with all ``T`` steps; otherwise DDIM with ``steps`` steps and ``eta``. A
+    v-prediction model is guided on v and hands the samplers its ε (as the decoder does, lesson 07).
     """
     res = resolution or model.config.unet.resolution
     out = []
     for chunk in cond.split(batch_size):
-        c = model.encode(chunk.to(device))
-        eps_model = lambda x, t, c=c: guided_eps(model, x, t, c, scale)  # noqa: E731
-        shape = (len(c), model.config.unet.in_channels, res, res)
+        eps_model = guided_eps_model(model, model.encode(chunk.to(device)), scale, schedule)
+        shape = (len(chunk), model.config.unet.in_channels, res, res)
         if steps is None:
             out.append(diffusion.sample_ddpm(eps_model, shape, schedule, generator, device, progress=progress).cpu())
         else:
@@ -191,10 +209,11 @@ def diversity(images: torch.Tensor, groups: int) -> float:
 
 
 def clip_caption_embeddings(
-    clip_model, tok: tokenizer.Tokenizer, attrs: torch.Tensor, tier: str = "single"
+    clip_model, tok: tokenizer.Tokenizer, attrs: torch.Tensor, tier: str = "single", mentions: np.ndarray | None = None
 ) -> torch.Tensor:
-    """Every paraphrase of every scene through the frozen CLIP text encoder: ``(N, n_templates, D)``, unit norm."""
-    tokens = caption_tokens(tok, tier, attrs)  # (N, T, L)
+    """Every paraphrase of every scene through the frozen CLIP text encoder: ``(N, n_templates, D)``, unit norm.
+    ``mentions`` ``(N, n_templates, A)``: which attributes each paraphrase names (Shapes v2; default all)."""
+    tokens = caption_tokens(tok, tier, attrs, mentions)  # (N, T, L)
     unique, inverse = torch.unique(tokens.flatten(0, 1), dim=0, return_inverse=True)
     return embed_texts(clip_model, unique)[inverse].view(*tokens.shape[:2], -1)
 
@@ -210,26 +229,28 @@ def make_condition_sampler(kind: str, attrs: torch.Tensor, caption_embeddings: t
 
 
 def eval_conditions(
-    kind: str, n: int, clip_model=None, split: str = "test", seed: int = 1
+    kind: str, n: int, clip_model=None, split: str = "test", seed: int = 1, version: str = "v1"
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """``n`` captions of ``split`` to generate from: ``(conditions, attrs, captions)``.
+    """``n`` full captions of ``split`` (every attribute named, so the judge can score all four) of Shapes
+    ``version`` to generate from: ``(conditions, attrs, captions)``.
 
     ``kind``: ``"clip"`` (the captions' CLIP text embeddings), ``"tokens"`` (the tokenised captions) or
     ``"attributes"`` (the class indices themselves).
     """
-    scenes = shapes.sample_scenes(n, split, "single", seed=seed)
+    scenes = shapes.sample_scenes(n, split, "single", seed=seed, version=version)
     ds_attrs = torch.as_tensor(scenes.attrs)
-    captions = scenes.captions
+    captions = scenes.full_captions
     if kind == "attributes":
         return ds_attrs, ds_attrs, captions
+    tokens = tokenizer.for_version(version).encode_batch(captions)
     if kind == "tokens":
-        return tokenizer.Tokenizer().encode_batch(captions), ds_attrs, captions
-    return embed_texts(clip_model, tokenizer.Tokenizer().encode_batch(captions)), ds_attrs, captions
+        return tokens, ds_attrs, captions
+    return embed_texts(clip_model, tokens), ds_attrs, captions
 
 
 def judge_caption_samples(
     sample: Callable[[torch.Tensor, torch.Generator], torch.Tensor], clip_model, n: int,
-    splits: tuple[str, ...] = ("test", "heldout"), condition: str = "clip",
+    splits: tuple[str, ...] = ("test", "heldout"), condition: str = "clip", version: str = "v1",
 ) -> dict[str, dict[str, float]]:
     """Judge one sample per caption of each split, for any caption-conditioned generator (lessons 10–13).
 
@@ -237,15 +258,16 @@ def judge_caption_samples(
         sample: ``(conditions, generator) → images (B, 3, R, R)`` in [-1, 1]; the conditions are CLIP text
             embeddings ``(B, D)`` or, with ``condition="tokens"``, tokenised captions ``(B, L)``.
     Returns:
-        ``{split: {attribute accuracies, "all", "soft_pixels", "sample_seconds_per_image"}}``.
+        ``{split: {attribute accuracies, "all", "soft_pixels", "sample_seconds_per_image"}}`` (the strict judge of
+        ``version``: v2's also reports the unreadable rate).
     """
     results = {}
     for split in splits:
-        cond, attrs, _ = eval_conditions(condition, n, clip_model, split=split)
+        cond, attrs, _ = eval_conditions(condition, n, clip_model, split=split, version=version)
         t0 = time.perf_counter()
         images = sample(cond, torch.Generator().manual_seed(0))
         seconds = time.perf_counter() - t0
-        results[split] = {**judge.load_judge("single").score(images, attrs).as_dict(),
+        results[split] = {**judge.load_judge("single", version=version).score(images, attrs).as_dict(),
                           "soft_pixels": judge.soft_pixels(images),
                           "sample_seconds_per_image": seconds / len(cond)}
         print(f"{split:8s} {results[split]}", flush=True)
@@ -254,11 +276,11 @@ def judge_caption_samples(
 
 def evaluate(
     model: ConditionalUNet, schedule: diffusion.NoiseSchedule, cond: torch.Tensor, attrs: torch.Tensor,
-    scale: float, steps: int | None = 50, seed: int = 0, device: str | torch.device = "cpu",
+    scale: float, steps: int | None = 50, seed: int = 0, device: str | torch.device = "cpu", version: str = "v1",
 ) -> judge.JudgeReport:
-    """Generate one sample per condition and let the judge read it."""
+    """Generate one sample per condition and let the judge of Shapes ``version`` read it."""
     images = sample(model, cond, schedule, scale, steps, generator=torch.Generator().manual_seed(seed), device=device)
-    return judge.load_judge("single").score(images, attrs)
+    return judge.load_judge("single", version=version).score(images, attrs)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -269,7 +291,7 @@ def evaluate(
 class GuidanceSettings:
     """Lesson 05 (and ``python -m dalle2_lessons.guidance``, which builds the course checkpoint)."""
 
-    n_train: int  #: training images (16×16) with their captions
+    n_train: int  #: training images (the version's base resolution: 16×16 in v1, 32×32 in v2) with their captions
     steps: int  #: optimiser steps of the model the lesson trains (the course checkpoint trained longer)
     batch_size: int
     lr: float
@@ -281,6 +303,8 @@ class GuidanceSettings:
     p_uncond: float = 0.1  #: condition dropout: how often the null condition replaces the caption
     condition: str = "clip"  #: "clip" (the caption's CLIP text embedding) or "attributes" (learned vectors)
     cond_dim: int = 64  #: size of the learned attribute vectors (the CLIP embedding has its own size)
+    prediction_type: str = "epsilon"  #: "epsilon" (lesson 04) or "v_prediction" (lesson 07's fix for 32-px backgrounds)
+    version: str = "v1"  #: the Shapes version it learns from (v2: 32×32 images, captions that leave things out)
     seed: int = 0
 
 
@@ -303,12 +327,14 @@ def build(cfg: GuidanceSettings, device: str | torch.device = "cpu", *, clip: CL
     ``eval_scale``; sampling time is not counted as training time), which gives the accuracy-vs-minutes curve.
     """
     profiles.seed_everything(cfg.seed)
-    data = shapes.ShapesDataset("train", n=cfg.n_train, resolution=16)
-    clip = (clip or load_clip()) if cfg.condition == "clip" else None
-    emb = clip_caption_embeddings(clip, tokenizer.Tokenizer(), data.attrs) if clip is not None else None
+    data = shapes.ShapesDataset("train", n=cfg.n_train, version=cfg.version)
+    clip = (clip or load_clip(version=cfg.version)) if cfg.condition == "clip" else None
+    emb = None if clip is None else clip_caption_embeddings(
+        clip, tokenizer.for_version(cfg.version), data.attrs, mentions=data.scenes.mentions)
     get_cond = make_condition_sampler(cfg.condition, data.attrs, emb)
     cond_dim = emb.shape[-1] if emb is not None else cfg.cond_dim
-    model = ConditionalUNet(ConditionalConfig(unet_config(cond_dim), cfg.condition))
+    model = ConditionalUNet(ConditionalConfig(unet_config(cond_dim, data.images.shape[-1]), cfg.condition,
+                                              prediction_type=cfg.prediction_type))
     schedule = diffusion.cosine_schedule()
     images = data.images.to(device)
 
@@ -317,50 +343,56 @@ def build(cfg: GuidanceSettings, device: str | torch.device = "cpu", *, clip: CL
 
     eval_cond = eval_attrs = None
     if eval_every:
-        eval_cond, eval_attrs, _ = eval_conditions(cfg.condition, n_eval, clip)
-    curve = Curve(cfg.steps, eval_every,
-                  lambda m: evaluate(m, schedule, eval_cond, eval_attrs, eval_scale, device=device).as_dict())
+        eval_cond, eval_attrs, _ = eval_conditions(cfg.condition, n_eval, clip, version=cfg.version)
+    curve = Curve(cfg.steps, eval_every, lambda m: evaluate(m, schedule, eval_cond, eval_attrs, eval_scale,
+                                                            device=device, version=cfg.version).as_dict())
     ema, losses = train(model, loss_fn, data.images, cfg.steps, cfg.batch_size, cfg.lr, seed=cfg.seed, device=device,
                         desc=f"text-conditional U-Net ({cfg.condition})", progress=progress, callback=curve)
     return Built(ema.module.eval(), {"loss": losses}, curve.train_seconds, curve.points, cfg)
 
 
 def load_text_diffusion(
-    profile: str | None = None, device: str | torch.device = "cpu", *, clip: CLIP
+    profile: str | None = None, device: str | torch.device = "cpu", *, clip: CLIP, version: str = "v1"
 ) -> ConditionalUNet:
-    """The text-conditional U-Net trained on ``clip``'s text embeddings: yours of ``profile`` (from lesson 05) if it
-    is, else the course checkpoint if it is; a :class:`~dalle2_lessons.checkpoints.CheckpointError` if neither."""
-    return checkpoints.load_model(
-        CHECKPOINT, lambda config: ConditionalUNet(ConditionalConfig.from_dict(config)), profile, device, {"clip": clip}
-    )
+    """The text-conditional U-Net of Shapes ``version`` trained on ``clip``'s text embeddings: yours of ``profile``
+    (from lesson 05) if it is, else the course checkpoint if it is; a
+    :class:`~dalle2_lessons.checkpoints.CheckpointError` if neither."""
+    return checkpoints.load_model(checkpoints.versioned(CHECKPOINT, version),
+                                  lambda config: ConditionalUNet(ConditionalConfig.from_dict(config)), profile, device,
+                                  {"clip": clip})
 
 
 def main(argv: list[str] | None = None) -> None:
     p = builders.build_parser(
         "Train the course's text-conditional (GLIDE-like) U-Net and save it.",
         "judge the model every N steps (the accuracy-vs-minutes curve)", 256,
-        "test captions for the final guidance sweep and the DDPM/DDIM comparison")
+        "test captions for the final guidance sweep and the DDPM/DDIM comparison", versioned=True)
     p.add_argument("--condition", default="clip", choices=("clip", "attributes"))
+    p.add_argument("--batch-size", type=int, default=None, help="images per step (default: the profile's)")
+    p.add_argument("--prediction-type", choices=("epsilon", "v_prediction"), default=None,
+                   help="what the U-Net predicts (default epsilon)")
     args, cfg, clip, built = builders.run_builder(
         p, PRESETS, build, argv, needs_clip=lambda cfg: cfg.condition == "clip"
     )
     model = built.model
     schedule = diffusion.cosine_schedule()
-    cond, attrs, _ = eval_conditions(cfg.condition, args.n_eval, clip)
+    cond, attrs, _ = eval_conditions(cfg.condition, args.n_eval, clip, version=cfg.version)
     results = {}
     for scale in cfg.scales:
-        results[f"ddim50_s{scale:g}"] = evaluate(model, schedule, cond, attrs, scale).as_dict()
+        results[f"ddim50_s{scale:g}"] = evaluate(model, schedule, cond, attrs, scale, version=cfg.version).as_dict()
         print(f"DDIM-50, guidance {scale:g}: {results[f'ddim50_s{scale:g}']}", flush=True)
     best = max(cfg.scales, key=lambda sc: results[f"ddim50_s{sc:g}"]["all"])
     if cfg.condition == "clip":  # the lesson's DDIM-vs-DDPM target concerns the CLIP model (this takes the longest)
         t0 = time.perf_counter()
-        results[f"ddpm1000_s{best:g}"] = evaluate(model, schedule, cond, attrs, best, steps=None).as_dict()
+        results[f"ddpm1000_s{best:g}"] = evaluate(model, schedule, cond, attrs, best, steps=None,
+                                                   version=cfg.version).as_dict()
         print(f"DDPM-1000, guidance {best:g}: {results[f'ddpm1000_s{best:g}']} ({time.perf_counter() - t0:.0f} s)",
               flush=True)
     rebuild = checkpoints.command("guidance", profile=args.profile, steps=args.steps,
                                   condition=cfg.condition if cfg.condition != "clip" else None,
-                                  eval_every=args.eval_every)
-    name = CHECKPOINT if cfg.condition == "clip" else f"{CHECKPOINT}-attributes"
+                                  eval_every=args.eval_every, version=args.version, batch_size=args.batch_size,
+                                  prediction_type=args.prediction_type)
+    name = checkpoints.versioned(CHECKPOINT if cfg.condition == "clip" else f"{CHECKPOINT}-attributes", cfg.version)
     builders.save_build(name, built, args, {"eval": results, "best_scale": best}, rebuild,
                            parents={"clip": clip} if clip is not None else None)
 

@@ -147,10 +147,12 @@ def vae_loss(
 
 
 @torch.no_grad()
-def evaluate(model: ConditionalVAE, cond: torch.Tensor, attrs: torch.Tensor, seed: int = 0) -> judge.JudgeReport:
-    """One sample per condition, read by the judge."""
+def evaluate(model: ConditionalVAE, cond: torch.Tensor, attrs: torch.Tensor, seed: int = 0,
+             version: str = "v1") -> judge.JudgeReport:
+    """One sample per condition, read by the judge of Shapes ``version``."""
     model.eval()
-    return judge.load_judge("single").score(model.sample(cond, torch.Generator().manual_seed(seed)), attrs)
+    images = model.sample(cond, torch.Generator().manual_seed(seed))
+    return judge.load_judge("single", version=version).score(images, attrs)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -161,7 +163,7 @@ def evaluate(model: ConditionalVAE, cond: torch.Tensor, attrs: torch.Tensor, see
 class VAESettings:
     """Lesson 10 (and ``python -m dalle2_lessons.vae``, which builds the course checkpoint)."""
 
-    n_train: int  #: training images (16×16) with their captions
+    n_train: int  #: training images (the version's base resolution: 16×16 in v1, 32×32 in v2) with their captions
     steps: int  #: optimiser steps
     batch_size: int
     lr: float
@@ -169,6 +171,7 @@ class VAESettings:
     latent_dim: int = 16
     pixel_sigma: float = 0.3  #: the decoder's assumed pixel noise: it sets the balance of the ELBO's two terms
     sharp_sigma: float = 0.1  #: the smaller σ_x of the lesson's second VAE (sharper reconstructions, worse samples)
+    version: str = "v1"  #: the Shapes version it learns from (v2: 32×32 images, captions that leave things out)
     seed: int = 0
 
 
@@ -186,12 +189,12 @@ def build(cfg: VAESettings, device: str | torch.device = "cpu", *, clip: CLIP | 
     ``"reconstruction"`` and ``"kl"``, per step; the curve judges ``n_eval`` test captions every ``eval_every``
     steps."""
     profiles.seed_everything(cfg.seed)
-    data = shapes.ShapesDataset("train", n=cfg.n_train, resolution=16)
-    clip = clip or load_clip()
-    get_cond = make_condition_sampler(
-        "clip", data.attrs, clip_caption_embeddings(clip, tokenizer.Tokenizer(), data.attrs)
-    )
-    model = ConditionalVAE(VAEConfig(latent_dim=cfg.latent_dim, pixel_sigma=cfg.pixel_sigma))
+    data = shapes.ShapesDataset("train", n=cfg.n_train, version=cfg.version)
+    clip = clip or load_clip(version=cfg.version)
+    get_cond = make_condition_sampler("clip", data.attrs, clip_caption_embeddings(
+        clip, tokenizer.for_version(cfg.version), data.attrs, mentions=data.scenes.mentions))
+    model = ConditionalVAE(VAEConfig(latent_dim=cfg.latent_dim, resolution=data.resolution,
+                                     pixel_sigma=cfg.pixel_sigma))
     images = data.images.to(device)
     terms: dict[str, list[float]] = {"reconstruction": [], "kl": []}
 
@@ -201,30 +204,33 @@ def build(cfg: VAESettings, device: str | torch.device = "cpu", *, clip: CLIP | 
         terms["kl"].append(kl.item())
         return loss
 
-    eval_cond, eval_attrs, _ = eval_conditions("clip", n_eval, clip)
-    curve = Curve(cfg.steps, eval_every, lambda m: evaluate(m, eval_cond, eval_attrs).as_dict())
+    eval_cond, eval_attrs, _ = eval_conditions("clip", n_eval, clip, version=cfg.version)
+    curve = Curve(cfg.steps, eval_every, lambda m: evaluate(m, eval_cond, eval_attrs, version=cfg.version).as_dict())
     ema, losses = train(model, loss_fn, data.images, cfg.steps, cfg.batch_size, cfg.lr, seed=cfg.seed, device=device,
                         desc=f"conditional VAE (σ_x = {model.config.pixel_sigma:g})", progress=progress, callback=curve)
     return Built(ema.module.eval(), {"loss": losses, **terms}, curve.train_seconds, curve.points, cfg)
 
 
-def load_vae(profile: str | None = None, device: str | torch.device = "cpu", *, clip: CLIP) -> ConditionalVAE:
-    """The VAE conditioned on ``clip``'s text embeddings: yours of ``profile`` (from lesson 10) if it is, else the
-    course checkpoint if it is (eval mode); a :class:`~dalle2_lessons.checkpoints.CheckpointError` if neither."""
-    return checkpoints.load_model(
-        CHECKPOINT, lambda config: ConditionalVAE(VAEConfig(**config)), profile, device, {"clip": clip}
-    )
+def load_vae(profile: str | None = None, device: str | torch.device = "cpu", *, clip: CLIP,
+             version: str = "v1") -> ConditionalVAE:
+    """The VAE of Shapes ``version`` conditioned on ``clip``'s text embeddings: yours of ``profile`` (from lesson 10)
+    if it is, else the course checkpoint if it is (eval mode); a
+    :class:`~dalle2_lessons.checkpoints.CheckpointError` if neither."""
+    return checkpoints.load_model(checkpoints.versioned(CHECKPOINT, version),
+                                  lambda config: ConditionalVAE(VAEConfig(**config)), profile, device, {"clip": clip})
 
 
 def main(argv: list[str] | None = None) -> None:
     p = builders.build_parser("Train the course's conditional VAE and save it.",
                                  "judge the model every N steps (the accuracy-vs-minutes curve)", 512,
-                                 "test / held-out captions judged at the end")
+                                 "test / held-out captions judged at the end", versioned=True)
     args, cfg, clip, built = builders.run_builder(p, PRESETS, build, argv)
-    results = judge_caption_samples(built.model.sample, clip, args.n_eval)
+    results = judge_caption_samples(built.model.sample, clip, args.n_eval, version=cfg.version)
     results["final_terms"] = {k: sum(v[-50:]) / len(v[-50:]) for k, v in built.losses.items() if k != "loss"}
-    rebuild = checkpoints.command("vae", profile=args.profile, steps=args.steps, eval_every=args.eval_every)
-    builders.save_build(CHECKPOINT, built, args, {"eval": results}, rebuild, parents={"clip": clip})
+    rebuild = checkpoints.command("vae", profile=args.profile, steps=args.steps, eval_every=args.eval_every,
+                                  version=args.version)
+    builders.save_build(checkpoints.versioned(CHECKPOINT, cfg.version), built, args, {"eval": results}, rebuild,
+                        parents={"clip": clip})
 
 
 if __name__ == "__main__":

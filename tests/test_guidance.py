@@ -69,8 +69,32 @@ def test_conditional_unet_trains_and_samples(condition):
 
 
 def test_config_round_trips_through_json():
-    cfg = ConditionalConfig(TINY, "attributes")
+    cfg = ConditionalConfig(TINY, "attributes", prediction_type="v_prediction")
     assert ConditionalConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    old = ConditionalConfig(TINY).to_dict()
+    del old["prediction_type"]  # a checkpoint saved before v-prediction was an ε-model
+    assert ConditionalConfig.from_dict(old).prediction_type == "epsilon"
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_the_sampler_gets_epsilon_whatever_the_model_predicts(prediction_type):
+    """A network that knows the answer (the ε, or the v, that x_t implies with x_0 = x*) must hand the samplers the
+    true ε at every step, whichever it predicts; a v passed on as if it were ε is wrong by a lot at mid noise."""
+    schedule = diffusion.cosine_schedule()
+    target, eps = torch.rand(2, 3, 16, 16) * 1.6 - 0.8, torch.randn(2, 3, 16, 16)
+    model = ConditionalUNet(ConditionalConfig(TINY, prediction_type=prediction_type))
+
+    def oracle(x, t, c):
+        x0, e = target.repeat(len(x) // 2, 1, 1, 1), eps.repeat(len(x) // 2, 1, 1, 1)
+        return e if prediction_type == "epsilon" else diffusion.velocity(x0, e, t, schedule)
+
+    model.forward = oracle
+    cond = torch.nn.functional.normalize(torch.randn(2, 8), dim=-1)
+    for t in (10, 500, 900):
+        x_t = diffusion.q_sample(target, torch.full((2,), t), eps, schedule)
+        got = guidance.guided_eps_model(model, model.encode(cond), 3.0, schedule)(x_t, torch.full((2,), t))
+        torch.testing.assert_close(got, eps, atol=1e-4, rtol=1e-4)
+
 
 
 def test_diversity_is_zero_for_copies_and_positive_otherwise():
