@@ -303,6 +303,21 @@ def text_diff() -> dict:
 # Lesson 13
 
 
+def attribute_entropy() -> dict:
+    """``(readings (C, K) int64, n_values)``, some sets using only a few of the values; edge cases: every reading the
+    same (each absent value's term is 0 · log 0, which must count as 0, not NaN), and a single reading."""
+
+    def random_readings(g: torch.Generator):
+        n, k = int(torch.randint(2, 10, (1,), generator=g)), int(torch.randint(2, 20, (1,), generator=g))
+        used = int(torch.randint(1, n + 1, (1,), generator=g))
+        return torch.randint(0, used, (int(torch.randint(1, 5, (1,), generator=g)), k), generator=g), n
+
+    return _inputs(random_readings, **{
+        "every reading the same": lambda g: (torch.full((2, 16), 3), 8),
+        "a single reading": lambda g: (torch.tensor([[1]]), 4),
+    })
+
+
 def dominated() -> dict:
     """``(scores (N, M),)`` of small integers, so that ties happen; edge cases: a single row (nothing to beat it),
     and two identical rows (a tie beats neither)."""

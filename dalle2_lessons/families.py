@@ -1,10 +1,12 @@
 """Every family of the course on the same captions, the same judge and the same CPU (lesson 13).
 
 Each family is a course checkpoint (or the learner's own) behind one signature: a list of captions and a
-random generator in, one 16×16 image per caption out, in [-1, 1]. :func:`compare` then measures them all
-the same way — the judge's accuracy on test captions and on held-out colour–shape pairs, sharpness (soft
-pixels), diversity (spread across samples of one caption), training minutes (recorded in the checkpoints
-when they were built) and sampling seconds per image (measured now).
+random generator in, one image per caption out at the Shapes version's base resolution (16×16 in v1, 32×32 in v2:
+every family is compared before any upsampler), in [-1, 1]. They are all measured the same way: lesson 09's
+scorecard (:func:`score`: fidelity to what a caption names, diversity of what it leaves free, Shapes FID next to its
+floor, on full and partial captions), accuracy on held-out colour–shape pairs (:func:`heldout`), each as a 95%
+interval over seeds; and their cost: parameters, training minutes (recorded in the checkpoints when they were
+built) and sampling seconds per image (measured now).
 
 Every family reads captions through the same frozen CLIP (the course's, unless every stage was trained on
 yours), except DALL·E 1, which reads the caption's tokens itself (as it did) and uses CLIP only to rerank.
@@ -19,10 +21,10 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
-from . import checkpoints, dalle1, gan, guidance, judge, shapes, unclip, vae
+from . import checkpoints, dalle1, gan, guidance, judge, metrics, scorecard, shapes, unclip, vae
 from .clip import embed_texts, load_clip
 from .diffusion import cosine_schedule
-from .tokenizer import Tokenizer
+from .tokenizer import for_version
 
 Sampler = Callable[[list[str], torch.Generator], torch.Tensor]
 
@@ -32,27 +34,29 @@ class Family:
     """One generative model behind the common signature."""
 
     name: str
-    sample: Sampler  #: ``(captions (B), generator) → (B, 3, 16, 16)`` in [-1, 1]
+    sample: Sampler  #: ``(captions (B), generator) → (B, 3, R, R)`` in [-1, 1], ``R`` the base resolution
     checkpoints: tuple[str, ...]  #: the checkpoints it is made of (their training minutes add up)
     note: str = ""  #: how it samples, in a few words
-    #: the loaded checkpoints, by name (with the CLIP it reads)
+    #: the loaded checkpoints, by stage name (with the CLIP it reads, ``"clip"``)
     parts: dict[str, nn.Module] = field(default_factory=dict)
 
 
 def load_families(profile: str | None = None, device: str | torch.device = "cpu", diffusion_steps: int = 50,
-                  prior_steps: int = 64, candidates: int = 8) -> dict[str, Family]:
-    """Load every family (``profile=None``: the course checkpoints; a profile name prefers your own).
+                  prior_steps: int = 64, candidates: int = 8, version: str = "v1") -> dict[str, Family]:
+    """Load every family of Shapes ``version`` (``profile=None``: the course checkpoints; a profile name prefers
+    your own).
 
     ``diffusion_steps``: DDIM steps of the diffusion decoders; ``prior_steps``: DDIM steps of unCLIP's prior;
     ``candidates``: samples per caption that CLIP reranks for "DALL·E 1 + reranking".
     """
-    clip_model = load_clip(profile, device, for_stages=("prior", "decoder", "text-diffusion", "vae", "gan"))
-    system = unclip.UnCLIP.load(profile, device, clip=clip_model)  # the upsampler is not used
-    tok, schedule = Tokenizer(), cosine_schedule()
-    vae_model = vae.load_vae(profile, device, clip=clip_model)
-    gan_model = gan.load_gan(profile, device, clip=clip_model)
-    dalle = dalle1.load_dalle1(profile, device)
-    glide = guidance.load_text_diffusion(profile, device, clip=clip_model)
+    clip_model = load_clip(profile, device, for_stages=("prior", "decoder", "text-diffusion", "vae", "gan"),
+                           version=version)
+    system = unclip.UnCLIP.load(profile, device, clip=clip_model, version=version)  # the upsampler is not used
+    tok, schedule = for_version(version), cosine_schedule()
+    vae_model = vae.load_vae(profile, device, clip=clip_model, version=version)
+    gan_model = gan.load_gan(profile, device, clip=clip_model, version=version)
+    dalle = dalle1.load_dalle1(profile, device, version=version)
+    glide = guidance.load_text_diffusion(profile, device, clip=clip_model, version=version)
     glide_scale = float(checkpoints.metrics_of(glide).get("best_scale", 3.0))
 
     def embed(captions: list[str]) -> torch.Tensor:
@@ -72,7 +76,8 @@ def load_families(profile: str | None = None, device: str | torch.device = "cpu"
                {**reads_clip, "vae": vae_model}),
         Family("GAN", lambda c, g: gan_model.sample(embed(c), g), ("gan",), "one generator pass",
                {**reads_clip, "gan": gan_model}),
-        Family("DALL·E 1", lambda c, g: dalle.sample(tokens(c), g), ("dalle1",), "64 tokens, top-k 32",
+        Family("DALL·E 1", lambda c, g: dalle.sample(tokens(c), g), ("dalle1",),
+               f"{dalle.tokenizer.grid ** 2} tokens, top-k 32",
                {"dalle1": dalle}),
         Family(f"DALL·E 1 + CLIP best of {candidates}",
                lambda c, g: dalle.sample_reranked(tokens(c), clip_model, candidates, g),
@@ -86,51 +91,52 @@ def load_families(profile: str | None = None, device: str | torch.device = "cpu"
                f"prior DDIM {prior_steps} ×2 candidates, decoder DDIM {diffusion_steps}",
                {**reads_clip, "prior": system.prior, "decoder": system.decoder}),
     ]
+    for f in families:  # the checkpoint names of this version (vae-v2, ...)
+        f.checkpoints = tuple(checkpoints.versioned(name, version) for name in f.checkpoints)
     return {f.name: f for f in families}
 
 
 def train_minutes(family: Family) -> float:
     """The training minutes recorded in the family's checkpoints (the shared CLIP not included); NaN where a
     checkpoint recorded none (a lesson's own run)."""
-    seconds = [checkpoints.metrics_of(family.parts[name]).get("train_seconds") for name in family.checkpoints]
+    seconds = [checkpoints.metrics_of(m).get("train_seconds") for name, m in family.parts.items() if name != "clip"]
     return float("nan") if None in seconds else sum(seconds) / 60
 
 
+def generator(family: Family) -> scorecard.Generator:
+    """The family as a :data:`~.scorecard.Generator`: ``(captions, seed) → images``, seeded from ``seed``."""
+    return lambda captions, seed: family.sample(captions, torch.Generator().manual_seed(seed)).cpu()
+
+
 @torch.no_grad()
-def measure(sample: Sampler, n_eval: int, groups: int, per_caption: int, seed: int = 0) -> dict[str, float]:
-    """Judge one sample per caption on ``n_eval`` test and ``n_eval`` held-out captions, and ``per_caption``
-    samples of each of ``groups`` test captions for sharpness and diversity.
+def score(family: Family, seeds: tuple[int, ...] = (0, 1, 2), n_per_type: int = 1, k: int = 16,
+          version: str = "v2") -> dict[str, dict[str, dict[str, float]]]:
+    """Lesson 09's scorecard of one family at the base resolution: fidelity, readable, diversity and Shapes FID
+    (with its real-vs-real floor) per caption kind, full and partial, as 95% intervals over ``seeds``."""
+    the_judge = judge.load_judge("single", version=version)
+    return scorecard.scorecard(generator(family), seeds, n_per_type, k, the_judge,
+                               resolution=shapes.get_version(version).resolution)
 
-    Returns ``{"test", "heldout"}`` (all four attributes right), ``"test_<attribute>"`` accuracies,
-    ``"soft_pixels"``, ``"diversity"`` and ``"seconds_per_image"`` (all sampling in this call).
-    """
-    the_judge = judge.load_judge("single")
-    out: dict[str, float] = {}
-    seconds, images = 0.0, 0
-    for split in ("test", "heldout"):
-        scenes = shapes.sample_scenes(n_eval, split, "single", seed=1)
+
+@torch.no_grad()
+def heldout(family: Family, n: int, seeds: tuple[int, ...] = (0, 1, 2), version: str = "v2",
+            ) -> tuple[metrics.Interval, float]:
+    """All four attributes right on ``n`` held-out full captions (colour–shape pairs no model trained on) per seed,
+    each seed its own captions and noise: ``(95% interval over seeds, sampling seconds per image)``."""
+    the_judge = judge.load_judge("single", version=version)
+    rates, seconds = [], 0.0
+    for seed in seeds:
+        scenes = shapes.sample_scenes(n, "heldout", "single", seed=100 + seed, version=version)
         t0 = time.perf_counter()
-        pictures = sample(scenes.captions, torch.Generator().manual_seed(seed)).cpu()
-        seconds, images = seconds + time.perf_counter() - t0, images + len(pictures)
-        report = the_judge.score(pictures, torch.as_tensor(scenes.attrs))
-        out[split] = report.all_correct
-        if split == "test":
-            out.update({f"test_{k}": v for k, v in report.as_dict().items() if k != "all"})
-    captions = shapes.sample_scenes(groups, "test", "single", seed=1).captions
-    t0 = time.perf_counter()
-    many = sample([c for c in captions for _ in range(per_caption)], torch.Generator().manual_seed(seed + 1)).cpu()
-    seconds, images = seconds + time.perf_counter() - t0, images + len(many)
-    out["soft_pixels"] = judge.soft_pixels(many)
-    out["diversity"] = guidance.diversity(many, groups)
-    out["seconds_per_image"] = seconds / images
-    return out
+        pictures = family.sample(scenes.full_captions, torch.Generator().manual_seed(seed)).cpu()
+        seconds += time.perf_counter() - t0
+        rates.append(the_judge.score(pictures, torch.as_tensor(scenes.attrs)).all_correct)
+    return metrics.interval95(rates), seconds / (n * len(seeds))
 
 
-def real_renders(groups: int, per_caption: int) -> torch.Tensor:
-    """``per_caption`` fresh renders of each of the first ``groups`` test captions (the yardstick for sharpness
-    and diversity): ``(groups · per_caption, 3, 16, 16)``, caption-major like :func:`measure`'s samples."""
-    scenes = shapes.sample_scenes(groups, "test", "single", seed=1)
-    return torch.stack([shapes.render(shapes.rejitter(scenes, seed=j)) for j in range(per_caption)], 1).flatten(0, 1)
+def parameters(family: Family) -> int:
+    """Trainable numbers of the family's own checkpoints (the shared CLIP not counted, as in :func:`train_minutes`)."""
+    return sum(p.numel() for name, m in family.parts.items() if name != "clip" for p in m.parameters())
 
 
 def dominated(scores: torch.Tensor) -> torch.Tensor:
@@ -152,16 +158,17 @@ def dominated(scores: torch.Tensor) -> torch.Tensor:
 class FamilySettings:
     """Lesson 13: every family measured on the same captions."""
 
-    n_eval: int  #: test captions and as many held-out captions, one sample each
-    groups: int  #: test captions with several samples each (sharpness, diversity)
-    per_caption: int  #: samples per caption of those groups
+    n_heldout: int  #: held-out full captions per seed, one sample each
+    card_captions: int = 1  #: captions per caption kind per seed in each family's scorecard
+    card_k: int = 16  #: samples per caption in the scorecard (diversity of K samples vs K real renders)
+    seeds: tuple[int, ...] = (0, 1, 2)  #: every number is a 95% interval over these
     diffusion_steps: int = 50  #: DDIM steps of the diffusion decoders
     prior_steps: int = 64  #: DDIM steps of unCLIP's prior
     candidates: int = 8  #: DALL·E 1 samples per caption that CLIP reranks
 
 
 PRESETS: dict[str, FamilySettings] = {
-    "ci": FamilySettings(n_eval=8, groups=2, per_caption=2, diffusion_steps=5, prior_steps=5, candidates=2),
-    "cpu": FamilySettings(n_eval=256, groups=16, per_caption=8),
-    "gpu": FamilySettings(n_eval=1_000, groups=64, per_caption=16),
+    "ci": FamilySettings(n_heldout=8, card_k=4, diffusion_steps=5, prior_steps=5, candidates=2),
+    "cpu": FamilySettings(n_heldout=64, diffusion_steps=25, prior_steps=32),
+    "gpu": FamilySettings(n_heldout=256, card_captions=4),
 }

@@ -95,10 +95,10 @@ def summarise(rows: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
 
 
 def scorecard(generate: Generator, seeds: tuple[int, ...] = (0, 1, 2), n_per_type: int = 4, k: int = 16,
-              judge: AttributeJudge | None = None) -> dict[str, dict[str, dict[str, float]]]:
-    """:func:`score_seed` for every seed, then :func:`summarise`."""
+              judge: AttributeJudge | None = None, resolution: int = 64) -> dict[str, dict[str, dict[str, float]]]:
+    """:func:`score_seed` for every seed, then :func:`summarise` (real renders at ``resolution``, the samples')."""
     judge = judge or load_judge("single", version="v2")
-    return summarise([row for s in seeds for row in score_seed(generate, s, n_per_type, k, judge)])
+    return summarise([row for s in seeds for row in score_seed(generate, s, n_per_type, k, judge, resolution)])
 
 
 def format_scorecard(card: dict[str, dict[str, dict[str, float]]]) -> str:

@@ -253,6 +253,12 @@ def _squeeze_pixels(pixels, size=32):  # .squeeze() to drop a channel axis of 1 
     return own_data.to_course_images(x.numpy(), size)
 
 
+def _nan_at_zero(readings, n_values):
+    """The entropy with log 0 left in: NaN wherever a value never occurs."""
+    p = torch.nn.functional.one_hot(readings.long(), n_values).double().mean(-2)
+    return -(p * p.log()).sum(-1)
+
+
 def _squeezed_predict(image_emb, class_emb):
     import torch.nn.functional as F
 
@@ -262,7 +268,7 @@ def _squeezed_predict(image_emb, class_emb):
 def _edge_table():
     """(exercise, its inputs, the reference, a plausible bug, extra keyword arguments of check_exercise)."""
     from dalle2_lessons import exercise_inputs as ei
-    from dalle2_lessons import families, guidance, judge, own_data, own_unclip, prior, shapes, text_encoders
+    from dalle2_lessons import families, guidance, judge, metrics, own_data, own_unclip, prior, shapes, text_encoders
     from dalle2_lessons import tokenizer, transformer, unclip, upsampler
 
     tok = tokenizer.Tokenizer()
@@ -283,6 +289,7 @@ def _edge_table():
         "08-1 blur": (ei.gaussian_blur, upsampler.gaussian_blur, _unclamped_blur, {}),
         "08-2 crops": (ei.random_crops, _reference_crops, _crops_off_by_one, {}),
         "09-2 text diff": (ei.text_diff, unclip.text_diff, _direction_reversed, {}),
+        "13-1 entropy": (ei.attribute_entropy, metrics.attribute_entropy, _nan_at_zero, {"trials": 8}),
         "13-2 dominated": (ei.dominated, families.dominated, _ties_dominate, {"trials": 12}),
         "14-1 pixels": (ei.to_course_images, own_data.to_course_images, _squeeze_pixels, {"trials": 8}),
         "14-2 zero-shot": (ei.zero_shot_predict, own_unclip.zero_shot_predict, _squeezed_predict, {"trials": 8}),
@@ -291,7 +298,7 @@ def _edge_table():
 
 EDGE_EXERCISES = ["00-1 shape_mask", "00-2 caption template", "00-3 scorecard", "01-1 attention", "02-1 stop words",
                   "02-2 masked mean", "02-3 pair accuracy", "05-2 guidance", "06-1 prior mask", "06-3 pick best",
-                  "07-1 context attention", "08-1 blur", "08-2 crops", "09-2 text diff", "13-2 dominated",
+                  "07-1 context attention", "08-1 blur", "08-2 crops", "09-2 text diff", "13-1 entropy", "13-2 dominated",
                   "14-1 pixels", "14-2 zero-shot"]
 
 
