@@ -298,8 +298,8 @@ def _edge_table():
 
 EDGE_EXERCISES = ["00-1 shape_mask", "00-2 caption template", "00-3 scorecard", "01-1 attention", "02-1 stop words",
                   "02-2 masked mean", "02-3 pair accuracy", "05-2 guidance", "06-1 prior mask", "06-3 pick best",
-                  "07-1 context attention", "08-1 blur", "08-2 crops", "09-2 text diff", "13-1 entropy", "13-2 dominated",
-                  "14-1 pixels", "14-2 zero-shot"]
+                  "07-1 context attention", "08-1 blur", "08-2 crops", "09-2 text diff", "13-1 entropy",
+                  "13-2 dominated", "14-1 pixels", "14-2 zero-shot"]
 
 
 @pytest.mark.parametrize("exercise", EDGE_EXERCISES)

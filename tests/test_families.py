@@ -30,8 +30,9 @@ def _copy_the_real_thing(captions, generator):
     held = shapes.sample_scenes(2000, "heldout", "single", seed=1, version="v2")
     by_text = {}
     for s in (scenes, held):
-        for i, (a, b) in enumerate(zip(s.captions, s.full_captions)):
-            by_text.setdefault(a, s[i:i + 1]); by_text.setdefault(b, s[i:i + 1])
+        for i, texts in enumerate(zip(s.captions, s.full_captions)):
+            for text in texts:
+                by_text.setdefault(text, s[i:i + 1])
     picked = [by_text.get(c) for c in captions]
     assert all(p is not None for p in picked), "a caption the stand-in cannot draw"
     rng = int(torch.randint(1 << 30, (1,), generator=generator))
