@@ -61,6 +61,12 @@ REBUILD_COMMANDS: dict[str, str] = {
     "decoder-v2": "python -m dalle2_lessons.decoder --profile cpu --steps 2600 --version v2 --batch-size 64",
     "upsampler-v2": "python -m dalle2_lessons.upsampler --profile cpu --steps 1800 --version v2 --crop 16 "
                     "--max-sigma 0.8",
+    "text-diffusion-v2": "python -m dalle2_lessons.guidance --profile cpu --steps 2600 --eval-every 500 --version v2 "
+                         "--batch-size 64 --prediction-type v_prediction",
+    "vae-v2": "python -m dalle2_lessons.vae --profile cpu --eval-every 500 --version v2",
+    "gan-v2": "python -m dalle2_lessons.gan --profile cpu --steps 2000 --eval-every 500 --version v2",
+    "dalle1-v2": "python -m dalle2_lessons.dalle1 --profile cpu --tokenizer-steps 1500 --steps 2000 --eval-every 500 "
+                 "--version v2",
 }
 
 
@@ -69,7 +75,8 @@ REBUILD_COMMANDS: dict[str, str] = {
 #: decoder) and DALL·E 1 reads caption tokens (it uses a CLIP only to rerank, which any CLIP can do).
 PARENTS: dict[str, tuple[str, ...]] = {"prior": ("clip",), "decoder": ("clip",), "text-diffusion": ("clip",),
                                        "vae": ("clip",), "gan": ("clip",),
-                                       "prior-v2": ("clip",), "decoder-v2": ("clip",)}
+                                       "prior-v2": ("clip",), "decoder-v2": ("clip",), "text-diffusion-v2": ("clip",),
+                                       "vae-v2": ("clip",), "gan-v2": ("clip",)}
 
 
 def versioned(name: str, version: str = "v1") -> str:

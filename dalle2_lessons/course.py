@@ -45,8 +45,7 @@ LESSONS: tuple[Lesson, ...] = (
            "hard negatives",
            cpu_minutes=5.6),
     Lesson("03", "forward_diffusion", "The forward process: how diffusion destroys an image",
-           "a noise schedule, one-step and closed-form noising, the judge's verdict on noise, the reverse-formula myth",
-           cpu_minutes=0.9),
+           "a noise schedule, one-step and closed-form noising, the judge's verdict on noise, the reverse-formula myth"),
     Lesson("04", "ddpm_ddim", "Reverse diffusion: a U-Net, DDPM and DDIM",
            "a CPU-sized U-Net, ε-prediction training, the DDPM and DDIM steps, steps vs seconds vs the judge",
            cpu_minutes=6.9),
@@ -83,9 +82,9 @@ LESSONS: tuple[Lesson, ...] = (
            "a transformer over caption and image tokens, top-k, a key/value cache, CLIP reranking",
            cpu_minutes=6.7),
     Lesson("13", "family_comparison", "The family tree IV: every family, measured on the same captions",
-           "VAE, GAN, DALL·E 1, text-to-pixels diffusion and unCLIP on the same captions: accuracy, "
-           "held-out pairs, sharpness, diversity, minutes, seconds, the Pareto front",
-           cpu_minutes=4.9),
+           "VAE, GAN, DALL·E 1, text-to-pixels diffusion and unCLIP on Shapes v2's captions: the scorecard "
+           "(fidelity, diversity, Shapes FID and its floor) and held-out pairs with 95% intervals, parameters, "
+           "minutes, seconds, the entropy behind diversity, the Pareto front"),
     Lesson("14", "your_own_data", "Bring your own data: the whole pipeline on real pictures",
            "captioned datasets from MNIST, Fashion-MNIST, CIFAR-10 or a folder, offline stand-ins, "
            "the four stages retrained, CLIP scores with a referee instead of the judge",
