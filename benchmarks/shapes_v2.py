@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
         ablation, t0 = last["ablation"], t0 - last["seconds"]["ablation"]
         print("section 1 reused from the last run (same CLIP, prior and sizes)")
     else:
-        cfg = prior.PriorSettings(**{**vars(prior.PRESETS["cpu"]), "version": "v2"})
+        cfg = prior.PriorSettings(**{**vars(prior.PRESETS["ci" if args.tiny else "cpu"]), "version": "v2"})
         data = prior.PriorData.build(pipe.clip, cfg.n_train, version="v2")
         rows = prior_ablation.ablation(pipe.prior, pipe.clip, data, cfg, size["seeds"], size["ablation_captions"],
                                        size["ablation_k"])

@@ -115,3 +115,28 @@ def test_dalle2_pytorch_prior_leaves_its_inputs_alone_and_samples_unit_vectors()
     assert torch.equal(padding, torch.zeros(2, 8)), "padding must stay zero: the library finds it so"
     sample = prior.eval().sample(text, tokens, mask, steps=3, candidates=2)
     assert sample.shape == (3, 8) and torch.allclose(sample.norm(dim=-1), torch.ones(3), atol=1e-5)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_decoder_prediction_benchmark_runs_in_its_tiny_mode(tmp_path, prediction_type):
+    from benchmarks import decoder_prediction
+
+    out = tmp_path / "decoder_prediction.json"
+    decoder_prediction.main(["--tiny", "--steps", "2", "--only", prediction_type, "--out", str(out)])
+    row = json.loads(out.read_text())[prediction_type]
+    assert row["steps"] == 2 and row["real"]["border_std"] >= 0
+    for scale in ("s1", "s3"):
+        assert 0 <= row[scale]["background_right"] <= 1 and 0 <= row[scale]["all"] <= 1
+
+
+def test_shapes_v2_benchmark_runs_in_its_tiny_mode(tmp_path):
+    from benchmarks import shapes_v2
+
+    shapes_v2.main(["--tiny", "--out", str(tmp_path)])
+    result = json.loads((tmp_path / "shapes_v2.json").read_text())
+    assert result["sizes"]["seeds"] == [0, 1] and set(result["checkpoints"]) >= {"clip-v2", "prior-v2", "decoder-v2"}
+    assert set(result["scorecard"]) == {"unCLIP (prior)", "no prior (text embedding)"}
+    for card in result["scorecard"].values():
+        assert {"full", "partial"} <= set(card) and 0 <= card["full"]["fidelity"]["mean"] <= 1
+    text = (tmp_path / "SHAPES_V2.md").read_text()
+    assert "## 1. Prior ablation in embedding space" in text and "## 2. End to end at 64×64" in text
