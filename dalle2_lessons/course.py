@@ -45,7 +45,8 @@ LESSONS: tuple[Lesson, ...] = (
            "hard negatives",
            cpu_minutes=5.6),
     Lesson("03", "forward_diffusion", "The forward process: how diffusion destroys an image",
-           "a noise schedule, one-step and closed-form noising, the judge's verdict on noise, the reverse-formula myth"),
+           "a noise schedule, one-step and closed-form noising, the judge's verdict on noise, "
+           "the reverse-formula myth"),
     Lesson("04", "ddpm_ddim", "Reverse diffusion: a U-Net, DDPM and DDIM",
            "a CPU-sized U-Net, ε-prediction training, the DDPM and DDIM steps, steps vs seconds vs the judge",
            cpu_minutes=6.9),
