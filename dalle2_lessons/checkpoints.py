@@ -64,7 +64,7 @@ REBUILD_COMMANDS: dict[str, str] = {
     "text-diffusion-v2": "python -m dalle2_lessons.guidance --profile cpu --steps 2600 --eval-every 500 --version v2 "
                          "--batch-size 64 --prediction-type v_prediction",
     "vae-v2": "python -m dalle2_lessons.vae --profile cpu --eval-every 500 --version v2",
-    "gan-v2": "python -m dalle2_lessons.gan --profile cpu --steps 2000 --eval-every 500 --version v2",
+    "gan-v2": "python -m dalle2_lessons.gan --profile cpu --eval-every 500 --version v2",
     "dalle1-v2": "python -m dalle2_lessons.dalle1 --profile cpu --tokenizer-steps 1500 --steps 2000 --eval-every 500 "
                  "--version v2",
 }
