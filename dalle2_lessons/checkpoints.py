@@ -50,7 +50,7 @@ REBUILD_COMMANDS: dict[str, str] = {
     "decoder": "python -m dalle2_lessons.decoder --profile cpu --steps 1500 --eval-every 250 --batch-size 128 "
                "--prediction-type epsilon",
     "upsampler": "python -m dalle2_lessons.upsampler --profile cpu --steps 2500 --eval-every 500 --max-sigma 0.6",
-    "vae": "python -m dalle2_lessons.vae --profile cpu --eval-every 500",
+    "vae": "python -m dalle2_lessons.vae --profile cpu --steps 2000 --eval-every 500 --prior-steps 0",
     "gan": "python -m dalle2_lessons.gan --profile cpu --steps 3000 --eval-every 500",
     "dalle1": "python -m dalle2_lessons.dalle1 --profile cpu --tokenizer-steps 1500 --steps 2000 --eval-every 500",
     # Shapes v2 (issue #21): shipped beside v1 until every stage is retrained on it (see ``versioned``)
@@ -63,7 +63,8 @@ REBUILD_COMMANDS: dict[str, str] = {
                     "--max-sigma 0.8",
     "text-diffusion-v2": "python -m dalle2_lessons.guidance --profile cpu --steps 2600 --eval-every 500 --version v2 "
                          "--batch-size 64 --prediction-type v_prediction",
-    "vae-v2": "python -m dalle2_lessons.vae --profile cpu --eval-every 500 --version v2",
+    "vae-v2": "python -m dalle2_lessons.vae --profile cpu --steps 2000 --eval-every 500 --version v2 "
+              "--prior-steps 1000",
     "gan-v2": "python -m dalle2_lessons.gan --profile cpu --eval-every 500 --version v2",
     "dalle1-v2": "python -m dalle2_lessons.dalle1 --profile cpu --tokenizer-steps 1500 --steps 2000 --eval-every 500 "
                  "--version v2",

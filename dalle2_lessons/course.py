@@ -70,10 +70,10 @@ LESSONS: tuple[Lesson, ...] = (
            "the pipeline and its timing, variations, slerp interpolations, text diffs, DDIM inversion, "
            "a prompt widget, the paper's prior ablation end to end (fidelity, diversity, Shapes FID, 95% intervals)",
            cpu_minutes=None),  # rebuilt on Shapes v2 (issue #21); measure it again
-    Lesson("10", "vae", "The family tree I: a conditional VAE",
-           "two encoder heads, the reparameterisation trick, the ELBO term by term, judged samples, "
-           "the σ_x knob behind the blur",
-           cpu_minutes=6.8),
+    Lesson("10", "vae", "The family tree I: a conditional VAE, and why it needs a prior",
+           "two encoder heads, the reparameterisation trick, the ELBO term by term, where the caption went (the swap "
+           "test), a prior per caption fitted with your KL, fidelity against diversity with 95% intervals",
+           cpu_minutes=None),  # rebuilt on Shapes v2 (issue #21); measure it again
     Lesson("11", "gan", "The family tree II: a conditional GAN",
            "a generator and a real discriminator, non-saturating and hinge losses, both players' curves, "
            "spectral norm, mode collapse measured",

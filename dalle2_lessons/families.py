@@ -71,28 +71,28 @@ def load_families(profile: str | None = None, device: str | torch.device = "cpu"
         return system.decode(z, scale=3.0, steps=diffusion_steps, generator=g)
 
     reads_clip = {"clip": clip_model}
+    v = lambda name: checkpoints.versioned(name, version)  # noqa: E731  (the checkpoint names of this version)
     families = [
-        Family("VAE", lambda c, g: vae_model.sample(embed(c), g), ("vae",), "one decoder pass",
+        Family("VAE", lambda c, g: vae_model.sample(embed(c), g), (v("vae"),),
+               "p(z | c), one decoder pass" if vae_model.prior is not None else "one decoder pass",
                {**reads_clip, "vae": vae_model}),
-        Family("GAN", lambda c, g: gan_model.sample(embed(c), g), ("gan",), "one generator pass",
+        Family("GAN", lambda c, g: gan_model.sample(embed(c), g), (v("gan"),), "one generator pass",
                {**reads_clip, "gan": gan_model}),
-        Family("DALL·E 1", lambda c, g: dalle.sample(tokens(c), g), ("dalle1",),
+        Family("DALL·E 1", lambda c, g: dalle.sample(tokens(c), g), (v("dalle1"),),
                f"{dalle.tokenizer.grid ** 2} tokens, top-k 32",
                {"dalle1": dalle}),
         Family(f"DALL·E 1 + CLIP best of {candidates}",
                lambda c, g: dalle.sample_reranked(tokens(c), clip_model, candidates, g),
-               ("dalle1",), f"{candidates} candidates, CLIP keeps 1", {**reads_clip, "dalle1": dalle}),
+               (v("dalle1"),), f"{candidates} candidates, CLIP keeps 1", {**reads_clip, "dalle1": dalle}),
         Family("text → pixels diffusion",
                lambda c, g: guidance.sample(glide, embed(c), schedule, glide_scale, diffusion_steps,
                                             generator=g, device=device),
-               ("text-diffusion",), f"DDIM {diffusion_steps}, guidance {glide_scale:g}",
+               (v("text-diffusion"),), f"DDIM {diffusion_steps}, guidance {glide_scale:g}",
                {**reads_clip, "text-diffusion": glide}),
-        Family("unCLIP (prior + decoder)", unclip_sample, ("prior", "decoder"),
+        Family("unCLIP (prior + decoder)", unclip_sample, (v("prior"), v("decoder")),
                f"prior DDIM {prior_steps} ×2 candidates, decoder DDIM {diffusion_steps}",
                {**reads_clip, "prior": system.prior, "decoder": system.decoder}),
     ]
-    for f in families:  # the checkpoint names of this version (vae-v2, ...)
-        f.checkpoints = tuple(checkpoints.versioned(name, version) for name in f.checkpoints)
     return {f.name: f for f in families}
 
 

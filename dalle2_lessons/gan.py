@@ -36,9 +36,9 @@ import torch.nn.functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 from tqdm.auto import tqdm
 
-from . import builders, checkpoints, judge, profiles, shapes, tokenizer
-from .clip import CLIP, load_clip
-from .guidance import clip_caption_embeddings, eval_conditions, judge_caption_samples, make_condition_sampler
+from . import builders, checkpoints, judge, profiles
+from .clip import CLIP
+from .guidance import eval_conditions, judge_caption_samples, paraphrase_training_set
 from .builders import Built
 from .training import Curve
 
@@ -222,10 +222,7 @@ def build(cfg: GANSettings, device: str | torch.device = "cpu", *, clip: CLIP | 
     ``Built.losses`` the per-step log of :func:`train_gan` (``"loss"``: the generator's); the curve judges ``n_eval``
     test captions every ``eval_every`` steps (judging time is not counted as training time)."""
     profiles.seed_everything(cfg.seed)
-    data = shapes.ShapesDataset("train", n=cfg.n_train, version=cfg.version)
-    clip = clip or load_clip(version=cfg.version)
-    get_cond = make_condition_sampler("clip", data.attrs, clip_caption_embeddings(
-        clip, tokenizer.for_version(cfg.version), data.attrs, mentions=data.scenes.mentions))
+    data, clip, get_cond = paraphrase_training_set(cfg.n_train, cfg.version, clip)
     config = GANConfig(latent_dim=cfg.latent_dim, resolution=data.resolution)
     gen = Generator(config)
     disc = Discriminator(config, cfg.spectral_norm)

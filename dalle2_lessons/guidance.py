@@ -228,6 +228,21 @@ def make_condition_sampler(kind: str, attrs: torch.Tensor, caption_embeddings: t
     return lambda idx, gen: caption_embeddings[idx, torch.randint(n_t, (len(idx),), generator=gen)]
 
 
+def paraphrase_training_set(n_train: int, version: str, clip: CLIP | None = None,
+                            ) -> tuple[shapes.ShapesDataset, CLIP, Callable]:
+    """What every caption-conditioned family learns from (lessons 05, 10, 11): ``(data, clip, get_cond)``.
+
+    ``n_train`` training images of Shapes ``version``; the CLIP that reads their captions (default: the course CLIP
+    of ``version``); and a :func:`make_condition_sampler` that gives, per image and per step, that CLIP's text
+    embedding of a random paraphrase of its caption — partial ones included (v2's ``mentions``), so a model learns
+    from "a red shape" as well as from the full caption.
+    """
+    data = shapes.ShapesDataset("train", n=n_train, version=version)
+    clip = clip or load_clip(version=version)
+    emb = clip_caption_embeddings(clip, tokenizer.for_version(version), data.attrs, mentions=data.scenes.mentions)
+    return data, clip, make_condition_sampler("clip", data.attrs, emb)
+
+
 def eval_conditions(
     kind: str, n: int, clip_model=None, split: str = "test", seed: int = 1, version: str = "v1"
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -327,12 +342,12 @@ def build(cfg: GuidanceSettings, device: str | torch.device = "cpu", *, clip: CL
     ``eval_scale``; sampling time is not counted as training time), which gives the accuracy-vs-minutes curve.
     """
     profiles.seed_everything(cfg.seed)
-    data = shapes.ShapesDataset("train", n=cfg.n_train, version=cfg.version)
-    clip = (clip or load_clip(version=cfg.version)) if cfg.condition == "clip" else None
-    emb = None if clip is None else clip_caption_embeddings(
-        clip, tokenizer.for_version(cfg.version), data.attrs, mentions=data.scenes.mentions)
-    get_cond = make_condition_sampler(cfg.condition, data.attrs, emb)
-    cond_dim = emb.shape[-1] if emb is not None else cfg.cond_dim
+    if cfg.condition == "clip":
+        data, clip, get_cond = paraphrase_training_set(cfg.n_train, cfg.version, clip)
+        cond_dim = clip.config.embed_dim
+    else:
+        data, clip = shapes.ShapesDataset("train", n=cfg.n_train, version=cfg.version), None
+        get_cond, cond_dim = make_condition_sampler("attributes", data.attrs), cfg.cond_dim
     model = ConditionalUNet(ConditionalConfig(unet_config(cond_dim, data.images.shape[-1]), cfg.condition,
                                               prediction_type=cfg.prediction_type))
     schedule = diffusion.cosine_schedule()
