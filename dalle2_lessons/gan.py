@@ -22,6 +22,10 @@ generator's. The two networks play a game (Goodfellow et al., 2014):
 The stabiliser the lesson adds is **spectral normalisation** of the discriminator's layers (Miyato et
 al., 2018, ``torch.nn.utils.parametrizations.spectral_norm``) together with the hinge loss.
 
+Two options give the GAN the training care the course's other families get (issue #23): an exponential moving
+average of the generator (``ema_decay``; BigGAN and StyleGAN sample from one) and the course's warm-up and cosine
+learning-rate decay (``lr_schedule="cosine"``). The shipped v1 and v2 checkpoints were trained without either.
+
 The command that rebuilds the course checkpoint ``gan`` is in :data:`~dalle2_lessons.checkpoints.REBUILD_COMMANDS`
 (the lesson trains for half as long).
 """
@@ -34,13 +38,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.parametrizations import spectral_norm
+from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from . import builders, checkpoints, judge, profiles
 from .clip import CLIP
 from .guidance import eval_conditions, judge_caption_samples, paraphrase_training_set
 from .builders import Built
-from .training import Curve
+from .training import Curve, ema_update, warmup_cosine
 
 CHECKPOINT = "gan"
 LOSSES = ("non-saturating", "hinge")
@@ -136,22 +141,33 @@ def generator_loss(fake_logits: torch.Tensor, kind: str = "hinge") -> torch.Tens
 def train_gan(
     gen: Generator, disc: Discriminator, images: torch.Tensor, get_cond, steps: int, batch_size: int = 128,
     lr: float = 2e-4, loss: str = "hinge", seed: int = 0, device: str | torch.device = "cpu",
-    progress: bool = True, callback=None, desc: str = "GAN",
-) -> dict[str, list[float]]:
+    progress: bool = True, callback=None, desc: str = "GAN", ema_decay: float = 0.0, lr_schedule: str = "constant",
+) -> tuple[Generator, dict[str, list[float]]]:
     """Alternate one discriminator step and one generator step, ``steps`` times (Adam, β = (0.5, 0.999)).
 
     Args:
         images: ``(N, 3, R, R)`` real images in [-1, 1]; get_cond: ``(indices, generator) → (B, cond_dim)``.
-        callback: ``callback(step, generator)`` after every step (e.g. a :class:`~dalle2_lessons.training.Curve`).
+        callback: ``callback(step, generator)`` after every step with the generator to sample from (e.g. a
+            :class:`~dalle2_lessons.training.Curve`).
+        ema_decay: > 0 keeps an exponential moving average of the generator's weights and BatchNorm statistics
+            (as the course's diffusion models do, and as BigGAN and StyleGAN sample from); 0 samples the last step.
+        lr_schedule: ``"constant"`` (DCGAN's), or ``"cosine"`` (the course's warm-up and cosine decay, both players).
     Returns:
-        per-step ``{"d_loss", "g_loss", "d_real", "d_fake"}``: the two losses and the discriminator's mean
+        ``(generator to sample from, log)``: the EMA copy (or ``gen`` itself without EMA), in eval mode; the log is
+        per step ``{"d_loss", "g_loss", "d_real", "d_fake"}``: the two losses and the discriminator's mean
         probability that real and generated pairs are real.
     """
+    if lr_schedule not in ("constant", "cosine"):
+        raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}")
     g = torch.Generator().manual_seed(seed)
     gen.to(device).train()
     disc.to(device).train()
     opt_g = torch.optim.Adam(gen.parameters(), lr=lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(disc.parameters(), lr=lr, betas=(0.5, 0.999))
+    factor = warmup_cosine(steps) if lr_schedule == "cosine" else (lambda s: 1.0)
+    schedules = [torch.optim.lr_scheduler.LambdaLR(opt, factor) for opt in (opt_g, opt_d)]
+    # BatchNorm's running statistics are buffers: average them too, or the EMA copy keeps its initial ones
+    ema = AveragedModel(gen, avg_fn=ema_update(ema_decay), use_buffers=True) if ema_decay > 0 else None
     log: dict[str, list[float]] = {"d_loss": [], "g_loss": [], "d_real": [], "d_fake": []}
     bar = tqdm(range(steps), desc=desc, disable=not progress)
     for step in bar:
@@ -169,6 +185,10 @@ def train_gan(
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         opt_g.step()
+        for sched in schedules:
+            sched.step()
+        if ema is not None:
+            ema.update_parameters(gen)
         log["d_loss"].append(d_loss.item())
         log["g_loss"].append(g_loss.item())
         log["d_real"].append(torch.sigmoid(real_logits).mean().item())
@@ -176,8 +196,9 @@ def train_gan(
         if (step + 1) % 25 == 0:
             bar.set_postfix(d=f"{sum(log['d_loss'][-25:]) / 25:.3f}", g=f"{sum(log['g_loss'][-25:]) / 25:.3f}")
         if callback is not None:
-            callback(step + 1, gen)
-    return log
+            callback(step + 1, gen if ema is None else ema.module)
+    sampler = gen if ema is None else ema.module
+    return sampler.eval(), log
 
 
 @torch.no_grad()
@@ -204,6 +225,8 @@ class GANSettings:
     latent_dim: int = 32
     loss: str = "hinge"  #: "hinge" or "non-saturating"
     spectral_norm: bool = True  #: spectral normalisation of the discriminator's layers (the stabiliser)
+    ema_decay: float = 0.0  #: > 0: sample from an EMA of the generator (0: the last step's weights, as DCGAN)
+    lr_schedule: str = "constant"  #: "constant" (DCGAN) or "cosine" (warm-up and cosine decay, both players)
     version: str = "v1"  #: the Shapes version it learns from (v2: 32×32 images, captions that leave things out)
     seed: int = 0
 
@@ -228,9 +251,10 @@ def build(cfg: GANSettings, device: str | torch.device = "cpu", *, clip: CLIP | 
     disc = Discriminator(config, cfg.spectral_norm)
     eval_cond, eval_attrs, _ = eval_conditions("clip", n_eval, clip, version=cfg.version)
     curve = Curve(cfg.steps, eval_every, lambda m: evaluate(m, eval_cond, eval_attrs, version=cfg.version).as_dict())
-    log = train_gan(gen, disc, data.images, get_cond, cfg.steps, cfg.batch_size, cfg.lr, cfg.loss, cfg.seed, device,
-                    progress, callback=curve, desc=f"GAN ({cfg.loss})")
-    return Built(gen.eval(), {"loss": log["g_loss"], **log}, curve.train_seconds, curve.points, cfg)
+    sampler, log = train_gan(gen, disc, data.images, get_cond, cfg.steps, cfg.batch_size, cfg.lr, cfg.loss, cfg.seed,
+                             device, progress, callback=curve, desc=f"GAN ({cfg.loss})", ema_decay=cfg.ema_decay,
+                             lr_schedule=cfg.lr_schedule)
+    return Built(sampler, {"loss": log["g_loss"], **log}, curve.train_seconds, curve.points, cfg)
 
 
 def load_gan(profile: str | None = None, device: str | torch.device = "cpu", *, clip: CLIP,
@@ -248,10 +272,12 @@ def main(argv: list[str] | None = None) -> None:
         "judge the generator every N steps (the accuracy-vs-minutes curve)", 512,
         "test / held-out captions judged at the end", versioned=True,
     )
+    p.add_argument("--ema-decay", type=float, default=None, help="sample from an EMA of the generator (0: no EMA)")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default=None)
     args, cfg, clip, built = builders.run_builder(p, PRESETS, build, argv)
     results = judge_caption_samples(built.model.sample, clip, args.n_eval, version=cfg.version)
     rebuild = checkpoints.command("gan", profile=args.profile, steps=args.steps, eval_every=args.eval_every,
-                                  version=args.version)
+                                  version=args.version, ema_decay=args.ema_decay, lr_schedule=args.lr_schedule)
     builders.save_build(checkpoints.versioned(CHECKPOINT, cfg.version), built, args, {"eval": results}, rebuild,
                         parents={"clip": clip})
 

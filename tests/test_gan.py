@@ -55,9 +55,28 @@ def test_one_training_run_moves_both_players():
     g, d = gan.Generator(CONFIG), gan.Discriminator(CONFIG)
     images = torch.rand(64, 3, 16, 16) * 2 - 1
     before = [p.detach().clone() for p in g.parameters()]
-    log = gan.train_gan(g, d, images, lambda idx, gen: torch.zeros(len(idx), 8), steps=3, batch_size=8, progress=False)
+    sampler, log = gan.train_gan(g, d, images, lambda idx, gen: torch.zeros(len(idx), 8), steps=3, batch_size=8,
+                                 progress=False)
+    assert sampler is g and not g.training, "without EMA the trained generator itself samples"
     assert set(log) == {"d_loss", "g_loss", "d_real", "d_fake"} and len(log["d_loss"]) == 3
     assert any(not torch.equal(a, b) for a, b in zip(before, g.parameters()))
+
+
+def test_the_ema_generator_averages_weights_and_batchnorm_statistics():
+    torch.manual_seed(0)
+    g, d = gan.Generator(CONFIG), gan.Discriminator(CONFIG)
+    images = torch.rand(64, 3, 16, 16) * 2 - 1
+    start = {k: v.clone() for k, v in g.state_dict().items()}
+    sampler, _ = gan.train_gan(g, d, images, lambda idx, gen: torch.zeros(len(idx), 8), steps=20, batch_size=8,
+                               progress=False, ema_decay=0.9, lr_schedule="cosine")
+    assert sampler is not g and isinstance(sampler, gan.Generator) and not sampler.training
+    averaged, last = sampler.state_dict(), g.state_dict()
+    for name in ("project.2.running_mean", "project.0.weight"):  # a BatchNorm statistic and a weight
+        assert not torch.equal(averaged[name], last[name]) and not torch.equal(averaged[name], start[name]), name
+        # an average of the path lies between where it started and where it ended, closer to the end
+        assert (averaged[name] - last[name]).norm() < (start[name] - last[name]).norm(), name
+    with pytest.raises(ValueError, match="lr_schedule"):
+        gan.train_gan(g, d, images, lambda idx, gen: torch.zeros(len(idx), 8), steps=1, lr_schedule="linear")
 
 
 @pytest.mark.parametrize("version", ["v1", "v2"])
