@@ -73,7 +73,7 @@ LESSONS: tuple[Lesson, ...] = (
     Lesson("10", "vae", "The family tree I: a conditional VAE, and why it needs a prior",
            "two encoder heads, the reparameterisation trick, the ELBO term by term, where the caption went (the swap "
            "test), a prior per caption fitted with your KL, fidelity against diversity with 95% intervals",
-           cpu_minutes=None),  # rebuilt on Shapes v2 (issue #21); measure it again
+           cpu_minutes=8.5),
     Lesson("11", "gan", "The family tree II: a conditional GAN",
            "a generator and a real discriminator, non-saturating and hinge losses, both players' curves, "
            "spectral norm, mode collapse measured",
