@@ -19,6 +19,11 @@ The model (Kingma & Welling 2014; conditional form: Sohn et al. 2015):
 The condition is the frozen course CLIP's text embedding of a random paraphrase, as for the GLIDE-like
 model of lesson 05, so every family of lessons 10–13 reads the same captions the same way.
 
+Sampling draws ``z`` from a prior and decodes it. ``N(0, I)``, the prior the KL term trains towards, works when the
+caption fixes the picture (Shapes v1). When captions leave attributes out (v2), the encoder writes them into ``z``
+and ``N(0, I)`` contradicts the caption; :func:`fit_prior` then fits a Gaussian **per caption**, ``p(z | c)``
+(:class:`LatentPrior`), to the codes the frozen encoder uses — unCLIP's two-stage recipe in its smallest form.
+
 The command that rebuilds the course checkpoint ``vae`` is in :data:`~dalle2_lessons.checkpoints.REBUILD_COMMANDS`.
 """
 
