@@ -46,7 +46,8 @@ LESSONS: tuple[Lesson, ...] = (
            cpu_minutes=5.6),
     Lesson("03", "forward_diffusion", "The forward process: how diffusion destroys an image",
            "a noise schedule, one-step and closed-form noising, the judge's verdict on noise, "
-           "the reverse-formula myth"),
+           "the reverse-formula myth",
+           cpu_minutes=1.7),
     Lesson("04", "ddpm_ddim", "Reverse diffusion: a U-Net, DDPM and DDIM",
            "a CPU-sized U-Net, ε-prediction training, the DDPM and DDIM steps, steps vs seconds vs the judge",
            cpu_minutes=6.9),
@@ -57,23 +58,23 @@ LESSONS: tuple[Lesson, ...] = (
            "Shapes v2's partial captions, the modality gap they create, the prior's causal transformer, x0-prediction, "
            "two-candidate sampling, the paper's ablation on distributions (energy distance, spread, 95% intervals), "
            "guidance against variety",
-           cpu_minutes=None),  # rebuilt on Shapes v2 (issue #21); measure it again
+           cpu_minutes=9.5),
     Lesson("07", "decoder", "The decoder: painting a picture from a CLIP image embedding",
            "context tokens in the U-Net's attention, two condition dropouts, v-prediction, reconstructions judged per "
            "attribute and background, the prior's samples drawn",
-           cpu_minutes=None),  # rebuilt on Shapes v2 (issue #21); measure it again
+           cpu_minutes=6.1),
     Lesson("08", "upsampler", "The upsampler: more pixels, by diffusion",
            "a blurred low-resolution condition, random crops, a fully convolutional 32→64 upsampler, "
            "keeping the input's low frequencies, judged against bicubic",
-           cpu_minutes=None),  # rebuilt on Shapes v2 (issue #21); measure it again
+           cpu_minutes=5.5),
     Lesson("09", "unclip_pipeline", "The whole system: text → CLIP → prior → decoder → upsampler",
            "the pipeline and its timing, variations, slerp interpolations, text diffs, DDIM inversion, "
            "a prompt widget, the paper's prior ablation end to end (fidelity, diversity, Shapes FID, 95% intervals)",
-           cpu_minutes=None),  # rebuilt on Shapes v2 (issue #21); measure it again
+           cpu_minutes=7.8),
     Lesson("10", "vae", "The family tree I: a conditional VAE, and why it needs a prior",
            "two encoder heads, the reparameterisation trick, the ELBO term by term, where the caption went (the swap "
            "test), a prior per caption fitted with your KL, fidelity against diversity with 95% intervals",
-           cpu_minutes=8.5),
+           cpu_minutes=6.7),
     Lesson("11", "gan", "The family tree II: a conditional GAN",
            "a generator and a real discriminator, non-saturating and hinge losses, both players' curves, "
            "spectral norm, mode collapse measured",
@@ -85,7 +86,8 @@ LESSONS: tuple[Lesson, ...] = (
     Lesson("13", "family_comparison", "The family tree IV: every family, measured on the same captions",
            "VAE, GAN, DALL·E 1, text-to-pixels diffusion and unCLIP on Shapes v2's captions: the scorecard "
            "(fidelity, diversity, Shapes FID and its floor) and held-out pairs with 95% intervals, parameters, "
-           "minutes, seconds, the entropy behind diversity, the Pareto front"),
+           "minutes, seconds, the entropy behind diversity, the Pareto front",
+           cpu_minutes=5.4),
     Lesson("14", "your_own_data", "Bring your own data: the whole pipeline on real pictures",
            "captioned datasets from MNIST, Fashion-MNIST, CIFAR-10 or a folder, offline stand-ins, "
            "the four stages retrained, CLIP scores with a referee instead of the judge",
