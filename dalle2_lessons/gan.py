@@ -164,8 +164,8 @@ def train_gan(
     disc.to(device).train()
     opt_g = torch.optim.Adam(gen.parameters(), lr=lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(disc.parameters(), lr=lr, betas=(0.5, 0.999))
-    factor = warmup_cosine(steps) if lr_schedule == "cosine" else (lambda s: 1.0)
-    schedules = [torch.optim.lr_scheduler.LambdaLR(opt, factor) for opt in (opt_g, opt_d)]
+    schedules = ([torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(steps)) for opt in (opt_g, opt_d)]
+                 if lr_schedule == "cosine" else [])
     # BatchNorm's running statistics are buffers: average them too, or the EMA copy keeps its initial ones
     ema = AveragedModel(gen, avg_fn=ema_update(ema_decay), use_buffers=True) if ema_decay > 0 else None
     log: dict[str, list[float]] = {"d_loss": [], "g_loss": [], "d_real": [], "d_fake": []}

@@ -212,9 +212,7 @@ def fit_prior(
     Returns:
         the per-step loss (nats per image).
     """
-    for p in model.parameters():
-        p.requires_grad_(False)
-    model.to(device).eval()
+    model.to(device).eval()  # frozen: it runs under no_grad, and only the prior's parameters reach the optimiser
     torch.manual_seed(seed)  # the prior's initial weights depend on the seed alone, not on what ran before
     prior = LatentPrior(model.config.cond_dim, model.config.latent_dim)
 
@@ -228,8 +226,6 @@ def fit_prior(
                         desc="the prior p(z | c)", progress=progress)
     model.prior = ema.module.eval()
     model.config = replace(model.config, learned_prior=True)
-    for p in model.parameters():
-        p.requires_grad_(True)
     return losses
 
 
