@@ -38,6 +38,17 @@ def test_lesson_header_exercises_and_no_solutions_leak(path):
     assert text.count("raise NotImplementedError(") == n_exercises
 
 
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.name)
+def test_lesson_ends_with_the_exercise_summary_and_repeats_no_cell(path):
+    """A notebook assembled by a script once ended with two copies of its scorecard cells and no summary."""
+    cells = nbformat.read(path, as_version=4).cells
+    assert cells[-2].source.strip().endswith("dl.exercises.summary();")
+    assert cells[-1].source.startswith("# SOLUTIONS ONLY")
+    code = [c.source for c in cells if c.cell_type == "code" and c.source.strip()]
+    repeated = {s.splitlines()[0] for s in code if code.count(s) > 1}
+    assert not repeated, f"{path.name}: code cells repeated: {repeated}"
+
+
 def test_strip_solutions_keeps_hints_and_indentation():
     src = ("def f(x):\n    # BEGIN SOLUTION (Exercise 9: double)\n    # HINT: add x to itself\n    return x + x\n"
            "    # END SOLUTION\n\ng = 1")
