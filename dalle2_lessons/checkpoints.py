@@ -51,7 +51,8 @@ REBUILD_COMMANDS: dict[str, str] = {
                "--prediction-type epsilon",
     "upsampler": "python -m dalle2_lessons.upsampler --profile cpu --steps 2500 --eval-every 500 --max-sigma 0.6",
     "vae": "python -m dalle2_lessons.vae --profile cpu --steps 2000 --eval-every 500 --prior-steps 0",
-    "gan": "python -m dalle2_lessons.gan --profile cpu --steps 3000 --eval-every 500",
+    "gan": "python -m dalle2_lessons.gan --profile cpu --steps 3000 --eval-every 500 --batch-size 128 --ema-decay 0.0 "
+           "--lr-schedule constant",
     "dalle1": "python -m dalle2_lessons.dalle1 --profile cpu --tokenizer-steps 1500 --steps 2000 --eval-every 500",
     # Shapes v2 (issue #21): shipped beside v1 until every stage is retrained on it (see ``versioned``)
     "judge-single-v2": "python -m dalle2_lessons.judge --tier single --steps 3000 --batch-size 64 --width 16 --seed 0 "
@@ -65,7 +66,8 @@ REBUILD_COMMANDS: dict[str, str] = {
                          "--batch-size 64 --prediction-type v_prediction",
     "vae-v2": "python -m dalle2_lessons.vae --profile cpu --steps 2000 --eval-every 500 --version v2 "
               "--prior-steps 1000",
-    "gan-v2": "python -m dalle2_lessons.gan --profile cpu --eval-every 500 --version v2",
+    "gan-v2": "python -m dalle2_lessons.gan --profile cpu --steps 2000 --eval-every 500 --version v2 --batch-size 128 "
+              "--ema-decay 0.999 --lr-schedule cosine",
     "dalle1-v2": "python -m dalle2_lessons.dalle1 --profile cpu --tokenizer-steps 1500 --steps 2000 --eval-every 500 "
                  "--version v2",
 }

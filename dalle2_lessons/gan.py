@@ -4,8 +4,9 @@ Articles that call DALL·E 2 a GAN often show a discriminator that cannot work (
 that maps the image to itself). A real one is a classifier: real (image, caption) pairs versus the
 generator's. The two networks play a game (Goodfellow et al., 2014):
 
-* generator ``G(z, c)``: noise ``z`` and the caption's CLIP text embedding ``c`` → a 16×16 image
-  (DCGAN-style, Radford et al., 2016: transposed convolutions, BatchNorm, ReLU, a final tanh);
+* generator ``G(z, c)``: noise ``z`` and the caption's CLIP text embedding ``c`` → an image at the Shapes version's
+  base resolution (16×16 in v1, 32×32 in v2)
+  in DCGAN's style (Radford et al., 2016: transposed convolutions, BatchNorm, ReLU, a final tanh);
 * discriminator ``D(x, c)``: a CNN that scores how real the pair looks, conditioned by *projection*
   (Miyato & Koyama, 2018): ``D(x, c) = w·φ(x) + (V c)·φ(x)``, so a real picture with the wrong caption
   scores low too;
@@ -24,14 +25,16 @@ al., 2018, ``torch.nn.utils.parametrizations.spectral_norm``) together with the 
 
 Two options give the GAN the training care the course's other families get (issue #23): an exponential moving
 average of the generator (``ema_decay``; BigGAN and StyleGAN sample from one) and the course's warm-up and cosine
-learning-rate decay (``lr_schedule="cosine"``). The shipped v1 and v2 checkpoints were trained without either.
+learning-rate decay (``lr_schedule="cosine"``), on by default. The v1 checkpoint was trained without either; ``gan-v2``
+with both.
 
-The command that rebuilds the course checkpoint ``gan`` is in :data:`~dalle2_lessons.checkpoints.REBUILD_COMMANDS`
-(the lesson trains for half as long).
+The commands that rebuild the course checkpoints are in :data:`~dalle2_lessons.checkpoints.REBUILD_COMMANDS` (the
+lesson's runs in the ``cpu`` profile are much shorter; it studies ``gan-v2`` for what needs a trained GAN).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -142,6 +145,7 @@ def train_gan(
     gen: Generator, disc: Discriminator, images: torch.Tensor, get_cond, steps: int, batch_size: int = 128,
     lr: float = 2e-4, loss: str = "hinge", seed: int = 0, device: str | torch.device = "cpu",
     progress: bool = True, callback=None, desc: str = "GAN", ema_decay: float = 0.0, lr_schedule: str = "constant",
+    d_loss_fn: Callable[..., torch.Tensor] | None = None, g_loss_fn: Callable[..., torch.Tensor] | None = None,
 ) -> tuple[Generator, dict[str, list[float]]]:
     """Alternate one discriminator step and one generator step, ``steps`` times (Adam, β = (0.5, 0.999)).
 
@@ -152,6 +156,8 @@ def train_gan(
         ema_decay: > 0 keeps an exponential moving average of the generator's weights and BatchNorm statistics
             (as the course's diffusion models do, and as BigGAN and StyleGAN sample from); 0 samples the last step.
         lr_schedule: ``"constant"`` (DCGAN's), or ``"cosine"`` (the course's warm-up and cosine decay, both players).
+        d_loss_fn, g_loss_fn: the two losses, ``(real_logits, fake_logits, kind)`` and ``(fake_logits, kind)`` →
+            a scalar (default :func:`discriminator_loss`, :func:`generator_loss`; lesson 11 passes the learner's).
     Returns:
         ``(generator to sample from, log)``: the EMA copy (or ``gen`` itself without EMA), in eval mode; the log is
         per step ``{"d_loss", "g_loss", "d_real", "d_fake"}``: the two losses and the discriminator's mean
@@ -159,6 +165,7 @@ def train_gan(
     """
     if lr_schedule not in ("constant", "cosine"):
         raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}")
+    d_loss_fn, g_loss_fn = d_loss_fn or discriminator_loss, g_loss_fn or generator_loss
     g = torch.Generator().manual_seed(seed)
     gen.to(device).train()
     disc.to(device).train()
@@ -177,11 +184,11 @@ def train_gan(
         fake = gen(z, c)
         # the discriminator learns on a detached fake: its step must not move the generator
         real_logits, fake_logits = disc(real, c), disc(fake.detach(), c)
-        d_loss = discriminator_loss(real_logits, fake_logits, loss)
+        d_loss = d_loss_fn(real_logits, fake_logits, loss)
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         opt_d.step()
-        g_loss = generator_loss(disc(fake, c), loss)
+        g_loss = g_loss_fn(disc(fake, c), loss)
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         opt_g.step()
@@ -225,23 +232,29 @@ class GANSettings:
     latent_dim: int = 32
     loss: str = "hinge"  #: "hinge" or "non-saturating"
     spectral_norm: bool = True  #: spectral normalisation of the discriminator's layers (the stabiliser)
-    ema_decay: float = 0.0  #: > 0: sample from an EMA of the generator (0: the last step's weights, as DCGAN)
-    lr_schedule: str = "constant"  #: "constant" (DCGAN) or "cosine" (warm-up and cosine decay, both players)
+    ema_decay: float = 0.999  #: > 0: sample from an EMA of the generator (0: the last step's weights, as DCGAN)
+    lr_schedule: str = "cosine"  #: "cosine" (warm-up and cosine decay, both players) or "constant" (DCGAN)
     version: str = "v1"  #: the Shapes version it learns from (v2: 32×32 images, captions that leave things out)
     seed: int = 0
+    card_captions: int = 2  #: captions per kind in lesson 11's scorecard (each drawn 16 times)
+    seeds: tuple[int, ...] = (0, 1, 2)  #: evaluation seeds of the scorecard (95% intervals over them)
 
 
 PRESETS: dict[str, GANSettings] = {
-    "ci": GANSettings(n_train=2_000, steps=40, batch_size=64, lr=2e-4, n_eval=32),
-    "cpu": GANSettings(n_train=20_000, steps=1_500, batch_size=128, lr=2e-4, n_eval=256),
-    "gpu": GANSettings(n_train=20_000, steps=15_000, batch_size=128, lr=2e-4, n_eval=1_000),
+    "ci": GANSettings(n_train=2_000, steps=12, batch_size=32, lr=2e-4, n_eval=32, card_captions=1),
+    # a GAN step at 32×32 costs about a second on two cores: the lesson's runs show the game, not a trained GAN
+    "cpu": GANSettings(n_train=20_000, steps=200, batch_size=64, lr=2e-4, n_eval=256, card_captions=8),
+    "gpu": GANSettings(n_train=20_000, steps=15_000, batch_size=128, lr=2e-4, n_eval=1_000, card_captions=16),
 }
 
 
 def build(cfg: GANSettings, device: str | torch.device = "cpu", *, clip: CLIP | None = None,
-          eval_every: int | None = None, n_eval: int = 256, progress: bool = True) -> Built:
+          eval_every: int | None = None, n_eval: int = 256, progress: bool = True,
+          d_loss_fn: Callable[..., torch.Tensor] | None = None,
+          g_loss_fn: Callable[..., torch.Tensor] | None = None) -> Built:
     """Train a conditional GAN with ``cfg`` (its ``loss``, ``spectral_norm`` and ``lr`` are the knobs lesson 11
-    turns), conditioned on ``clip``'s text embeddings (default: the course CLIP). ``Built.model`` is the generator,
+    turns), conditioned on ``clip``'s text embeddings (default: the course CLIP), with the losses ``d_loss_fn`` and
+    ``g_loss_fn`` (default: this module's; see :func:`train_gan`). ``Built.model`` is the generator to sample from,
     ``Built.losses`` the per-step log of :func:`train_gan` (``"loss"``: the generator's); the curve judges ``n_eval``
     test captions every ``eval_every`` steps (judging time is not counted as training time)."""
     profiles.seed_everything(cfg.seed)
@@ -253,7 +266,7 @@ def build(cfg: GANSettings, device: str | torch.device = "cpu", *, clip: CLIP | 
     curve = Curve(cfg.steps, eval_every, lambda m: evaluate(m, eval_cond, eval_attrs, version=cfg.version).as_dict())
     sampler, log = train_gan(gen, disc, data.images, get_cond, cfg.steps, cfg.batch_size, cfg.lr, cfg.loss, cfg.seed,
                              device, progress, callback=curve, desc=f"GAN ({cfg.loss})", ema_decay=cfg.ema_decay,
-                             lr_schedule=cfg.lr_schedule)
+                             lr_schedule=cfg.lr_schedule, d_loss_fn=d_loss_fn, g_loss_fn=g_loss_fn)
     return Built(sampler, {"loss": log["g_loss"], **log}, curve.train_seconds, curve.points, cfg)
 
 
@@ -274,10 +287,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--ema-decay", type=float, default=None, help="sample from an EMA of the generator (0: no EMA)")
     p.add_argument("--lr-schedule", choices=("constant", "cosine"), default=None)
+    p.add_argument("--batch-size", type=int, default=None, help="pairs per step (default: the profile's)")
     args, cfg, clip, built = builders.run_builder(p, PRESETS, build, argv)
     results = judge_caption_samples(built.model.sample, clip, args.n_eval, version=cfg.version)
     rebuild = checkpoints.command("gan", profile=args.profile, steps=args.steps, eval_every=args.eval_every,
-                                  version=args.version, ema_decay=args.ema_decay, lr_schedule=args.lr_schedule)
+                                  version=args.version, batch_size=args.batch_size, ema_decay=args.ema_decay,
+                                  lr_schedule=args.lr_schedule)
     builders.save_build(checkpoints.versioned(CHECKPOINT, cfg.version), built, args, {"eval": results}, rebuild,
                         parents={"clip": clip})
 

@@ -121,6 +121,35 @@ def format_scorecard(card: dict[str, dict[str, dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
+def compare(cards: dict[str, dict], a: str, b: str, kind: str, measure: str, label: str) -> str:
+    """A verdict computed from two scorecards' 95% intervals of ``measure`` on caption ``kind`` (``cards`` maps a
+    setting's name to its :func:`scorecard`): which is higher if the intervals are apart, or that they cannot be
+    told apart if they overlap. Lessons print these lines instead of writing an outcome into their prose."""
+    ia, ib = (metrics.Interval(**cards[name][kind][measure]) for name in (a, b))
+    if metrics.overlaps(ia, ib):
+        return f"{label}: {a} and {b} cannot be told apart ({ia.mean:.2f} vs {ib.mean:.2f}, intervals overlap)"
+    (hi, i_hi), (lo, i_lo) = sorted(((a, ia), (b, ib)), key=lambda p: -p[1].mean)
+    return f"{label}: {hi} is higher, {i_hi.mean:.2f} against {i_lo.mean:.2f} for {lo} (intervals apart)"
+
+
+def format_table(cards: dict[str, dict]) -> str:
+    """One line per setting of ``cards`` (name → :func:`scorecard`): fidelity on full and partial captions, the
+    diversity of what partial captions leave free, Shapes FID on full captions and its floor (``mean±half-width``)."""
+
+    def cell(iv: dict[str, float], pct: bool = True) -> str:
+        half = (iv["high"] - iv["low"]) / 2
+        return f"{iv['mean']:.0%}±{half:.0%}" if pct else f"{iv['mean']:.2f}±{half:.2f}"
+
+    width = max(18, *(len(name) + 2 for name in cards))
+    lines = [f"{'':{width}s}{'fidelity full':>15s}{'fidelity partial':>18s}{'diversity partial':>19s}{'FID full':>10s}"
+             f"{'(floor)':>9s}"]
+    for name, card in cards.items():
+        full, part = card["full"], card[PARTIAL]
+        lines.append(f"{name:{width}s}{cell(full['fidelity']):>15s}{cell(part['fidelity']):>18s}"
+                     f"{cell(part['diversity'], False):>19s}{full['fid']['mean']:10.0f}{full['fid_floor']['mean']:9.0f}")
+    return "\n".join(lines)
+
+
 def pipeline_generator(pipe, batch_size: int = 128, **generate_kwargs) -> Generator:
     """A :data:`Generator` from an :class:`~.unclip.UnCLIP` pipeline: its final images, ``batch_size`` captions at a
     time, each batch seeded from ``seed`` (``generate_kwargs`` go to :meth:`~.unclip.UnCLIP.generate`, e.g.

@@ -55,3 +55,12 @@ def test_blobs_are_refused(cards):
     card = cards["blobs"]
     assert card[scorecard.PARTIAL]["readable"]["mean"] <= 0.1 and card["full"]["fidelity"]["mean"] <= 0.1
     assert card["full"]["fid"]["low"] > cards["perfect"]["full"]["fid"]["high"]
+
+
+def test_verdicts_are_computed_from_the_intervals(cards):
+    verdict = scorecard.compare(cards, "perfect", "collapsed", scorecard.PARTIAL, "diversity", "diversity")
+    assert "perfect is higher" in verdict and "intervals apart" in verdict
+    same = scorecard.compare(cards, "perfect", "perfect", "full", "fidelity", "fidelity")
+    assert "cannot be told apart" in same
+    table = scorecard.format_table(cards).splitlines()
+    assert len(table) == 4 and table[2].startswith("collapsed")
