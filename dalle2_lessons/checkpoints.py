@@ -53,7 +53,8 @@ REBUILD_COMMANDS: dict[str, str] = {
     "vae": "python -m dalle2_lessons.vae --profile cpu --steps 2000 --eval-every 500 --prior-steps 0",
     "gan": "python -m dalle2_lessons.gan --profile cpu --steps 3000 --eval-every 500 --batch-size 128 --ema-decay 0.0 "
            "--lr-schedule constant",
-    "dalle1": "python -m dalle2_lessons.dalle1 --profile cpu --tokenizer-steps 1500 --steps 2000 --eval-every 500",
+    "dalle1": "python -m dalle2_lessons.dalle1 --profile cpu --tokenizer-steps 1500 --tokenizer-batch-size 128 "
+              "--steps 2000 --eval-every 500",
     # Shapes v2 (issue #21): shipped beside v1 until every stage is retrained on it (see ``versioned``)
     "judge-single-v2": "python -m dalle2_lessons.judge --tier single --steps 3000 --batch-size 64 --width 16 --seed 0 "
                        "--version v2",
@@ -68,8 +69,8 @@ REBUILD_COMMANDS: dict[str, str] = {
               "--prior-steps 1000",
     "gan-v2": "python -m dalle2_lessons.gan --profile cpu --steps 2000 --eval-every 500 --version v2 --batch-size 128 "
               "--ema-decay 0.999 --lr-schedule cosine",
-    "dalle1-v2": "python -m dalle2_lessons.dalle1 --profile cpu --tokenizer-steps 1500 --steps 2000 --eval-every 500 "
-                 "--version v2",
+    "dalle1-v2": "python -m dalle2_lessons.dalle1 --profile cpu --tokenizer-steps 1500 --tokenizer-batch-size 128 "
+                 "--steps 2000 --eval-every 500 --version v2",
 }
 
 

@@ -211,13 +211,19 @@ class DALLE1Settings:
     token_grid: int = 8  #: the image is G×G tokens at any resolution (the tokenizer downsamples 16 px by 2, 32 px by 4)
     version: str = "v1"  #: the Shapes version it learns from (v2: 32×32 images, captions that leave things out)
     seed: int = 0
+    card_captions: int = 2  #: captions per kind in lesson 12's scorecard (each drawn 16 times)
+    seeds: tuple[int, ...] = (0, 1, 2)  #: evaluation seeds of the scorecard (95% intervals over them)
 
 
 PRESETS: dict[str, DALLE1Settings] = {
-    "ci": DALLE1Settings(n_train=2_000, tokenizer_steps=40, steps=30, batch_size=32, lr=2e-3, n_eval=16,
-                         tokenizer_batch_size=32, candidates=4),
-    "cpu": DALLE1Settings(n_train=20_000, tokenizer_steps=1_000, steps=800, batch_size=64, lr=2e-3, n_eval=256),
-    "gpu": DALLE1Settings(n_train=20_000, tokenizer_steps=3_000, steps=6_000, batch_size=128, lr=2e-3, n_eval=1_000),
+    "ci": DALLE1Settings(n_train=2_000, tokenizer_steps=12, steps=30, batch_size=32, lr=2e-3, n_eval=16,
+                         tokenizer_batch_size=16, candidates=4, card_captions=1),
+    # a tokenizer step at 32×32 and batch 128 costs about a second on two cores: the lesson's tokenizers are short
+    # (codebook collapse shows early) and its transformer learns from the longer-trained tokenizer's codes
+    "cpu": DALLE1Settings(n_train=20_000, tokenizer_steps=200, steps=800, batch_size=64, lr=2e-3, n_eval=256,
+                          tokenizer_batch_size=32, card_captions=4),
+    "gpu": DALLE1Settings(n_train=20_000, tokenizer_steps=3_000, steps=6_000, batch_size=128, lr=2e-3, n_eval=1_000,
+                          card_captions=16),
 }
 
 
@@ -270,6 +276,7 @@ def main(argv: list[str] | None = None) -> None:
                                  "judge the transformer's samples every N steps (the accuracy-vs-minutes curve)", 512,
                                  "test / held-out captions judged at the end", versioned=True)
     p.add_argument("--tokenizer-steps", type=int, default=None, help="tokenizer steps (default: the profile's)")
+    p.add_argument("--tokenizer-batch-size", type=int, default=None, help="tokenizer batch (default: the profile's)")
     args, cfg, clip, built = builders.run_builder(p, PRESETS, build, argv)  # the CLIP only reranks
     model = built.model
     results = judge_caption_samples(model.sample, clip, args.n_eval, condition="tokens", version=cfg.version)
@@ -279,7 +286,8 @@ def main(argv: list[str] | None = None) -> None:
     strict = judge.load_judge("single", version=cfg.version)
     reconstructions = strict.score(model.tokenizer.decode(model.tokenizer.encode(test.images)), test.attrs)
     rebuild = checkpoints.command("dalle1", profile=args.profile, tokenizer_steps=args.tokenizer_steps,
-                                  steps=args.steps, eval_every=args.eval_every, version=args.version)
+                                  tokenizer_batch_size=args.tokenizer_batch_size, steps=args.steps,
+                                  eval_every=args.eval_every, version=args.version)
     extra = {"eval": results, f"eval_best_of_{cfg.candidates}": reranked, "reconstructions": reconstructions.as_dict(),
              "tokenizer_train_seconds": round(built.extra["tokenizer_seconds"], 1),
              "tokenizer_steps": cfg.tokenizer_steps,
