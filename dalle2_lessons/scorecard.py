@@ -146,7 +146,8 @@ def format_table(cards: dict[str, dict]) -> str:
     for name, card in cards.items():
         full, part = card["full"], card[PARTIAL]
         lines.append(f"{name:{width}s}{cell(full['fidelity']):>15s}{cell(part['fidelity']):>18s}"
-                     f"{cell(part['diversity'], False):>19s}{full['fid']['mean']:10.0f}{full['fid_floor']['mean']:9.0f}")
+                     f"{cell(part['diversity'], False):>19s}{full['fid']['mean']:10.0f}"
+                     f"{full['fid_floor']['mean']:9.0f}")
     return "\n".join(lines)
 
 

@@ -86,3 +86,40 @@ def test_stale_detects_an_edited_exercise_notebook(tmp_path):
     assert notebooks.stale(tmp_path) == [tmp_path / "solutions" / src.name, tmp_path / "notebooks" / src.name]
     (tmp_path / "notebooks" / "99_orphan.ipynb").write_text("{}")
     assert tmp_path / "notebooks" / "99_orphan.ipynb" in notebooks.stale(tmp_path)
+
+
+#: Percentages and factors that may be typed into a lesson's prose: design constants and quoted paper figures, never
+#: a result (issue #23). Each pattern must match the hit with its surroundings.
+ALLOWED_PROSE_NUMBERS = (
+    r"95%",  # the level of every interval the course reports
+    r"exactly\s+50(\.0)?%",  # chance on a pair of captions, by construction (lesson 02)
+    r"(random|dropped|embedding|guidance \(|for)\s*10%",  # the paper's condition dropout (GLIDE, unCLIP)
+    r"caption\s+50%\s+of the time",  # unCLIP's caption dropout in the decoder
+)
+PROSE_NUMBER = re.compile(r"(?<![\w.×])\d+(?:\.\d+)?\s?(?:%|×(?!\s?\d))")  # 86.7%, 4×; not the sizes 32×32
+
+
+def prose_numbers(source: str) -> list[str]:
+    """The percentages and factors in a markdown cell that no :data:`ALLOWED_PROSE_NUMBERS` pattern explains."""
+    found = []
+    for m in PROSE_NUMBER.finditer(source):
+        context = source[max(0, m.start() - 40):m.end() + 25]
+        if not any(re.search(p, context) and any(m.group(0) in hit.group(0) for hit in re.finditer(p, context))
+                   for p in ALLOWED_PROSE_NUMBERS):
+            found.append(context.replace("\n", " "))
+    return found
+
+
+def test_the_prose_number_scanner_catches_results_and_spares_constants():
+    assert len(prose_numbers("the course checkpoint drew 86.7% all-correct samples, 4× faster")) == 2
+    assert not prose_numbers("a 95% interval over 32×32 images; exactly 50% on every pair; a random 10% of images")
+    assert prose_numbers("it scored 50% on the test set") != []
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.name)
+def test_no_result_is_typed_into_the_prose(path):
+    """Numbers that a run produces are computed in the notebook (formatted from variables) or asserted, so a lesson's
+    text cannot disagree with its printout in any profile."""
+    cells = nbformat.read(path, as_version=4).cells
+    typed = [hit for c in cells if c.cell_type == "markdown" for hit in prose_numbers(c.source)]
+    assert not typed, f"{path.name}: results typed into markdown: {typed}"
