@@ -17,6 +17,7 @@ The command that rebuilds the course checkpoint ``dalle1`` is in :data:`~dalle2_
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -101,11 +102,13 @@ class TextImageTransformer(nn.Module):
 
     @torch.no_grad()
     def sample(
-        self, text: torch.Tensor, top_k: int = 32, temperature: float = 1.0, generator: torch.Generator | None = None
+        self, text: torch.Tensor, top_k: int = 32, temperature: float = 1.0, generator: torch.Generator | None = None,
+        filter_fn: Callable[[torch.Tensor, int], torch.Tensor] = top_k_filter,
     ) -> torch.Tensor:
         """Write the image token by token: ``(B, L_t)`` captions → ``(B, L_i)`` image ids.
 
-        Each step keeps the ``top_k`` most likely tokens (:func:`top_k_filter`), divides by ``temperature``,
+        Each step keeps the ``top_k`` most likely tokens (``filter_fn``: :func:`top_k_filter`, or the learner's in
+        lesson 12), divides by ``temperature``,
         renormalises and samples. A key/value cache keeps every layer's keys and values of the positions
         already read, so each step runs the network on one new position instead of the whole prefix
         (:meth:`forward` on the prefix gives the same logits, ~5× slower here; a test checks they agree).
@@ -122,7 +125,7 @@ class TextImageTransformer(nn.Module):
         for j in range(c.image_length):
             for block, cache in zip(self.blocks, caches):
                 x = block(x, cache=cache)  # only the new positions go through; the cache remembers the rest
-            logits = top_k_filter(self.head(self.ln_final(x[:, -1])) / temperature, top_k)
+            logits = filter_fn(self.head(self.ln_final(x[:, -1])) / temperature, top_k)
             nxt = torch.multinomial(logits.softmax(-1).cpu(), 1, generator=generator).to(text.device)
             image = torch.cat([image, nxt], dim=1)
             x = self.image_embedding(nxt) + self.position[text.shape[1] + 1 + j : text.shape[1] + 2 + j]
@@ -146,11 +149,12 @@ class DALLE1(nn.Module):
 
     @torch.no_grad()
     def sample(
-        self, text: torch.Tensor, generator: torch.Generator | None = None, top_k: int = 32, temperature: float = 1.0
+        self, text: torch.Tensor, generator: torch.Generator | None = None, top_k: int = 32, temperature: float = 1.0,
+        filter_fn: Callable[[torch.Tensor, int], torch.Tensor] = top_k_filter,
     ) -> torch.Tensor:
         """``(B, L_t)`` tokenised captions → ``(B, 3, R, R)`` images in [-1, 1] (one per caption)."""
         self.eval()
-        ids = self.transformer.sample(text, top_k, temperature, generator)
+        ids = self.transformer.sample(text, top_k, temperature, generator, filter_fn)
         g = self.tokenizer.grid
         return self.tokenizer.decode(ids.view(-1, g, g))
 

@@ -2,7 +2,7 @@
 
 DALL·E 1 (Ramesh et al., 2021) used a **discrete VAE**: a 256×256 image becomes a 32×32 grid of tokens from a
 vocabulary of 8192 (a Gumbel-softmax dVAE). We use its close cousin, the **VQ-VAE** (van den Oord et al., 2017): an
-encoder maps a 16×16 image to an 8×8 grid of vectors, each replaced by its nearest codebook entry
+encoder maps a 16×16 (or 32×32) image to an 8×8 grid of vectors, each replaced by its nearest codebook entry
 (:func:`quantise`), and a decoder paints the image back. The nearest-neighbour lookup has no gradient, so the
 **straight-through estimator** (:func:`straight_through`) copies the decoder's gradient to the encoder; a
 commitment loss keeps the encoder near its entries, and the entries follow the encoder as moving averages of the
@@ -95,16 +95,18 @@ class VQVAE(nn.Module):
     def grid(self) -> int:
         return self.config.resolution // self.config.downsample
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, quantise_fn: Callable = quantise,
+                straight_through_fn: Callable = straight_through) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(reconstruction (B, 3, R, R), indices (B, G, G), commitment loss, z (B, D, G, G))``.
 
-        In training mode the codebook moves towards this batch's encoder outputs.
+        In training mode the codebook moves towards this batch's encoder outputs. ``quantise_fn`` and
+        ``straight_through_fn`` replace :func:`quantise` and :func:`straight_through` (lesson 12 passes the learner's).
         """
         z = self.encoder(x)
-        indices, q = quantise(z, self.codebook)
+        indices, q = quantise_fn(z, self.codebook)
         if self.training:
             self.update_codebook(z, indices)
-        return self.decoder(straight_through(z, q)), indices, commitment_loss(z, q, self.config.beta), z
+        return self.decoder(straight_through_fn(z, q)), indices, commitment_loss(z, q, self.config.beta), z
 
     @torch.no_grad()
     def update_codebook(self, z: torch.Tensor, indices: torch.Tensor) -> None:
@@ -156,13 +158,16 @@ def train_tokenizer(
     progress: bool = True,
     callback: Callable | None = None,
     desc: str = "VQ-VAE tokenizer",
+    quantise_fn: Callable = quantise,
+    straight_through_fn: Callable = straight_through,
 ) -> dict[str, list[float]]:
     """Train the tokenizer in place on ``images`` ``(N, 3, R, R)``: loss = reconstruction MSE + commitment.
 
     With ``init_from_data`` the codebook starts on encoder outputs of the first batch (else on its random
     initialisation); every ``restart_every`` steps (until 80% of training; ``None`` = never) the entries that
     received less than 1% of their fair share of recent batches are restarted. Returns per-step
-    ``{"loss", "reconstruction", "codes_used"}`` (distinct ids in the batch).
+    ``{"loss", "reconstruction", "codes_used"}`` (distinct ids in the batch). ``quantise_fn`` and
+    ``straight_through_fn``: what the forward pass quantises with (see :meth:`VQVAE.forward`).
     """
     log: dict[str, list[float]] = {"reconstruction": [], "codes_used": []}
     usage = torch.full((model.config.codebook_size,), 1.0)  # a moving average of each entry's share of a batch
@@ -173,7 +178,7 @@ def train_tokenizer(
         x = images[idx].to(device)
         if step == 0 and init_from_data:
             m.reset_codes(torch.ones(m.config.codebook_size, dtype=torch.bool), m.encoder(x), gen)
-        reconstruction, indices, commitment, z = m(x)
+        reconstruction, indices, commitment, z = m(x, quantise_fn, straight_through_fn)
         counts = torch.bincount(indices.flatten().cpu(), minlength=m.config.codebook_size).float()
         usage = 0.9 * usage + 0.1 * counts * m.config.codebook_size / indices.numel()  # 1.0 = a fair share
         step += 1

@@ -70,6 +70,31 @@ def test_tokenizer_shapes_and_a_short_training_run():
     assert dalle1.tokenize_images(m, images, batch_size=7).shape == (64, 64)
 
 
+def test_the_learners_functions_are_what_trains_and_samples():
+    """Lesson 12 passes the learner's quantise, straight-through and top-k into the package: they must be used."""
+    calls = {"quantise": 0, "straight_through": 0}
+
+    def counting(name, fn):
+        def wrapped(*args):
+            calls[name] += 1
+            return fn(*args)
+        return wrapped
+
+    m = dalle1.VQVAE(VQ)
+    dalle1.train_tokenizer(m, torch.rand(32, 3, 16, 16) * 2 - 1, steps=3, batch_size=8, progress=False,
+                           quantise_fn=counting("quantise", dalle1.quantise),
+                           straight_through_fn=counting("straight_through", dalle1.straight_through))
+    assert calls == {"quantise": 3, "straight_through": 3}
+
+    def only_token_5(logits, k):
+        return torch.full_like(logits, float("-inf")).index_fill(-1, torch.tensor([5]), 0.0)
+
+    t = dalle1.TextImageTransformer(TR).eval()
+    ids = t.sample(torch.randint(37, (2, 16)), top_k=3, generator=torch.Generator().manual_seed(0),
+                   filter_fn=only_token_5)
+    assert (ids == 5).all()
+
+
 def test_top_k_filter_keeps_exactly_the_k_largest():
     logits = torch.tensor([[0.1, 3.0, -1.0, 2.0, 0.5]])
     out = dalle1.top_k_filter(logits, 2)
