@@ -96,7 +96,8 @@ class VQVAE(nn.Module):
         return self.config.resolution // self.config.downsample
 
     def forward(self, x: torch.Tensor, quantise_fn: Callable = quantise,
-                straight_through_fn: Callable = straight_through) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+                straight_through_fn: Callable = straight_through,
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(reconstruction (B, 3, R, R), indices (B, G, G), commitment loss, z (B, D, G, G))``.
 
         In training mode the codebook moves towards this batch's encoder outputs. ``quantise_fn`` and
