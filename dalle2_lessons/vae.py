@@ -117,11 +117,12 @@ class ConditionalVAE(nn.Module):
         return self.decoder(self.from_latent(torch.cat([z, c], dim=1)))
 
     def forward(
-        self, x: torch.Tensor, c: torch.Tensor, noise: torch.Tensor
+        self, x: torch.Tensor, c: torch.Tensor, noise: torch.Tensor, reparameterise_fn: Callable | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Encode, reparameterise with ``noise`` ``(B, latent_dim)``, decode: ``(reconstruction, mean, log_var)``."""
+        """Encode, reparameterise with ``noise`` ``(B, latent_dim)``, decode: ``(reconstruction, mean, log_var)``.
+        ``reparameterise_fn`` replaces :func:`reparameterise` (lesson 10 passes the learner's)."""
         mean, log_var = self.encode(x, c)
-        return self.decode(reparameterise(mean, log_var, noise), c), mean, log_var
+        return self.decode((reparameterise_fn or reparameterise)(mean, log_var, noise), c), mean, log_var
 
     @torch.no_grad()
     def sample(
@@ -186,12 +187,14 @@ def gaussian_nll_constant(n_pixels: int, pixel_sigma: float) -> float:
 
 
 def vae_loss(
-    model: ConditionalVAE, x: torch.Tensor, c: torch.Tensor, generator: torch.Generator, beta: float = 1.0
+    model: ConditionalVAE, x: torch.Tensor, c: torch.Tensor, generator: torch.Generator, beta: float = 1.0,
+    reparameterise_fn: Callable | None = None, elbo_terms_fn: Callable | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(loss, reconstruction_term, kl_term)`` for one batch; ``beta = 1`` is the ELBO (β-VAE otherwise)."""
+    """``(loss, reconstruction_term, kl_term)`` for one batch; ``beta = 1`` is the ELBO (β-VAE otherwise).
+    ``reparameterise_fn`` and ``elbo_terms_fn`` replace :func:`reparameterise` and :func:`elbo_terms`."""
     noise = torch.randn(len(x), model.config.latent_dim, generator=generator).to(x.device)
-    reconstruction, mean, log_var = model(x, c, noise)
-    rec, kl = elbo_terms(x, reconstruction, mean, log_var, model.config.pixel_sigma)
+    reconstruction, mean, log_var = model(x, c, noise, reparameterise_fn)
+    rec, kl = (elbo_terms_fn or elbo_terms)(x, reconstruction, mean, log_var, model.config.pixel_sigma)
     return rec + beta * kl, rec, kl
 
 
@@ -271,12 +274,13 @@ PRESETS: dict[str, VAESettings] = {
 
 
 def build(cfg: VAESettings, device: str | torch.device = "cpu", *, clip: CLIP | None = None,
-          eval_every: int | None = None, n_eval: int = 256, progress: bool = True) -> Built:
+          eval_every: int | None = None, n_eval: int = 256, progress: bool = True,
+          reparameterise_fn: Callable | None = None, elbo_terms_fn: Callable | None = None) -> Built:
     """Train the course VAE with ``cfg``, conditioned on ``clip``'s text embeddings (default: the course CLIP of
     ``cfg.version``), then fit its prior ``p(z | c)`` for ``cfg.prior_steps`` (:func:`fit_prior`). ``Built.losses``:
     ``"loss"`` (the negative ELBO), its two terms ``"reconstruction"`` and ``"kl"``, and ``"prior"`` (the prior's KL),
     per step; the curve judges ``n_eval`` test captions every ``eval_every`` steps (with ``N(0, I)``: the prior comes
-    after)."""
+    after). ``reparameterise_fn``, ``elbo_terms_fn``: see :func:`vae_loss` (lesson 10 trains with the learner's)."""
     profiles.seed_everything(cfg.seed)
     data, clip, get_cond = paraphrase_training_set(cfg.n_train, cfg.version, clip)
     model = ConditionalVAE(VAEConfig(latent_dim=cfg.latent_dim, resolution=data.resolution,
@@ -285,7 +289,8 @@ def build(cfg: VAESettings, device: str | torch.device = "cpu", *, clip: CLIP | 
     terms: dict[str, list[float]] = {"reconstruction": [], "kl": []}
 
     def loss_fn(m, idx, gen):
-        loss, rec, kl = vae_loss(m, images[idx.to(device)], get_cond(idx, gen).to(device), gen)
+        loss, rec, kl = vae_loss(m, images[idx.to(device)], get_cond(idx, gen).to(device), gen,
+                                 reparameterise_fn=reparameterise_fn, elbo_terms_fn=elbo_terms_fn)
         terms["reconstruction"].append(rec.item())
         terms["kl"].append(kl.item())
         return loss

@@ -24,6 +24,24 @@ def test_encoder_has_two_heads_and_decoder_inverts_the_shapes():
     assert samples.shape == x.shape and samples.min() >= -1 and samples.max() <= 1
 
 
+def test_the_learners_functions_are_what_the_loss_uses():
+    """Lesson 10 trains with the learner's reparameterisation and ELBO terms: vae_loss must call them."""
+    model = vae.ConditionalVAE(CONFIG)
+    x, c, g = torch.randn(3, 3, 16, 16), torch.randn(3, 8), torch.Generator().manual_seed(0)
+    seen = []
+
+    def noisy_mean(mean, log_var, noise):
+        seen.append("reparameterise")
+        return mean
+
+    def constant_terms(*args):
+        seen.append("elbo_terms")
+        return torch.tensor(1.0), torch.tensor(2.0)
+
+    loss, rec, kl = vae.vae_loss(model, x, c, g, reparameterise_fn=noisy_mean, elbo_terms_fn=constant_terms)
+    assert seen == ["reparameterise", "elbo_terms"] and float(loss) == 3.0
+
+
 def test_reparameterise_has_the_right_distribution_and_gradients():
     mean = torch.tensor([1.0, -2.0], requires_grad=True)
     log_var = torch.tensor([0.0, math.log(4.0)], requires_grad=True)
