@@ -9,6 +9,7 @@ puts them together. ``python -m dalle2_lessons.generate`` is the same pipeline f
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -165,12 +166,13 @@ class UnCLIP:
         return self.upsample(self.decode(z, scale, steps, gen), generator=gen)
 
     def interpolate(self, image_a: torch.Tensor, image_b: torch.Tensor, n: int = 8, seed: int = 0, scale: float = 3.0,
-                    steps: int = 50) -> torch.Tensor:
+                    steps: int = 50, slerp_fn: Callable = slerp) -> torch.Tensor:
         """``n`` 32×32 images along the slerp between two images' embeddings, all decoded from the *same*
-        starting noise, so only the embedding changes along the row. ``image_a``/``image_b``: ``(3, R, R)``."""
+        starting noise, so only the embedding changes along the row. ``image_a``/``image_b``: ``(3, R, R)``;
+        ``slerp_fn`` replaces :func:`slerp` (lesson 09 passes the learner's)."""
         gen = torch.Generator().manual_seed(seed)
         za, zb = self.embed(torch.stack([image_a, image_b]))
-        z = torch.stack([slerp(za, zb, w) for w in torch.linspace(0, 1, n)])
+        z = torch.stack([slerp_fn(za, zb, float(w)) for w in torch.linspace(0, 1, n)])
         r = self.decoder.config.unet.resolution
         x_T = torch.randn(1, 3, r, r, generator=gen).expand(n, -1, -1, -1).contiguous()
         low = self.decode(z, scale, steps, x_T=x_T)
@@ -179,13 +181,14 @@ class UnCLIP:
 
     def text_diff(self, image: torch.Tensor, source: str, target: str,
                   weights: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6), seed: int = 0, scale: float = 3.0,
-                  steps: int = 50) -> torch.Tensor:
+                  steps: int = 50, text_diff_fn: Callable = text_diff) -> torch.Tensor:
         """Edit an image ``(3, R, R)`` by words: move its embedding towards ``target − source`` by each weight,
-        decoding every edit from the same noise. Returns ``(len(weights), 3, 32, 32)``."""
+        decoding every edit from the same noise. Returns ``(len(weights), 3, 32, 32)``. ``text_diff_fn`` replaces
+        :func:`text_diff` (lesson 09 passes the learner's)."""
         gen = torch.Generator().manual_seed(seed)
         z = self.embed(image[None])
         t_from, t_to = self.encode_text([source, target])[0]
-        z_edit = torch.cat([text_diff(z, t_from, t_to, w) for w in weights])
+        z_edit = torch.cat([text_diff_fn(z, t_from, t_to, w) for w in weights])
         r = self.decoder.config.unet.resolution
         x_T = torch.randn(1, 3, r, r, generator=gen).expand(len(weights), -1, -1, -1).contiguous()
         return self.upsample(self.decode(z_edit, scale, steps, x_T=x_T),

@@ -62,6 +62,12 @@ def test_variations_interpolations_text_diffs_and_inversion(system, measured):
     assert row.shape == (3, 3, 32, 32)
     diffs = system.text_diff(images[0], "a red circle", "a blue circle", weights=(0.0, 0.5), steps=10)
     assert diffs.shape == (2, 3, 32, 32)
+    # lesson 09 passes the learner's slerp and text diff: they must be what runs
+    used = []
+    system.interpolate(images[0], images[1], n=2, steps=2, slerp_fn=lambda a, b, w: used.append("slerp") or a)
+    system.text_diff(images[0], "a red circle", "a blue circle", weights=(0.5,), steps=2,
+                     text_diff_fn=lambda z, f, t, w: used.append("text_diff") or z)
+    assert used == ["slerp", "slerp", "text_diff"]
     x_T, back = system.invert(images, steps=25)
     assert x_T.shape == images.shape and x_T.std() > 0.5  # a noise-like latent ...
     # ... from which η = 0 DDIM draws it back (0.0047)
