@@ -69,11 +69,13 @@ def gaussian_blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     return out.reshape(b, c, h, w)
 
 
-def degrade(high: torch.Tensor, max_sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
+def degrade(high: torch.Tensor, max_sigma: float, generator: torch.Generator | None = None,
+            blur_fn: Callable = gaussian_blur) -> torch.Tensor:
     """The training corruption: downsample ``(B, 3, R, R)`` to half the side, then blur each image with a random
-    width in ``[0, max_sigma]`` pixels. Returns ``(B, 3, R/2, R/2)``."""
+    width in ``[0, max_sigma]`` pixels (``blur_fn``: :func:`gaussian_blur`, or the learner's). Returns
+    ``(B, 3, R/2, R/2)``."""
     sigma = torch.rand(len(high), generator=generator) * max_sigma
-    return gaussian_blur(downsample(high), sigma.to(high.device))
+    return blur_fn(downsample(high), sigma.to(high.device))
 
 
 def random_crops(
@@ -92,12 +94,13 @@ def random_crops(
 
 def upsampler_loss(
     model: UNet, high: torch.Tensor, schedule: diffusion.NoiseSchedule, max_sigma: float = 0.6, crop: int = HIGH // 2,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | None = None, blur_fn: Callable = gaussian_blur, crops_fn: Callable = random_crops,
 ) -> torch.Tensor:
     """ε-prediction on random crops of 32×32 images ``(B, 3, 32, 32)``, conditioned on the same crop of
-    their degraded, re-upsampled 16×16 version."""
-    cond = upsample(degrade(high, max_sigma, generator))
-    target, cond = random_crops(high, cond, crop, generator)
+    their degraded, re-upsampled 16×16 version. ``blur_fn`` and ``crops_fn`` replace :func:`gaussian_blur` and
+    :func:`random_crops` (lesson 08 trains with the learner's)."""
+    cond = upsample(degrade(high, max_sigma, generator, blur_fn))
+    target, cond = crops_fn(high, cond, crop, generator)
     return diffusion.diffusion_loss(lambda x_t, t: model(torch.cat([x_t, cond], dim=1), t), target, schedule, generator)
 
 
@@ -114,11 +117,12 @@ def keep_low_frequencies(x0: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
     return (x0 + upsample(low - downsample(x0, low.shape[-1]), x0.shape[-1])).clamp(-1, 1)
 
 
-def consistent_ddim_step(low: torch.Tensor):
-    """A :func:`~dalle2_lessons.diffusion.ddim_step` that passes x̂0 through :func:`keep_low_frequencies` first."""
+def consistent_ddim_step(low: torch.Tensor, keep_fn: Callable = keep_low_frequencies):
+    """A :func:`~dalle2_lessons.diffusion.ddim_step` that passes x̂0 through ``keep_fn`` (:func:`keep_low_frequencies`,
+    or the learner's) first."""
 
     def step(eps, t, t_prev, x_t, schedule, eta=0.0, noise=None, clip_x0=True):
-        x0 = keep_low_frequencies(diffusion.predict_x0(x_t, t, eps, schedule).clamp(-1, 1), low)
+        x0 = keep_fn(diffusion.predict_x0(x_t, t, eps, schedule).clamp(-1, 1), low)
         return diffusion.ddim_step(diffusion.predict_eps(x_t, t, x0, schedule), t, t_prev, x_t, schedule, eta, noise)
 
     return step
@@ -128,10 +132,13 @@ def consistent_ddim_step(low: torch.Tensor):
 def sample(
     model: UNet, low: torch.Tensor, steps: int = 25, eta: float = 1.0, schedule: diffusion.NoiseSchedule | None = None,
     generator: torch.Generator | None = None, progress: bool = False, batch_size: int = 128, consistent: bool = True,
+    keep_fn: Callable = keep_low_frequencies, eps_fn: Callable | None = None,
 ) -> torch.Tensor:
     """16×16 images ``(B, 3, 16, 16)`` in [-1, 1] → 32×32 images ``(B, 3, 32, 32)`` (DDIM, whole images).
 
-    ``consistent``: keep every step's x̂0 faithful to the input's low frequencies (:func:`keep_low_frequencies`).
+    ``consistent``: keep every step's x̂0 faithful to the input's low frequencies (``keep_fn``:
+    :func:`keep_low_frequencies`, or the learner's). ``eps_fn(model, x_t, t, low)`` replaces the network call
+    ``model(cat([x_t, upsample(low)]), t)`` (lesson 08 passes the learner's).
     ``eta = 1`` (fresh noise at every step) because it measured better than the deterministic ``eta = 0`` here: on
     256 clean test downsamples the course upsampler got the shape right 100.0% vs 99.6% with the correction, 97.7% vs
     95.3% without it (lesson 08)."""
@@ -141,8 +148,11 @@ def sample(
     for chunk in low.split(batch_size):
         chunk = chunk.to(device)
         cond = upsample(chunk)
-        fn = lambda x, t, cond=cond: model(torch.cat([x, cond], dim=1), t)  # noqa: E731
-        step = consistent_ddim_step(chunk) if consistent else diffusion.ddim_step
+        if eps_fn is None:
+            fn = lambda x, t, cond=cond: model(torch.cat([x, cond], dim=1), t)  # noqa: E731
+        else:
+            fn = lambda x, t, chunk=chunk: eps_fn(model, x, t, chunk)  # noqa: E731
+        step = consistent_ddim_step(chunk, keep_fn) if consistent else diffusion.ddim_step
         side = cond.shape[-1]
         out.append(diffusion.sample_ddim(fn, (len(cond), 3, side, side), schedule, steps, eta, generator, device,
                                          progress=progress, step=step).cpu())
@@ -207,16 +217,18 @@ PRESETS: dict[str, UpsamplerSettings] = {
 
 
 def train_upsampler(cfg: UpsamplerSettings, images: torch.Tensor, device: str | torch.device = "cpu",
-                    progress: bool = True, callback: Callable | None = None) -> tuple[UNet, list[float]]:
+                    progress: bool = True, callback: Callable | None = None, blur_fn: Callable = gaussian_blur,
+                    crops_fn: Callable = random_crops) -> tuple[UNet, list[float]]:
     """Train a 2× upsampler from scratch on ``images`` ``(N, 3, R, R)`` in [-1, 1] with ``cfg``. Returns
-    ``(ema_upsampler, losses)``: what lesson 08, the course checkpoint and lesson 14 (other data) all train with."""
+    ``(ema_upsampler, losses)``: what lesson 08, the course checkpoint and lesson 14 (other data) all train with.
+    ``blur_fn``, ``crops_fn``: see :func:`upsampler_loss`."""
     profiles.seed_everything(cfg.seed)
     model = UNet(upsampler_config())
     schedule = diffusion.cosine_schedule()
     images = images.to(device)
 
     def loss_fn(m, idx, gen):
-        return upsampler_loss(m, images[idx.to(device)], schedule, cfg.max_sigma, cfg.crop, gen)
+        return upsampler_loss(m, images[idx.to(device)], schedule, cfg.max_sigma, cfg.crop, gen, blur_fn, crops_fn)
 
     ema, losses = train(model, loss_fn, images, cfg.steps, cfg.batch_size, cfg.lr, seed=cfg.seed, device=device,
                         desc=f"upsampler {images.shape[-1] // 2}→{images.shape[-1]}", progress=progress,

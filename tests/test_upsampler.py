@@ -47,6 +47,24 @@ def test_a_tiny_upsampler_trains_and_samples():
     assert out.shape == (2, 3, 32, 32) and out.abs().max() <= 1
 
 
+def test_the_learners_functions_are_what_trains_and_samples():
+    """Lesson 08 passes the learner's blur, crops, noise prediction and low-frequency step: they must be used."""
+    torch.manual_seed(0)
+    net = UNet(upsampler.upsampler_config(base_channels=16)).eval()
+    high, used = torch.rand(2, 3, 32, 32) * 2 - 1, []
+
+    def spy(name, fn):
+        return lambda *args: used.append(name) or fn(*args)
+
+    upsampler.upsampler_loss(net, high, diffusion.cosine_schedule(100), 0.6, 16, torch.Generator().manual_seed(0),
+                             blur_fn=spy("blur", upsampler.gaussian_blur),
+                             crops_fn=spy("crops", upsampler.random_crops))
+    upsampler.sample(net, upsampler.downsample(high), steps=2, schedule=diffusion.cosine_schedule(100),
+                     keep_fn=spy("keep", upsampler.keep_low_frequencies),
+                     eps_fn=spy("eps", lambda m, x, t, low: m(torch.cat([x, upsampler.upsample(low)], 1), t)))
+    assert used == ["blur", "crops", "eps", "keep", "eps", "keep"]
+
+
 def test_the_course_upsampler_keeps_colour_size_and_position_and_mostly_shape(test_seed, measured):
     # Measured when it was built (512 clean test downsamples): shape 99.2% keeping the low frequencies, 97.7% free,
     # against bicubic's 99.8% — the judge reads 16-px images well, and a free diffusion upsampler commits to a shape
