@@ -31,7 +31,7 @@ from . import builders, checkpoints, diffusion, judge, profiles, shapes, tokeniz
 from .clip import CLIP, CaptionBank, caption_tokens, embed_images, encode_captions, load_clip
 from .builders import Built
 from .training import Curve, train
-from .unet import UNet, UNetConfig
+from .unet import UNet, UNetConfig, use_context_attention
 
 CHECKPOINT = "decoder"
 SCHEDULE = diffusion.cosine_schedule()  #: the noise schedule every decoder is trained and sampled with
@@ -128,10 +128,11 @@ def drop_conditions(
 def decoder_loss(
     decoder: Decoder, x0: torch.Tensor, z_image: torch.Tensor, tokens: torch.Tensor, token_mask: torch.Tensor,
     schedule: diffusion.NoiseSchedule, p_image: float = 0.1, p_caption: float = 0.5,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | None = None, drop_fn: Callable = drop_conditions,
 ) -> torch.Tensor:
-    """Lesson 04's loss (ε, or v for a v-prediction decoder) with both conditions randomly dropped."""
-    z, mask = drop_conditions(z_image, token_mask, p_image, p_caption, generator)
+    """Lesson 04's loss (ε, or v for a v-prediction decoder) with both conditions randomly dropped (``drop_fn``:
+    :func:`drop_conditions`, or the learner's)."""
+    z, mask = drop_fn(z_image, token_mask, p_image, p_caption, generator)
     return diffusion.diffusion_loss(lambda x_t, t: decoder(x_t, t, z, tokens, mask), x0, schedule, generator,
                                     decoder.config.prediction_type)
 
@@ -235,20 +236,24 @@ PRESETS: dict[str, DecoderSettings] = {
 
 def train_decoder(cfg: DecoderSettings, images: torch.Tensor, z_images: torch.Tensor, bank: CaptionBank,
                   device: str | torch.device = "cpu", progress: bool = True,
-                  callback: Callable | None = None) -> tuple[Decoder, list[float]]:
+                  callback: Callable | None = None, drop_fn: Callable = drop_conditions,
+                  context_attention: Callable | None = None) -> tuple[Decoder, list[float]]:
     """Train a decoder from scratch to paint ``images`` ``(N, 3, R, R)`` in [-1, 1] from their CLIP image embeddings
     ``z_images`` ``(N, D)`` and the captions of the same ``N`` scenes in ``bank``, with ``cfg``. Returns
-    ``(ema_decoder, losses)``: what lesson 07, the course checkpoint and lesson 14 (other data) all train with."""
+    ``(ema_decoder, losses)``: what lesson 07, the course checkpoint and lesson 14 (other data) all train with.
+    ``drop_fn`` (see :func:`decoder_loss`) and ``context_attention`` (see :func:`~.unet.use_context_attention`;
+    the returned decoder keeps it) are where lesson 07 puts the learner's functions."""
     profiles.seed_everything(cfg.seed)
     model = Decoder(decoder_config(z_images.shape[-1], resolution=images.shape[-1],
                                    prediction_type=cfg.prediction_type))
+    use_context_attention(model, context_attention)
     schedule = SCHEDULE
     images = images.to(device)
 
     def loss_fn(m, idx, gen):
         _, feats, mask = bank.random_paraphrase(idx, gen)
         return decoder_loss(m, images[idx.to(device)], z_images[idx].to(device), feats.to(device), mask.to(device),
-                            schedule, cfg.p_image, cfg.p_caption, gen)
+                            schedule, cfg.p_image, cfg.p_caption, gen, drop_fn)
 
     ema, losses = train(model, loss_fn, images, cfg.steps, cfg.batch_size, cfg.lr, seed=cfg.seed, device=device,
                         desc="unCLIP decoder", progress=progress, callback=callback)

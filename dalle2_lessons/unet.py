@@ -19,6 +19,7 @@ many times slower. The parts are the ones of DDPM / improved DDPM / GLIDE, at to
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -83,6 +84,9 @@ class SelfAttention2d(nn.Module):
         self.out = nn.Conv2d(channels, channels, 1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
+        #: ``(q, k, v, ck, cv, context_mask) → (B, heads, H·W, C/heads)``: attention over pixels and context tokens
+        #: written by hand (lesson 07's exercise, set by :func:`use_context_attention`); None: PyTorch's fused kernel
+        self.context_attention: Callable | None = None
 
     def forward(
         self, x: torch.Tensor, context: torch.Tensor | None = None, context_mask: torch.Tensor | None = None
@@ -93,6 +97,9 @@ class SelfAttention2d(nn.Module):
         mask = None
         if self.context_kv is not None and context is not None:
             ck, cv = self.context_kv(context).reshape(b, -1, 2, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+            if self.context_attention is not None and context_mask is not None:
+                y = self.context_attention(q, k, v, ck, cv, context_mask)
+                return x + self.out(y.permute(0, 1, 3, 2).reshape(b, c, h, w))
             k, v = torch.cat([k, ck], dim=2), torch.cat([v, cv], dim=2)  # keys: the H·W pixels, then the S tokens
             if context_mask is not None:  # pixels are always visible, so no softmax row is ever empty
                 pixels_visible = torch.ones(b, h * w, dtype=torch.bool, device=x.device)
@@ -100,6 +107,15 @@ class SelfAttention2d(nn.Module):
         # (B, heads, HW, C/heads); lesson 01 wrote this by hand
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return x + self.out(y.permute(0, 1, 3, 2).reshape(b, c, h, w))
+
+
+def use_context_attention(model: nn.Module, fn: Callable | None) -> nn.Module:
+    """Make every attention layer of ``model`` that reads context tokens attend with ``fn(q, k, v, ck, cv,
+    context_mask)`` (``None``: back to PyTorch's fused attention). Returns ``model``."""
+    for m in model.modules():
+        if isinstance(m, SelfAttention2d):
+            m.context_attention = fn
+    return model
 
 
 def _attend(

@@ -53,6 +53,33 @@ def test_the_embedding_and_the_caption_both_reach_the_pixels_and_padding_does_no
     torch.testing.assert_close(net(x, t, z, tokens, hidden), net(x, t, z), atol=1e-5, rtol=1e-5)
 
 
+def test_hand_written_context_attention_replaces_the_fused_kernel_exactly():
+    """Lesson 07 trains and samples with the learner's attention (unet.use_context_attention) and dropouts."""
+    import torch.nn.functional as F
+
+    from dalle2_lessons.unet import use_context_attention
+
+    calls = []
+
+    def by_hand(q, k, v, ck, cv, context_mask):
+        calls.append(1)
+        visible = torch.cat([torch.ones(q.shape[0], k.shape[2], dtype=torch.bool), context_mask], dim=1)
+        scores = (q @ torch.cat([k, ck], 2).transpose(-1, -2) / q.shape[-1] ** 0.5)
+        return F.softmax(scores.masked_fill(~visible[:, None, None, :], float("-inf")), -1) @ torch.cat([v, cv], 2)
+
+    torch.manual_seed(0)
+    net = _wake(Decoder(CFG))
+    x, t, z, tokens, mask = _inputs()
+    fused = net(x, t, z, tokens, mask)
+    torch.testing.assert_close(use_context_attention(net, by_hand)(x, t, z, tokens, mask), fused, atol=1e-5, rtol=1e-5)
+    assert calls
+    use_context_attention(net, None)
+    drops = []
+    decoder.decoder_loss(net, x, z, tokens, mask, diffusion.cosine_schedule(100),
+                         drop_fn=lambda *a: drops.append(1) or decoder.drop_conditions(*a))
+    assert drops == [1]
+
+
 def test_dropout_rates_and_guidance_formula():
     g = torch.Generator().manual_seed(0)
     z = torch.nn.functional.normalize(torch.randn(20_000, 4), dim=-1)
