@@ -173,12 +173,14 @@ def x0_ddim_step(
 def sample(
     prior: DiffusionPrior, text_emb: torch.Tensor, tokens: torch.Tensor, token_mask: torch.Tensor,
     schedule: diffusion.NoiseSchedule, scale: float = 1.0, steps: int = 64, candidates: int = 2,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | None = None, x0_step: Callable | None = None, pick: Callable | None = None,
 ) -> torch.Tensor:
     """Image embeddings for captions: ``(B, D)`` unit vectors.
 
     Draws ``candidates`` embeddings per caption with ``steps`` DDIM steps (η = 0, each one :func:`x0_ddim_step`)
     and keeps, for each caption, the one with the largest dot product with its text embedding (unCLIP, section 2.2).
+    ``x0_step(x0, t, t_prev, z_t, schedule) → z_{t_prev}`` and ``pick(candidates (B, K, D), text_emb (B, D)) → (B, D)``
+    replace those two pieces (lesson 06 passes the learner's).
     """
     device = text_emb.device
     b, d = text_emb.shape
@@ -187,9 +189,15 @@ def sample(
     te, tk, tm = rep(text_emb), rep(tokens), rep(token_mask)
     x0_model = lambda z_t, t: guided_x0(prior, z_t, t, te, tk, tm, scale)  # noqa: E731
     # lesson 04's sampler; the network predicts x̂0, and √D-scaled embeddings are not images: nothing to clamp
+    step = diffusion.ddim_step
+    if x0_step is not None:
+        def step(x0, t, t_prev, z_t, schedule, **_):  # same contract as ddim_step: (z_{t_prev}, x̂0)
+            return x0_step(x0, t, t_prev, z_t, schedule), x0
     z = diffusion.sample_ddim(x0_model, (b * k, d), schedule, steps, 0.0, generator, device, progress=False,
-                              prediction_type="sample", clip_x0=False, clip_output=False)
+                              prediction_type="sample", clip_x0=False, clip_output=False, step=step)
     z = F.normalize(z, dim=-1).view(b, k, d)
+    if pick is not None:
+        return pick(z, text_emb)
     best = (z * text_emb[:, None]).sum(-1).argmax(dim=1)
     return z[torch.arange(b), best]
 

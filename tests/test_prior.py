@@ -75,6 +75,15 @@ def test_sample_returns_unit_embeddings_reproducibly():
     again = prior.sample(net, text, tokens, mask, sched, scale=2.0, steps=5, candidates=4,
                          generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(out, again)
+    # lesson 06 passes the learner's step and pick: the reference ones give the same embeddings, and they are used
+    used = []
+    mine = prior.sample(net, text, tokens, mask, sched, scale=2.0, steps=5, candidates=4,
+                        generator=torch.Generator().manual_seed(1),
+                        x0_step=lambda *a: used.append("step") or prior.x0_ddim_step(*a),
+                        pick=lambda z, te: used.append("pick") or z[torch.arange(len(z)),
+                                                                     (z * te[:, None]).sum(-1).argmax(1)])
+    torch.testing.assert_close(mine, out)
+    assert used == ["step"] * 5 + ["pick"]
 
 
 def test_prior_loss_learns_a_fixed_mapping(measured):
