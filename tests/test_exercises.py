@@ -91,8 +91,25 @@ def test_edge_cases_run_first_and_are_named_when_they_fail(capsys):
                           edge_cases=last) is reference
     out = capsys.readouterr().out
     assert "✗ ddim with edges" in out and "(the edge case 'the last step, t_prev = -1')" in out
-    assert check_exercise("ddim right", reference, reference, random_inner_steps, edge_cases=last) is reference
+    right = _own(reference)
+    assert check_exercise("ddim right", right, reference, random_inner_steps, edge_cases=last) is right
     assert "and 1 edge case(s): the last step, t_prev = -1" in capsys.readouterr().out
+
+
+def _own(reference):
+    """The reference, written out by a learner: a function of their notebook that calls nothing of the course."""
+    return lambda *args: reference(*args)
+
+
+def test_the_course_function_under_another_name_does_not_pass(capsys):
+    from dalle2_lessons import diffusion
+
+    my_q_sample = diffusion.q_sample  # "import it under my name"
+    inputs = lambda g: (torch.randn(2, 3, 4, 4, generator=g), torch.tensor([3, 500]),  # noqa: E731
+                        torch.randn(2, 3, 4, 4, generator=g), diffusion.cosine_schedule(1000))
+    assert check_exercise("ex borrowed", my_q_sample, diffusion.q_sample, inputs) is diffusion.q_sample
+    assert exercises.RESULTS["ex borrowed"] == "failed"
+    assert "course's own q_sample, not yours" in capsys.readouterr().out
 
 
 def test_a_new_lesson_puts_back_what_the_last_one_replaced_and_starts_its_own_summary(capsys):
@@ -308,7 +325,7 @@ def test_the_lessons_edge_cases_catch_a_boundary_bug(exercise, capsys):
     assert check_exercise(f"{exercise} (bug)", bug, reference, **inputs(), **kwargs) is reference
     out = capsys.readouterr().out
     assert f"✗ {exercise} (bug)" in out and "(the edge case " in out, out
-    assert check_exercise(f"{exercise} (right)", reference, reference, **inputs(), **kwargs) is reference
+    assert check_exercise(f"{exercise} (right)", _own(reference), reference, **inputs(), **kwargs) is not reference
     assert exercises.RESULTS[f"{exercise} (right)"] == "passed"
     assert "edge case(s): " in capsys.readouterr().out
 
