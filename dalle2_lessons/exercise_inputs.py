@@ -281,6 +281,78 @@ def random_crops() -> dict:
 
 
 # ----------------------------------------------------------------------------------------------
+# Stochastic exercises (lessons 05 and 07): checked by statistics, not by one order of random draws.
+#
+# A dropout written with ``torch.bernoulli``, or drawing the caption's coins before the embedding's, is as right as
+# the reference, yet gives other rows for the same generator. So the checker compares what any right answer shares:
+# the shapes, that a row is either kept unchanged or dropped whole, the drop rates (on many rows, within a tolerance
+# of about six standard errors) and, for two dropouts, their independence. ``probe.wraps`` is the learner's function,
+# so a checker can still tell it from the course's own.
+
+STATISTICS_ROWS = 20_000  #: rows per trial: a drop rate's standard error is at most 0.0035
+STATISTICS_ATOL = 0.025  #: how far a learner's rate may be from the reference's (both are estimates)
+
+
+def _rate(flags: torch.Tensor) -> float:
+    return float(flags.float().mean())
+
+
+def condition_dropout_statistics(drop: Callable) -> Callable:
+    """Lesson 05: ``drop(c (B, D), p_uncond, generator) → (B, D)`` seen through ``(p_uncond, seed) →`` statistics."""
+
+    def probe(p_uncond: float, seed: int) -> dict:
+        c = torch.randn(STATISTICS_ROWS, 6, generator=torch.Generator().manual_seed(seed)) + 3.0  # no zero entries
+        out = drop(c, p_uncond, torch.Generator().manual_seed(seed + 1))
+        dropped, kept = (out == 0).all(1), (out == c).all(1)
+        return {"shape": tuple(out.shape), "rows kept unchanged or zeroed whole": _rate(dropped | kept),
+                "drop rate": _rate(dropped)}
+
+    probe.wraps = drop
+    return probe
+
+
+def dropout_statistics(drop: Callable) -> Callable:
+    """Lesson 07: ``drop(z (B, D), token_mask (B, L), p_image, p_caption, generator) → (z, mask)`` seen through
+    ``(p_image, p_caption, seed) →`` statistics."""
+
+    def probe(p_image: float, p_caption: float, seed: int) -> dict:
+        g = torch.Generator().manual_seed(seed)
+        z = torch.randn(STATISTICS_ROWS, 6, generator=g) + 3.0
+        mask = torch.rand(STATISTICS_ROWS, 5, generator=g) < 0.7
+        mask[:, 0] = True  # every caption has at least one real token, so "hidden" is visible in the mask
+        z_out, m_out = drop(z, mask, p_image, p_caption, torch.Generator().manual_seed(seed + 1))
+        z_dropped, c_dropped = (z_out == 0).all(1), ~m_out.any(1)
+        both = _rate(z_dropped & c_dropped) - _rate(z_dropped) * _rate(c_dropped)
+        return {"shapes": (tuple(z_out.shape), tuple(m_out.shape)),
+                "embedding rows kept unchanged or zeroed whole": _rate(z_dropped | (z_out == z).all(1)),
+                "captions kept unchanged or hidden whole": _rate(c_dropped | (m_out == mask).all(1)),
+                "embedding drop rate": _rate(z_dropped), "caption drop rate": _rate(c_dropped),
+                "rate of both dropped, minus the product of the two (0 when independent)": both}
+
+    probe.wraps = drop
+    return probe
+
+
+def condition_dropout_rates() -> dict:
+    """``(p_uncond, seed)`` for :func:`condition_dropout_statistics`; edge cases: never and always drop."""
+    return dropout_rates(1)
+
+
+def dropout_rates(n: int = 2) -> dict:
+    """``(p_image, p_caption, seed)`` for :func:`dropout_statistics` (``n`` probabilities); edge cases: never and
+    always drop."""
+
+    def make(g: torch.Generator):
+        return (*(float(torch.rand(1, generator=g)) for _ in range(n)), int(torch.randint(10**6, (1,), generator=g)))
+
+    def fixed(p: float) -> Make:
+        return lambda g: (*([p] * n), int(torch.randint(10**6, (1,), generator=g)))
+
+    return {**_inputs(make, **{"p = 0 (never drop)": fixed(0.0), "p = 1 (always drop)": fixed(1.0)}),
+            "atol": STATISTICS_ATOL}
+
+
+# ----------------------------------------------------------------------------------------------
 # Lesson 09
 
 

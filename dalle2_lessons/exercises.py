@@ -155,14 +155,18 @@ def check_exercise(
         edge_cases: ``{"the last step (t_prev = -1)": generator → arguments, ...}``: boundary inputs tried before the
             random ones (the random parts of their arguments still come from the generator).
     Returns:
-        ``fn`` if it matched on every trial, otherwise ``reference`` (so the lesson can continue). A function of the
-        course package itself (``fn = diffusion.q_sample``) is not the learner's work and does not pass.
+        ``fn`` if it matched on every trial, otherwise ``reference`` (so the lesson can continue); for a probe that
+        carries a function as ``.wraps`` (:func:`~.exercise_inputs.dropout_statistics`), the function it carries. A
+        function of the course package itself (``fn = diffusion.q_sample``) is not the learner's work: it fails.
     """
-    if fn is reference or getattr(fn, "__module__", "").split(".")[0] == __name__.split(".")[0]:
+    own = getattr(fn, "wraps", fn)  # a probe (exercise_inputs.dropout_statistics) carries the learner's function
+    fallback = getattr(reference, "wraps", reference)
+    borrowed = getattr(own, "__module__", "").split(".")[0] == "dalle2_lessons"
+    if own is fallback or borrowed:
         RESULTS[name] = "failed"
-        print(f"✗ {name}: that is the course's own {getattr(fn, '__qualname__', 'function')}, not yours. Write it in "
+        print(f"✗ {name}: that is the course's own {getattr(own, '__qualname__', 'function')}, not yours. Write it in "
               "the cell above: building it is the exercise. Using the reference implementation for now.")
-        return reference
+        return fallback
     gen = torch.Generator().manual_seed(seed)
     cases = [(f"the edge case {label!r}", make) for label, make in (edge_cases or {}).items()]
     cases += [(f"random trial {k + 1}", make_inputs) for k in range(trials)]
@@ -174,12 +178,12 @@ def check_exercise(
             RESULTS[name] = "not done"
             print(f"… {name}: not done yet. The lesson continues with the reference implementation;")
             print("  come back, fill in the function, and re-run its cell to check your version.")
-            return reference
+            return fallback
         except Exception as e:  # the learner's bug, reported in words instead of a stack trace
             RESULTS[name] = "failed"
             print(f"✗ {name}: your function raised {type(e).__name__}: {e}")
             print(f"  on inputs {_describe(args)} ({case}). Using the reference implementation for now.")
-            return reference
+            return fallback
         expected = reference(*args)
         mismatch = compare(expected, got, rtol, atol)
         if mismatch:
@@ -187,11 +191,11 @@ def check_exercise(
             print(f"✗ {name}: your result differs from the reference on inputs {_describe(args)} ({case}).")
             print(f"  {mismatch}")
             print("  Using the reference implementation for now; fix your function and re-run its cell.")
-            return reference
+            return fallback
     RESULTS[name] = "passed"
     edges = f" and {len(edge_cases)} edge case(s): {', '.join(edge_cases)}" if edge_cases else ""
     print(f"✓ {name}: matches the reference on {trials} random inputs{edges}.")
-    return fn
+    return own
 
 
 def summary() -> dict[str, str]:

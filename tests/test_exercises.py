@@ -282,10 +282,53 @@ def _squeezed_predict(image_emb, class_emb):
     return (F.normalize(image_emb, dim=-1) @ F.normalize(class_emb, dim=-1).T).squeeze().argmax(-1)
 
 
+def _inverted_condition_dropout(c, p_uncond, generator):  # keeps with probability p: right only at p = 0.5
+    return c * (torch.rand(len(c), generator=generator) < p_uncond).to(c)[:, None]
+
+
+def _inverted_dropouts(z, token_mask, p_image, p_caption, generator):
+    keep_z = torch.rand(len(z), generator=generator) < p_image
+    keep_c = torch.rand(len(z), generator=generator) < p_caption
+    return z * keep_z.to(z)[:, None], token_mask & keep_c[:, None]
+
+
+def test_stochastic_exercises_are_checked_by_statistics_not_by_one_order_of_draws(capsys):
+    """Other right answers (torch.bernoulli, the caption's coins first) pass; one coin for both dropouts fails."""
+    from dalle2_lessons import decoder, guidance
+    from dalle2_lessons import exercise_inputs as ei
+
+    def bernoulli_caption_first(z, token_mask, p_image, p_caption, generator):
+        keep_c = torch.bernoulli(torch.full((len(z),), 1 - p_caption), generator=generator).bool()
+        keep_z = torch.bernoulli(torch.full((len(z),), 1 - p_image), generator=generator).bool()
+        return z * keep_z[:, None], token_mask & keep_c[:, None]
+
+    def one_coin(z, token_mask, p_image, p_caption, generator):
+        u = torch.rand(len(z), generator=generator)
+        return z * (u >= p_image)[:, None], token_mask & (u >= p_caption)[:, None]
+
+    reference = ei.dropout_statistics(decoder.drop_conditions)
+    assert check_exercise("07-2 bernoulli", ei.dropout_statistics(bernoulli_caption_first), reference,
+                          **ei.dropout_rates()) is bernoulli_caption_first
+    assert check_exercise("07-2 one coin", ei.dropout_statistics(one_coin), reference,
+                          **ei.dropout_rates()) is decoder.drop_conditions
+    assert "0 when independent" in capsys.readouterr().out
+    assert check_exercise("07-2 borrowed", ei.dropout_statistics(decoder.drop_conditions), reference,
+                          **ei.dropout_rates()) is decoder.drop_conditions
+    assert exercises.RESULTS["07-2 borrowed"] == "failed"
+
+    def per_entry(c, p, generator):  # drops entries, not whole rows
+        return c * (torch.rand(c.shape, generator=generator) >= p)
+
+    assert check_exercise("05-1 per entry", ei.condition_dropout_statistics(per_entry),
+                          ei.condition_dropout_statistics(guidance.drop_condition),
+                          **ei.condition_dropout_rates()) is guidance.drop_condition
+
+
 def _edge_table():
     """(exercise, its inputs, the reference, a plausible bug, extra keyword arguments of check_exercise)."""
+    from dalle2_lessons import decoder, families, guidance, judge, metrics, own_data, own_unclip, prior, shapes
     from dalle2_lessons import exercise_inputs as ei
-    from dalle2_lessons import families, guidance, judge, metrics, own_data, own_unclip, prior, shapes, text_encoders
+    from dalle2_lessons import text_encoders
     from dalle2_lessons import tokenizer, transformer, unclip, upsampler
 
     tok = tokenizer.Tokenizer()
@@ -304,6 +347,10 @@ def _edge_table():
         "06-3 pick best": (ei.pick_best, _reference_pick, _squeezed_pick, {}),
         "07-1 context attention": (ei.context_attention, _reference_attention, _context_unmasked, {}),
         "08-1 blur": (ei.gaussian_blur, upsampler.gaussian_blur, _unclamped_blur, {}),
+        "05-1 condition dropout": (ei.condition_dropout_rates, ei.condition_dropout_statistics(guidance.drop_condition),
+                                   ei.condition_dropout_statistics(_inverted_condition_dropout), {}),
+        "07-2 dropouts": (ei.dropout_rates, ei.dropout_statistics(decoder.drop_conditions),
+                          ei.dropout_statistics(_inverted_dropouts), {}),
         "08-2 crops": (ei.random_crops, _reference_crops, _crops_off_by_one, {}),
         "09-2 text diff": (ei.text_diff, unclip.text_diff, _direction_reversed, {}),
         "13-1 entropy": (ei.attribute_entropy, metrics.attribute_entropy, _nan_at_zero, {"trials": 8}),
@@ -314,7 +361,8 @@ def _edge_table():
 
 
 EDGE_EXERCISES = ["00-1 shape_mask", "00-2 caption template", "00-3 scorecard", "01-1 attention", "02-1 stop words",
-                  "02-2 masked mean", "02-3 pair accuracy", "05-2 guidance", "06-1 prior mask", "06-3 pick best",
+                  "02-2 masked mean", "02-3 pair accuracy", "05-1 condition dropout", "05-2 guidance",
+                  "07-2 dropouts", "06-1 prior mask", "06-3 pick best",
                   "07-1 context attention", "08-1 blur", "08-2 crops", "09-2 text diff", "13-1 entropy",
                   "13-2 dominated", "14-1 pixels", "14-2 zero-shot"]
 
@@ -322,7 +370,8 @@ EDGE_EXERCISES = ["00-1 shape_mask", "00-2 caption template", "00-3 scorecard", 
 @pytest.mark.parametrize("exercise", EDGE_EXERCISES)
 def test_the_lessons_edge_cases_catch_a_boundary_bug(exercise, capsys):
     inputs, reference, bug, kwargs = _edge_table()[exercise]
-    assert check_exercise(f"{exercise} (bug)", bug, reference, **inputs(), **kwargs) is reference
+    assert check_exercise(f"{exercise} (bug)", bug, reference, **inputs(), **kwargs) is getattr(reference, "wraps",
+                                                                                                reference)
     out = capsys.readouterr().out
     assert f"✗ {exercise} (bug)" in out and "(the edge case " in out, out
     assert check_exercise(f"{exercise} (right)", _own(reference), reference, **inputs(), **kwargs) is not reference
@@ -335,7 +384,7 @@ def test_the_table_covers_every_exercise_with_edge_cases():
 
     assert sorted(_edge_table()) == sorted(EDGE_EXERCISES)
     public = [n for n, f in vars(exercise_inputs).items() if callable(f) and f.__module__ == exercise_inputs.__name__
-              and not n.startswith("_")]
+              and not n.startswith("_") and not n.endswith("_statistics")]  # probes, not inputs
     assert len(public) == len(EDGE_EXERCISES), public
 
 
