@@ -67,8 +67,8 @@ REBUILD_COMMANDS: dict[str, str] = {
                          "--batch-size 64 --prediction-type v_prediction",
     "vae-v2": "python -m dalle2_lessons.vae --profile cpu --steps 2000 --eval-every 500 --version v2 "
               "--prior-steps 1000",
-    "gan-v2": "python -m dalle2_lessons.gan --profile cpu --steps 2000 --eval-every 500 --version v2 --batch-size 128 "
-              "--ema-decay 0.999 --lr-schedule cosine",
+    "gan-v2": "python -m dalle2_lessons.gan --profile cpu --steps 1500 --eval-every 500 --version v2 --batch-size 128 "
+              "--ema-decay 0.0 --lr-schedule constant",
     "dalle1-v2": "python -m dalle2_lessons.dalle1 --profile cpu --tokenizer-steps 1500 --tokenizer-batch-size 128 "
                  "--steps 2000 --eval-every 500 --version v2",
 }
