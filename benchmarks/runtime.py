@@ -16,7 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def notebook_minutes(profiles: tuple[str, ...] = ("ci", "cpu"), folder: str = "solutions",
                      names: list[str] | None = None, timeout: int = 1800) -> list[dict]:
     """Minutes per notebook and profile (``solutions/`` by default: the complete lessons). A failing notebook is
-    recorded with its error instead of a time."""
+    recorded with its error instead of a time. With ``$BENCHMARK_KEEP_EXECUTED`` set to a folder, each executed
+    notebook is written there as ``<profile>-<name>``, outputs included, to read what the timed run printed."""
+    keep = os.environ.get("BENCHMARK_KEEP_EXECUTED")
     from dalle2_lessons import course
 
     names = names or [lesson.filename for lesson in course.LESSONS]
@@ -37,6 +39,9 @@ def notebook_minutes(profiles: tuple[str, ...] = ("ci", "cpu"), folder: str = "s
                     error = f"{type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}"
                 rows.append({"notebook": name, "profile": profile, "minutes": (time.perf_counter() - t0) / 60,
                              "error": error})
+                if keep:
+                    Path(keep).mkdir(parents=True, exist_ok=True)
+                    nbformat.write(nb, Path(keep) / f"{profile}-{name}")
                 print(f"  {profile:4s} {name:32s} {rows[-1]['minutes']:6.2f} min {error}", flush=True)
     finally:
         if saved is None:
