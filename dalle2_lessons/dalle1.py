@@ -224,8 +224,8 @@ PRESETS: dict[str, DALLE1Settings] = {
                          tokenizer_batch_size=16, candidates=4, card_captions=1),
     # a tokenizer step at 32×32 and batch 128 costs about a second on two cores: the lesson's tokenizers are short
     # (codebook collapse shows early) and its transformer learns from the longer-trained tokenizer's codes
-    "cpu": DALLE1Settings(n_train=20_000, tokenizer_steps=200, steps=800, batch_size=64, lr=2e-3, n_eval=256,
-                          tokenizer_batch_size=32, card_captions=4),
+    "cpu": DALLE1Settings(n_train=20_000, tokenizer_steps=200, steps=300, batch_size=64, lr=2e-3, n_eval=256,
+                          tokenizer_batch_size=32, card_captions=3),
     "gpu": DALLE1Settings(n_train=20_000, tokenizer_steps=3_000, steps=6_000, batch_size=128, lr=2e-3, n_eval=1_000,
                           card_captions=16),
 }
