@@ -62,11 +62,11 @@ LESSONS: tuple[Lesson, ...] = (
     Lesson("07", "decoder", "The decoder: painting a picture from a CLIP image embedding",
            "context tokens in the U-Net's attention, two condition dropouts, v-prediction, reconstructions judged per "
            "attribute and background, the prior's samples drawn",
-           cpu_minutes=6.1),
+           cpu_minutes=10.8),
     Lesson("08", "upsampler", "The upsampler: more pixels, by diffusion",
            "a blurred low-resolution condition, random crops, a fully convolutional 32→64 upsampler, "
            "keeping the input's low frequencies, judged against bicubic",
-           cpu_minutes=5.5),
+           cpu_minutes=10.0),
     Lesson("09", "unclip_pipeline", "The whole system: text → CLIP → prior → decoder → upsampler",
            "the pipeline and its timing, variations, slerp interpolations, text diffs, DDIM inversion, "
            "a prompt widget, the paper's prior ablation end to end (fidelity, diversity, Shapes FID, 95% intervals)",
@@ -74,15 +74,16 @@ LESSONS: tuple[Lesson, ...] = (
     Lesson("10", "vae", "The family tree I: a conditional VAE, and why it needs a prior",
            "two encoder heads, the reparameterisation trick, the ELBO term by term, where the caption went (the swap "
            "test), a prior per caption fitted with your KL, fidelity against diversity with 95% intervals",
-           cpu_minutes=6.7),
+           cpu_minutes=11.0),
     Lesson("11", "gan", "The family tree II: a conditional GAN",
-           "a generator and a real discriminator, non-saturating and hinge losses, both players' curves, "
-           "spectral norm, mode collapse measured",
-           cpu_minutes=6.5),
+           "a generator and a real discriminator trained with your non-saturating and hinge losses, both players' "
+           "curves, spectral norm, mode collapse measured as the variety of what captions leave free",
+           cpu_minutes=5.1),
     Lesson("12", "dalle1", "The family tree III: DALL·E 1 — image tokens, a transformer, CLIP reranking",
            "vector quantisation, the straight-through estimator, codebook collapse and its fixes, "
-           "a transformer over caption and image tokens, top-k, a key/value cache, CLIP reranking",
-           cpu_minutes=6.7),
+           "a transformer over caption and image tokens, top-k, a key/value cache, CLIP reranking and what it does "
+           "to captions that leave things out",
+           cpu_minutes=8.4),
     Lesson("13", "family_comparison", "The family tree IV: every family, measured on the same captions",
            "VAE, GAN, DALL·E 1, text-to-pixels diffusion and unCLIP on Shapes v2's captions: the scorecard "
            "(fidelity, diversity, Shapes FID and its floor) and held-out pairs with 95% intervals, parameters, "
