@@ -52,8 +52,9 @@ LESSONS: tuple[Lesson, ...] = (
            "a CPU-sized U-Net, ε-prediction training, the DDPM and DDIM steps, steps vs seconds vs the judge",
            cpu_minutes=6.9),
     Lesson("05", "guidance", "Conditioning and classifier-free guidance",
-           "a caption-conditioned U-Net, condition dropout, guidance, the accuracy-vs-diversity sweep, a prompt widget",
-           cpu_minutes=8.1),
+           "a caption-conditioned U-Net on Shapes v2, condition dropout, v-prediction, guidance, fidelity against the "
+           "diversity of what partial captions leave free (95% intervals), a prompt widget",
+           cpu_minutes=8.4),
     Lesson("06", "prior", "The diffusion prior: from a caption's embedding to an image's",
            "Shapes v2's partial captions, the modality gap they create, the prior's causal transformer, x0-prediction, "
            "two-candidate sampling, the paper's ablation on distributions (energy distance, spread, 95% intervals), "

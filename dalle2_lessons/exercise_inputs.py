@@ -191,6 +191,20 @@ def guided_eps(toy_model: Callable) -> dict:
                                         "scale = 0 (unconditional)": with_scale(0.0)})
 
 
+def x0_and_eps_from_v(schedule) -> dict:
+    """``(v, t, x_t, schedule)`` for a batch of four with random ``t`` ``(4,)``; edge cases: the first and the last
+    step (ᾱ near 1, where x̂_0 is nearly x_t, and ᾱ near 0, where it is nearly −v) and a batch of one."""
+
+    def make(t: torch.Tensor | None = None, b: int = 4) -> Make:
+        def inputs(g: torch.Generator):
+            v, x_t = torch.randn(2, b, 3, 8, 8, generator=g)
+            return v, torch.randint(1000, (b,), generator=g) if t is None else t, x_t, schedule
+        return inputs
+
+    return _inputs(make(), **{"t = 0 and t = 999": make(torch.tensor([0, 999, 0, 999])),
+                              "a batch of one": make(b=1)})
+
+
 # ----------------------------------------------------------------------------------------------
 # Lesson 06
 

@@ -5,9 +5,10 @@ and added to the timestep embedding (so it reaches every residual block). Two wa
 
 * **CLIP text embedding** (what GLIDE-style and unCLIP models do): the frozen course CLIP of
   lesson 01 encodes the caption; any paraphrase of the same scene lands near the same vector.
-* **learned attribute tokens** (the comparison): one learned vector per attribute value (colour,
-  shape, size, position), summed. It gets the ground-truth attributes, not the caption: an upper
-  bound on what the caption could tell the network, and no help with words it has never seen.
+* **learned attribute tokens**: one learned vector per attribute value (colour, shape, size, position), summed. It
+  gets the ground-truth attributes, not the caption: an upper bound on what a full caption could tell the network,
+  and no way to say "a red thing". Shapes v1 has a course checkpoint of it (``--condition attributes``); lesson 05
+  on Shapes v2 no longer uses it.
 
 **Classifier-free guidance** (Ho & Salimans 2022). During training the condition is replaced by
 the *null condition*, the zero vector, for a fraction ``p_uncond`` of the images (a real CLIP
@@ -19,10 +20,12 @@ embedding has norm 1, so zero is unambiguous), so one network learns both ``ε(x
 ``s = 0`` is the unconditional model, ``s = 1`` the plain conditional one, ``s > 1`` trades
 diversity for faithfulness to the caption (GLIDE's convention for ``s``).
 
-The course checkpoints (the "GLIDE-like" text-to-image baseline of the unCLIP lessons, and the attribute-token
-model of the lesson's comparison; the lesson itself trains for fewer steps) are ``text-diffusion`` and
-``text-diffusion-attributes``; the commands that rebuild them are in
-:data:`~dalle2_lessons.checkpoints.REBUILD_COMMANDS`.
+With Shapes v2's 32-px images the network predicts v rather than ε (``prediction_type="v_prediction"``): guidance
+combines v exactly as it combines ε (the conversion is affine in the output at a fixed ``x_t``), and
+:func:`x0_and_eps_from_v` hands the samplers their ε.
+
+The course checkpoint (the text → pixels baseline of the unCLIP lessons; the lesson itself trains for fewer steps) is
+``text-diffusion-v2``; the command that rebuilds it is in :data:`~dalle2_lessons.checkpoints.REBUILD_COMMANDS`.
 """
 
 from __future__ import annotations
@@ -145,6 +148,14 @@ def guided_eps(model: Callable, x: torch.Tensor, t: torch.Tensor, c: torch.Tenso
     needs only the conditional half.
     """
     return diffusion.guide(model, (x, t, c), (x, t, torch.zeros_like(c)), scale)
+
+
+def x0_and_eps_from_v(v: torch.Tensor, t: torch.Tensor, x_t: torch.Tensor, schedule: diffusion.NoiseSchedule,
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lesson 05's Exercise 2: ``(x̂_0, ε)`` at ``x_t`` ``(B, C, H, W)`` from a v-prediction ``v`` (same shape), ``t``
+    ``(B,)``. (x_t, v) is (x_0, ε) turned by the angle whose cosine is √ᾱ_t, so turning back gives
+    x̂_0 = √ᾱ_t·x_t − √(1−ᾱ_t)·v and ε = √(1−ᾱ_t)·x_t + √ᾱ_t·v (:func:`~.diffusion.x0_and_eps`)."""
+    return diffusion.x0_and_eps(v, t, x_t, schedule, "v_prediction")
 
 
 def conditional_loss(
@@ -310,26 +321,32 @@ class GuidanceSettings:
     steps: int  #: optimiser steps of the model the lesson trains (the course checkpoint trained longer)
     batch_size: int
     lr: float
-    n_eval: int  #: test captions per guidance scale in the sweep
-    n_per_caption: int  #: samples per caption for the diversity measurement
-    n_compare: int  #: test captions for the sampler-bug and condition comparisons
-    n_ddpm: int  #: captions sampled with 1000-step DDPM (the slow one)
-    scales: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0, 5.0, 8.0)
+    n_eval: int  #: test captions the lesson's own model draws (and the judge reads), per guidance scale
+    k: int  #: samples per caption in the lesson's scorecards (diversity needs many per caption)
+    n_compare: int  #: test captions for the sampler-bug comparison
+    n_heldout: int  #: held-out captions per seed
+    sample_steps: int = 50  #: DDIM steps of the lesson's sampling (the course checkpoint was judged with 50)
+    n_per_type: int = 1  #: scorecard captions of each kind per seed
+    seeds: tuple[int, ...] = (0, 1, 2)  #: evaluation seeds of the lesson's 95% intervals
+    lesson_scales: tuple[float, ...] = (1.0, 3.0)  #: guidance scales the lesson's sweep scores
+    scales: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0, 5.0, 8.0)  #: scales the builder judges its model with
     p_uncond: float = 0.1  #: condition dropout: how often the null condition replaces the caption
     condition: str = "clip"  #: "clip" (the caption's CLIP text embedding) or "attributes" (learned vectors)
     cond_dim: int = 64  #: size of the learned attribute vectors (the CLIP embedding has its own size)
-    prediction_type: str = "epsilon"  #: "epsilon" (lesson 04) or "v_prediction" (lesson 07's fix for 32-px backgrounds)
+    prediction_type: str = "epsilon"  #: "epsilon" (lesson 04) or "v_prediction" (lesson 05's choice for Shapes v2)
     version: str = "v1"  #: the Shapes version it learns from (v2: 32×32 images, captions that leave things out)
     seed: int = 0
 
 
+# The lesson samples at 32 px, where a guided DDIM-50 sample costs about a second of a 2-core CPU: in `cpu` the
+# sweep scores two scales with DDIM-25 over 3 seeds × 6 kinds of caption × 16 samples; `gpu` scores all six with 50.
 PRESETS: dict[str, GuidanceSettings] = {
-    "ci": GuidanceSettings(n_train=2_000, steps=40, batch_size=32, lr=2e-3, n_eval=16,
-                           n_per_caption=4, n_compare=8, n_ddpm=4),
-    "cpu": GuidanceSettings(n_train=20_000, steps=400, batch_size=128, lr=2e-3, n_eval=128,
-                            n_per_caption=8, n_compare=64, n_ddpm=16),
-    "gpu": GuidanceSettings(n_train=20_000, steps=6_000, batch_size=128, lr=2e-3, n_eval=512,
-                            n_per_caption=16, n_compare=256, n_ddpm=128),
+    "ci": GuidanceSettings(n_train=2_000, steps=20, batch_size=16, lr=2e-3, n_eval=8, k=4, n_compare=4, n_heldout=2,
+                           sample_steps=5),
+    "cpu": GuidanceSettings(n_train=20_000, steps=80, batch_size=64, lr=2e-3, n_eval=16, k=16, n_compare=16,
+                            n_heldout=16, sample_steps=25),
+    "gpu": GuidanceSettings(n_train=20_000, steps=6_000, batch_size=128, lr=2e-3, n_eval=64, k=16, n_compare=128,
+                            n_heldout=128, n_per_type=4, lesson_scales=(0.0, 1.0, 2.0, 3.0, 5.0, 8.0)),
 }
 
 

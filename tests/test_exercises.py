@@ -190,6 +190,11 @@ def _toy_model(x, t, c):  # lesson 05's
     return torch.tanh(x * c.mean(1)[:, None, None, None] + t[:, None, None, None] / 1000) + c[:, :1, None, None]
 
 
+def _sin_cos_swapped(v, t, x_t, schedule):  # the roles of √ᾱ and √(1 − ᾱ) exchanged: right only where ᾱ = 1/2
+    a = schedule.alphas_cumprod[t].view(-1, 1, 1, 1)
+    return (1 - a).sqrt() * x_t - a.sqrt() * v, a.sqrt() * x_t + (1 - a).sqrt() * v
+
+
 def _halves_swapped(model, x, t, c, scale):  # the unconditional half first: right only where scale = 0.5
     eps_u, eps_c = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([c, torch.zeros_like(c)])).chunk(2)
     return eps_u + scale * (eps_c - eps_u)
@@ -326,9 +331,9 @@ def test_stochastic_exercises_are_checked_by_statistics_not_by_one_order_of_draw
 
 def _edge_table():
     """(exercise, its inputs, the reference, a plausible bug, extra keyword arguments of check_exercise)."""
-    from dalle2_lessons import decoder, families, guidance, judge, metrics, own_data, own_unclip, prior, shapes
+    from dalle2_lessons import decoder, diffusion, families, guidance, judge, metrics, own_data, own_unclip, prior
     from dalle2_lessons import exercise_inputs as ei
-    from dalle2_lessons import text_encoders
+    from dalle2_lessons import shapes, text_encoders
     from dalle2_lessons import tokenizer, transformer, unclip, upsampler
 
     tok = tokenizer.Tokenizer()
@@ -341,7 +346,9 @@ def _edge_table():
                             text_encoders.drop_stop_words, _pad_the_last_n, {}),
         "02-2 masked mean": (ei.masked_mean, text_encoders.masked_mean, _unclamped_mean, {}),
         "02-3 pair accuracy": (ei.pair_accuracy, text_encoders.pair_accuracy, _ties_lose, {}),
-        "05-2 guidance": (lambda: ei.guided_eps(_toy_model), guidance.guided_eps, _halves_swapped, {"trials": 8}),
+        "05-2 from v": (lambda: ei.x0_and_eps_from_v(diffusion.cosine_schedule()), guidance.x0_and_eps_from_v,
+                        _sin_cos_swapped, {}),
+        "05-3 guidance": (lambda: ei.guided_eps(_toy_model), guidance.guided_eps, _halves_swapped, {"trials": 8}),
         "06-1 prior mask": (ei.prior_attention_mask, prior.DiffusionPrior(prior.PriorConfig()).attention_mask,
                             _no_self, {}),
         "06-3 pick best": (ei.pick_best, _reference_pick, _squeezed_pick, {}),
@@ -361,7 +368,7 @@ def _edge_table():
 
 
 EDGE_EXERCISES = ["00-1 shape_mask", "00-2 caption template", "00-3 scorecard", "01-1 attention", "02-1 stop words",
-                  "02-2 masked mean", "02-3 pair accuracy", "05-1 condition dropout", "05-2 guidance",
+                  "02-2 masked mean", "02-3 pair accuracy", "05-1 condition dropout", "05-2 from v", "05-3 guidance",
                   "07-2 dropouts", "06-1 prior mask", "06-3 pick best",
                   "07-1 context attention", "08-1 blur", "08-2 crops", "09-2 text diff", "13-1 entropy",
                   "13-2 dominated", "14-1 pixels", "14-2 zero-shot"]
