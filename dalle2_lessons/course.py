@@ -63,7 +63,7 @@ LESSONS: tuple[Lesson, ...] = (
     Lesson("07", "decoder", "The decoder: painting a picture from a CLIP image embedding",
            "context tokens in the U-Net's attention, two condition dropouts, v-prediction, reconstructions judged per "
            "attribute and background, the prior's samples drawn",
-           cpu_minutes=10.8),
+           cpu_minutes=8.4),
     Lesson("08", "upsampler", "The upsampler: more pixels, by diffusion",
            "a blurred low-resolution condition, random crops, a fully convolutional 32→64 upsampler, "
            "keeping the input's low frequencies, judged against bicubic",
@@ -75,7 +75,7 @@ LESSONS: tuple[Lesson, ...] = (
     Lesson("10", "vae", "The family tree I: a conditional VAE, and why it needs a prior",
            "two encoder heads, the reparameterisation trick, the ELBO term by term, where the caption went (the swap "
            "test), a prior per caption fitted with your KL, fidelity against diversity with 95% intervals",
-           cpu_minutes=11.0),
+           cpu_minutes=7.6),
     Lesson("11", "gan", "The family tree II: a conditional GAN",
            "a generator and a real discriminator trained with your non-saturating and hinge losses, both players' "
            "curves, spectral norm, mode collapse measured as the variety of what captions leave free",

@@ -225,7 +225,7 @@ class DecoderSettings:
 
 PRESETS: dict[str, DecoderSettings] = {
     "ci": DecoderSettings(n_train=2_000, steps=80, batch_size=32, lr=2e-3, n_eval=16, sample_steps=10),
-    "cpu": DecoderSettings(n_train=20_000, steps=200, batch_size=64, lr=2e-3, n_eval=64, sample_steps=25),
+    "cpu": DecoderSettings(n_train=20_000, steps=120, batch_size=64, lr=2e-3, n_eval=64, sample_steps=25),
     "gpu": DecoderSettings(n_train=20_000, steps=6_000, batch_size=128, lr=2e-3, n_eval=512),
 }
 

@@ -266,7 +266,7 @@ class VAESettings:
 
 PRESETS: dict[str, VAESettings] = {
     "ci": VAESettings(n_train=2_000, steps=40, batch_size=64, lr=2e-3, n_eval=32, prior_steps=20, card_captions=1),
-    "cpu": VAESettings(n_train=20_000, steps=400, batch_size=128, lr=2e-3, n_eval=256, prior_steps=1_000,
+    "cpu": VAESettings(n_train=20_000, steps=200, batch_size=128, lr=2e-3, n_eval=256, prior_steps=1_000,
                        card_captions=8),
     "gpu": VAESettings(n_train=20_000, steps=10_000, batch_size=128, lr=2e-3, n_eval=1_000, prior_steps=4_000,
                        card_captions=16),
