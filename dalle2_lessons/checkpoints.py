@@ -4,7 +4,7 @@ A checkpoint named ``clip`` is two files, ``clip.safetensors`` (tensors only: no
 code when loaded) and ``clip.json``::
 
     {"name": "clip", "config": {...constructor arguments...}, "metrics": {...},
-     "rebuild": "python -m dalle2_lessons.clip --profile cpu", "sha256": "...", ...}
+     "rebuild": "python -m dalle2_lessons.clip --profile cpu --steps 1000", "sha256": "...", ...}
 
 Where checkpoints live:
 
@@ -43,7 +43,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 REBUILD_COMMANDS: dict[str, str] = {
     "judge-single": "python -m dalle2_lessons.judge --tier single",
     "judge-relation": "python -m dalle2_lessons.judge --tier relation",
-    "clip": "python -m dalle2_lessons.clip --profile cpu",
+    "clip": "python -m dalle2_lessons.clip --profile cpu --steps 1000",
     "text-diffusion": "python -m dalle2_lessons.guidance --profile cpu --steps 1500 --eval-every 250",
     "text-diffusion-attributes": "python -m dalle2_lessons.guidance --profile cpu --steps 1500 --condition attributes",
     "prior": "python -m dalle2_lessons.prior --profile cpu --eval-every 250",
@@ -58,7 +58,7 @@ REBUILD_COMMANDS: dict[str, str] = {
     # Shapes v2 (issue #21): shipped beside v1 until every stage is retrained on it (see ``versioned``)
     "judge-single-v2": "python -m dalle2_lessons.judge --tier single --steps 3000 --batch-size 64 --width 16 --seed 0 "
                        "--version v2",
-    "clip-v2": "python -m dalle2_lessons.clip --profile cpu --version v2 --resolution 32",
+    "clip-v2": "python -m dalle2_lessons.clip --profile cpu --steps 1000 --version v2 --resolution 32",
     "prior-v2": "python -m dalle2_lessons.prior --profile cpu --version v2",
     "decoder-v2": "python -m dalle2_lessons.decoder --profile cpu --steps 2600 --version v2 --batch-size 64",
     "upsampler-v2": "python -m dalle2_lessons.upsampler --profile cpu --steps 1800 --version v2 --crop 16 "

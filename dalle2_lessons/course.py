@@ -37,9 +37,9 @@ LESSONS: tuple[Lesson, ...] = (
     Lesson("00", "welcome", "Welcome: the unCLIP map, the Shapes dataset and the judge",
            "the dataset tour, a shape renderer, the judge's scorecard", cpu_minutes=0.6),
     Lesson("01", "clip", "CLIP from scratch",
-           "attention, the contrastive loss, zero-shot classification, retrieval, linear probes, "
-           "a race with transformers",
-           cpu_minutes=5.6),
+           "attention, the contrastive loss on Shapes v2's full and partial captions, zero-shot classification, "
+           "retrieval, the modality gap, linear probes (the unnamed background too), a race with transformers",
+           cpu_minutes=7.6),
     Lesson("02", "text_encoders", "What the text encoder must understand",
            "the stop-word filter, bags of words vs transformers inside CLIP, word-order and binding pair tests, "
            "hard negatives",
@@ -84,7 +84,7 @@ LESSONS: tuple[Lesson, ...] = (
            "vector quantisation, the straight-through estimator, codebook collapse and its fixes, "
            "a transformer over caption and image tokens, top-k, a key/value cache, CLIP reranking and what it does "
            "to captions that leave things out",
-           cpu_minutes=8.4),
+           cpu_minutes=8.2),
     Lesson("13", "family_comparison", "The family tree IV: every family, measured on the same captions",
            "VAE, GAN, DALL·E 1, text-to-pixels diffusion and unCLIP on Shapes v2's captions: the scorecard "
            "(fidelity, diversity, Shapes FID and its floor) and held-out pairs with 95% intervals, parameters, "

@@ -47,9 +47,10 @@ def course_clip():
 @pytest.mark.parametrize("stage", list(PINNED_LOSSES))
 def test_every_builder_trains_as_before(stage, course_clip, one_thread):
     module = MODULES[stage]
-    # the ci batches of dalle1 and gan when the numbers were pinned; v1's decoder and upsampler
+    # the ci batches of dalle1, gan and guidance when the numbers were pinned; v1's decoder and upsampler
     extra = {"dalle1": {"tokenizer_steps": 3, "tokenizer_batch_size": 32}, "gan": {"batch_size": 64},
-             "decoder": {"prediction_type": "epsilon"}, "upsampler": {"max_sigma": 0.6}}.get(stage, {})
+             "guidance": {"batch_size": 32}, "decoder": {"prediction_type": "epsilon"},
+             "upsampler": {"max_sigma": 0.6}}.get(stage, {})
     cfg = dataclasses.replace(module.PRESETS["ci"], steps=3, **extra)
     built = module.build(cfg, clip=course_clip, progress=False)
     assert built.settings == cfg and set(PINNED_LOSSES[stage]) <= set(built.losses)
