@@ -303,12 +303,14 @@ def find_checkpoint(name: str, profile: str | None = None, prefer_own: bool = Tr
         print(f"skipped {reason}")
     if directory is None:
         given = ", ".join(f"{k} {_short(v)}" for k, v in required.items())
-        module = {"text-diffusion": "guidance"}.get(name, name)
+        stage, _, version = name.partition("-v")  # "text-diffusion-v2" → stage "text-diffusion", version "2"
+        stage, version = (stage, f"v{version}") if version.isdigit() else (name, None)
+        module = {"text-diffusion": "guidance"}.get(stage, stage)
         raise CheckpointError(
             f"No {name!r} checkpoint was trained on the {given} you passed: " + "; ".join(skipped) + f". A {name} fed "
             f"embeddings from another model than the one it learnt from draws nonsense. Either use the course CLIP "
             f"(clip.load_clip() with no profile), or train a {name} on yours:  "
-            f"{command(module, profile=profile or 'cpu', clip='yours', out=runs_dir(profile or 'cpu'))}")
+            + command(module, profile=profile or "cpu", version=version, clip="yours", out=runs_dir(profile or "cpu")))
     ckpt = load_checkpoint(name, directory)
     who = "your" if directory != shipped_dir() else "the course"
     fits = f", trained on this {' and '.join(required)}" if required else ""
@@ -324,11 +326,12 @@ def metrics_of(model: torch.nn.Module) -> dict[str, Any]:
     return read_meta(found.name, found.path.parent).get("metrics", {})
 
 
-def stages_without(parent: str, profile: str, stages: Iterable[str]) -> list[str]:
+def stages_without(parent: str, profile: str, stages: Iterable[str], role: str | None = None) -> list[str]:
     """The ``stages`` that have no checkpoint (yours of ``profile``, or the course's) trained on your ``parent`` of
-    ``profile``: what you would have to train before your ``parent`` can feed them."""
+    ``profile``: what you would have to train before your ``parent`` can feed them. ``role``: the key the stages
+    record it under (default ``parent``; ``"clip"`` for ``clip-v2``, see :data:`PARENTS`)."""
     sha = read_meta(parent, runs_dir(profile))["sha256"]
-    return [s for s in stages if _choose(s, profile, True, {parent: sha})[0] is None]
+    return [s for s in stages if _choose(s, profile, True, {role or parent: sha})[0] is None]
 
 
 def load_into(model: torch.nn.Module, ckpt: Checkpoint) -> torch.nn.Module:

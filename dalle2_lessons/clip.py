@@ -369,12 +369,13 @@ def load_clip(profile: str | None = None, device: str | torch.device = "cpu", fo
     message saying why. The course stages were trained on the course CLIP; fed another CLIP's embeddings they draw
     nonsense, however good that CLIP is.
     """
-    # lesson 01 trains a v1 CLIP; a v2 CLIP of yours is found (and paired) by its name, clip-v2, like any checkpoint
-    own_v1 = profile is not None and (checkpoints.runs_dir(profile) / "clip.safetensors").is_file()
-    if version == "v1" and for_stages and own_v1:
-        missing = checkpoints.stages_without("clip", profile, for_stages)
+    name = checkpoints.versioned("clip", version)  # clip (v1) or clip-v2: lesson 01 saves yours under that name
+    own = profile is not None and (checkpoints.runs_dir(profile) / f"{name}.safetensors").is_file()
+    if for_stages and own:
+        stages = [checkpoints.versioned(stage, version) for stage in for_stages]
+        missing = checkpoints.stages_without(name, profile, stages, role="clip")
         if missing:
-            print(f"Your CLIP ({checkpoints.runs_dir(profile) / 'clip.safetensors'}) is not used here: no "
+            print(f"Your CLIP ({checkpoints.runs_dir(profile) / name}.safetensors) is not used here: no "
                   f"{' or '.join(missing)} was trained on its embeddings yet. This lesson uses the course CLIP and the "
                   f"stages built on it (to use yours, train them on it with --clip yours; see checkpoints.PARENTS).")
             profile = None

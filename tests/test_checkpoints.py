@@ -182,6 +182,23 @@ def test_a_learners_clip_is_never_paired_with_course_stages(tmp_path, monkeypatc
     assert system.prior.origin.path.parent == system.decoder.origin.path.parent == checkpoints.runs_dir("cpu")
 
 
+def test_a_learners_v2_clip_is_not_paired_with_course_v2_stages(tmp_path, monkeypatch, capsys):
+    """The same guard for Shapes v2: your ``clip-v2`` is used only where the lesson's stages were trained on it."""
+    from dalle2_lessons import guidance
+    from dalle2_lessons.clip import load_clip
+
+    monkeypatch.setenv("DALLE2_LESSONS_RUNS", str(tmp_path))
+    mine = _clip_from_another_seed()
+    save_checkpoint("clip-v2", mine.state_dict(), mine.config_dict(), checkpoints.runs_dir("cpu"))
+    course_sha = checkpoints.read_meta("clip-v2", checkpoints.shipped_dir())["sha256"]
+    assert load_clip("cpu", version="v2").origin.sha256 != course_sha  # without stages to feed: yours
+    capsys.readouterr()
+    clip_model = load_clip("cpu", for_stages=("text-diffusion",), version="v2")
+    out = capsys.readouterr().out
+    assert "is not used here" in out and "text-diffusion-v2" in out and clip_model.origin.sha256 == course_sha
+    assert guidance.load_text_diffusion("cpu", clip=clip_model, version="v2").origin.parents == {"clip": course_sha}
+
+
 def test_your_stage_trained_on_another_clip_is_skipped_with_a_reason(tmp_path, monkeypatch, capsys):
     from dalle2_lessons import prior
     from dalle2_lessons.clip import load_clip
