@@ -205,16 +205,6 @@ def sample(
     return torch.cat(out)
 
 
-def diversity(images: torch.Tensor, groups: int) -> float:
-    """Mean pixel standard deviation across the samples of one caption, averaged over ``groups``.
-
-    ``images`` ``(G·K, C, H, W)``: ``groups`` captions, ``K`` samples each, caption-major. Zero when
-    every sample of a caption is the same picture; guidance lowers it.
-    """
-    per = images.reshape(groups, -1, *images.shape[1:])
-    return float(per.std(dim=1).mean())
-
-
 # ----------------------------------------------------------------------------------------------
 # Data and the course checkpoint.
 
