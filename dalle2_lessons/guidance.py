@@ -22,7 +22,7 @@ diversity for faithfulness to the caption (GLIDE's convention for ``s``).
 
 With Shapes v2's 32-px images the network predicts v rather than ε (``prediction_type="v_prediction"``): guidance
 combines v exactly as it combines ε (the conversion is affine in the output at a fixed ``x_t``), and
-:func:`x0_and_eps_from_v` hands the samplers their ε.
+:func:`guided_eps_model` hands the samplers their ε (:func:`x0_and_eps_from_v`, lesson 05's exercise, is its v case).
 
 The course checkpoint (the text → pixels baseline of the unCLIP lessons; the lesson itself trains for fewer steps) is
 ``text-diffusion-v2``; the command that rebuilds it is in :data:`~dalle2_lessons.checkpoints.REBUILD_COMMANDS`.
