@@ -58,6 +58,8 @@ REBUILD_COMMANDS: dict[str, str] = {
     # Shapes v2 (issue #21): shipped beside v1 until every stage is retrained on it (see ``versioned``)
     "judge-single-v2": "python -m dalle2_lessons.judge --tier single --steps 3000 --batch-size 64 --width 16 --seed 0 "
                        "--version v2",
+    "judge-relation-v2": "python -m dalle2_lessons.judge --tier relation --steps 3000 --batch-size 64 --width 16 "
+                         "--seed 0 --version v2",
     "clip-v2": "python -m dalle2_lessons.clip --profile cpu --steps 1000 --version v2 --resolution 32",
     "prior-v2": "python -m dalle2_lessons.prior --profile cpu --version v2",
     "decoder-v2": "python -m dalle2_lessons.decoder --profile cpu --steps 2600 --version v2 --batch-size 64",

@@ -35,21 +35,23 @@ class Lesson:
 #: The lessons that exist, in course order (see COURSE_MAP.md for the ones still to come).
 LESSONS: tuple[Lesson, ...] = (
     Lesson("00", "welcome", "Welcome: the unCLIP map, the Shapes dataset and the judge",
-           "the dataset tour, a shape renderer, the judge's scorecard", cpu_minutes=0.6),
+           "the dataset tour (captions that leave things out, a background no caption names), a shape renderer, "
+           "the strict judge and its scorecard", cpu_minutes=1.1),
     Lesson("01", "clip", "CLIP from scratch",
            "attention, the contrastive loss on Shapes v2's full and partial captions, zero-shot classification, "
            "retrieval, the modality gap, linear probes (the unnamed background too), a race with transformers",
            cpu_minutes=7.6),
     Lesson("02", "text_encoders", "What the text encoder must understand",
-           "the stop-word filter, bags of words vs transformers inside CLIP, word-order and binding pair tests, "
-           "hard negatives",
-           cpu_minutes=5.6),
+           "the stop-word filter, bags of words vs transformers inside CLIP, word-order and binding pair tests on "
+           "two-object scenes, hard negatives",
+           cpu_minutes=7.7),
     Lesson("03", "forward_diffusion", "The forward process: how diffusion destroys an image",
            "a noise schedule, one-step and closed-form noising, the judge's verdict on noise, "
            "the reverse-formula myth",
            cpu_minutes=1.7),
     Lesson("04", "ddpm_ddim", "Reverse diffusion: a U-Net, DDPM and DDIM",
-           "a CPU-sized U-Net, ε-prediction training, the DDPM and DDIM steps, steps vs seconds vs the judge",
+           "a CPU-sized U-Net on 32-px Shapes, ε-prediction training, the DDPM and DDIM steps run on the course's "
+           "U-Net, steps vs seconds vs readability, diversity and Shapes FID (paired 95% intervals)",
            cpu_minutes=6.9),
     Lesson("05", "guidance", "Conditioning and classifier-free guidance",
            "a caption-conditioned U-Net on Shapes v2, condition dropout, v-prediction, guidance, fidelity against the "

@@ -132,6 +132,21 @@ def compare(cards: dict[str, dict], a: str, b: str, kind: str, measure: str, lab
     return f"{label}: {hi} is higher, {i_hi.mean:.2f} against {i_lo.mean:.2f} for {lo} (intervals apart)"
 
 
+def compare_paired(a: list[dict[str, float]], b: list[dict[str, float]], measure: str, names: tuple[str, str],
+                   label: str) -> str:
+    """A verdict from the per-seed *differences* ``a[i][measure] − b[i][measure]`` of two settings scored on the same
+    seeds, and so on the same starting noise (DDIM with η = 0 draws the same picture from the same noise at any step
+    count). Pairing cancels what both share (how hard that seed's draws were), so it can separate settings whose
+    unpaired intervals overlap. Lesson 04 prints these lines instead of writing an outcome into its prose."""
+    d = metrics.interval95([x[measure] - y[measure] for x, y in zip(a, b, strict=True)])
+    fmt = "{:+.2f}" if max(abs(d.low), abs(d.high)) < 10 else "{:+.0f}"  # FIDs are in the hundreds
+    span = f"paired 95% interval of the difference [{fmt.format(d.low)}, {fmt.format(d.high)}] over {d.n} seeds"
+    if d.low <= 0 <= d.high:
+        return f"{label}: {names[0]} and {names[1]} cannot be told apart ({span} contains 0)"
+    hi, lo = names if d.mean > 0 else names[::-1]
+    return f"{label}: {hi} is higher than {lo} by {fmt.format(abs(d.mean))[1:]} ({span})"
+
+
 def format_table(cards: dict[str, dict]) -> str:
     """One line per setting of ``cards`` (name → :func:`scorecard`): fidelity on full and partial captions, the
     diversity of what partial captions leave free, Shapes FID on full captions and its floor (``mean±half-width``)."""
@@ -149,6 +164,29 @@ def format_table(cards: dict[str, dict]) -> str:
                      f"{cell(part['diversity'], False):>19s}{full['fid']['mean']:10.0f}"
                      f"{full['fid_floor']['mean']:9.0f}")
     return "\n".join(lines)
+
+
+@torch.no_grad()
+def score_unconditional(samples: torch.Tensor, seed: int, judge: AttributeJudge | None = None,
+                        resolution: int = 64) -> dict[str, float]:
+    """One seed of an *unconditional* model's samples ``(N, 3, R, R)`` in [-1, 1] (lesson 04), against ``N`` random
+    real renders of the test split: nothing was asked, so every attribute and the background are free.
+
+    Returns ``readable`` (fraction the strict judge does not refuse), ``diversity`` (the entropy of the judge's
+    readings of each attribute and of the background over the N samples, as a fraction of the same over N real
+    renders, averaged over the five: 1 = as varied as real pictures), ``fid`` (Shapes FID against those renders) and
+    ``fid_floor`` (another N real renders against the same ones: what a perfect model scores at this N)."""
+    judge = judge or load_judge("single", version="v2")
+    n = len(samples)
+    real, other = (shapes.render(shapes.sample_scenes(n, "test", "single", seed=1000 + 2 * seed + j, version="v2"),
+                                 resolution) for j in (0, 1))
+    free = torch.ones(1, len(N_VALUES), dtype=torch.bool)
+    ratios = metrics.entropy_ratios(_readings(judge, samples)[None], _readings(judge, real)[None], free, N_VALUES)[0]
+    feats = {name: metrics.judge_features(x, judge) for name, x in (("samples", samples), ("real", real),
+                                                                     ("other", other))}
+    return {"readable": float(judge.readable(samples).float().mean()), "diversity": float(ratios.nanmean()),
+            "fid": metrics.frechet_distance(feats["samples"], feats["real"]),
+            "fid_floor": metrics.frechet_distance(feats["other"], feats["real"])}
 
 
 def pipeline_generator(pipe, batch_size: int = 128, **generate_kwargs) -> Generator:

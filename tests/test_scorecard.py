@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from dalle2_lessons import judge, prior_ablation, scorecard, shapes
+from dalle2_lessons import judge, metrics, prior_ablation, scorecard, shapes
 
 K, PER_TYPE, SEEDS = 16, 2, (0, 1, 2)
 
@@ -64,3 +64,29 @@ def test_verdicts_are_computed_from_the_intervals(cards):
     assert "cannot be told apart" in same
     table = scorecard.format_table(cards).splitlines()
     assert len(table) == 4 and table[2].startswith("collapsed")
+
+
+def test_the_unconditional_scorecard_tells_real_pictures_from_one_repeated_and_from_blobs():
+    """Lesson 04's measure of a set of unconditional samples, on real renders (a perfect model), one render repeated
+    (a collapsed one) and blurred renders (blobs)."""
+    strict = judge.load_judge("single", version="v2")
+    real = shapes.render(shapes.sample_scenes(48, "test", seed=7, version="v2"), 32)
+    perfect = scorecard.score_unconditional(real, seed=0, judge=strict, resolution=32)
+    collapsed = scorecard.score_unconditional(real[[0] * 48], seed=0, judge=strict, resolution=32)
+    blobs = scorecard.score_unconditional(judge.blur(real, 1.5), seed=0, judge=strict, resolution=32)
+    assert perfect["readable"] > 0.9 and 0.8 < perfect["diversity"] < 1.2, perfect
+    assert perfect["fid"] < 2 * perfect["fid_floor"], perfect
+    assert collapsed["diversity"] == 0 and collapsed["fid"] > 2 * perfect["fid"], collapsed
+    assert blobs["readable"] < 0.2 and blobs["fid"] > 2 * perfect["fid"], blobs
+
+
+def test_a_paired_verdict_separates_what_an_unpaired_one_cannot():
+    hard_seed = [0.2, 0.5, 0.8]  # how readable each seed's noise happens to be, shared by both settings
+    a = [{"m": h + 0.1} for h in hard_seed]
+    b = [{"m": h} for h in hard_seed]
+    assert "a is higher than b by 0.10" in scorecard.compare_paired(a, b, "m", ("a", "b"), "m")
+    noisy = [{"m": h + 0.1 + e} for h, e in zip(hard_seed, (-0.2, 0.3, -0.1))]
+    assert "cannot be told apart" in scorecard.compare_paired(a, noisy, "m", ("a", "b"), "m")
+    assert "a is higher than b" in scorecard.compare_paired(b, a, "m", ("b", "a"), "m")  # either order
+    unpaired = [metrics.interval95([r["m"] for r in rows]) for rows in (a, b)]
+    assert metrics.overlaps(*unpaired), "seed to seed, the two settings' own intervals overlap"
