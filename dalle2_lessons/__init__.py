@@ -25,8 +25,8 @@ Modules, in the order the course meets them:
 * :mod:`~dalle2_lessons.training`     the shared training loop (AdamW, warm-up, EMA, progress bar)
 * :mod:`~dalle2_lessons.guidance`     text conditioning and classifier-free guidance (the GLIDE-like baseline)
 * :mod:`~dalle2_lessons.prior`        unCLIP's diffusion prior and its baselines
-* :mod:`~dalle2_lessons.decoder`      unCLIP's decoder: CLIP image embedding → 16×16 image
-* :mod:`~dalle2_lessons.upsampler`    the 16 → 32 diffusion upsampler
+* :mod:`~dalle2_lessons.decoder`      unCLIP's decoder: CLIP image embedding → 32×32 image
+* :mod:`~dalle2_lessons.upsampler`    the 32 → 64 diffusion upsampler
 * :mod:`~dalle2_lessons.unclip`       the whole pipeline, variations, interpolations, text diffs, inversion
 * :mod:`~dalle2_lessons.generate`     the same pipeline from the command line
 * :mod:`~dalle2_lessons.vae`          the family tree: a conditional VAE (ELBO, reparameterisation)

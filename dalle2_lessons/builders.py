@@ -41,7 +41,7 @@ def build_parser(description: str, eval_help: str | None, n_eval: int, n_eval_he
                         "(stages that read none ignore it)")
     if versioned:
         p.add_argument("--version", choices=tuple(VERSIONS), default=None,
-                       help="the Shapes version to learn from (default: the settings', v1)")
+                       help="the Shapes version to learn from (default: the settings', v2)")
     return p
 
 

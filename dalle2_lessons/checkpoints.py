@@ -41,21 +41,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 #: How to rebuild each course checkpoint (also stored in its JSON). Later lessons add theirs here.
 REBUILD_COMMANDS: dict[str, str] = {
-    "judge-single": "python -m dalle2_lessons.judge --tier single",
-    "judge-relation": "python -m dalle2_lessons.judge --tier relation",
-    "clip": "python -m dalle2_lessons.clip --profile cpu --steps 1000",
-    "text-diffusion": "python -m dalle2_lessons.guidance --profile cpu --steps 1500 --eval-every 250",
-    "text-diffusion-attributes": "python -m dalle2_lessons.guidance --profile cpu --steps 1500 --condition attributes",
-    "prior": "python -m dalle2_lessons.prior --profile cpu --eval-every 250",
-    "decoder": "python -m dalle2_lessons.decoder --profile cpu --steps 1500 --eval-every 250 --batch-size 128 "
-               "--prediction-type epsilon",
-    "upsampler": "python -m dalle2_lessons.upsampler --profile cpu --steps 2500 --eval-every 500 --max-sigma 0.6",
-    "vae": "python -m dalle2_lessons.vae --profile cpu --steps 2000 --eval-every 500 --prior-steps 0",
-    "gan": "python -m dalle2_lessons.gan --profile cpu --steps 3000 --eval-every 500 --batch-size 128 --ema-decay 0.0 "
-           "--lr-schedule constant",
-    "dalle1": "python -m dalle2_lessons.dalle1 --profile cpu --tokenizer-steps 1500 --tokenizer-batch-size 128 "
-              "--steps 2000 --eval-every 500",
-    # Shapes v2 (issue #21): shipped beside v1 until every stage is retrained on it (see ``versioned``)
     "judge-single-v2": "python -m dalle2_lessons.judge --tier single --steps 3000 --batch-size 64 --width 16 --seed 0 "
                        "--version v2",
     "judge-relation-v2": "python -m dalle2_lessons.judge --tier relation --steps 3000 --batch-size 64 --width 16 "
@@ -79,15 +64,13 @@ REBUILD_COMMANDS: dict[str, str] = {
 #: The checkpoints whose outputs each stage reads. The prior, decoder, CLIP-conditioned text diffusion, VAE and
 #: GAN read CLIP embeddings; the upsampler reads pixels (it is trained on downsampled real renders, so it fits any
 #: decoder) and DALL·E 1 reads caption tokens (it uses a CLIP only to rerank, which any CLIP can do).
-PARENTS: dict[str, tuple[str, ...]] = {"prior": ("clip",), "decoder": ("clip",), "text-diffusion": ("clip",),
-                                       "vae": ("clip",), "gan": ("clip",),
-                                       "prior-v2": ("clip",), "decoder-v2": ("clip",), "text-diffusion-v2": ("clip",),
+PARENTS: dict[str, tuple[str, ...]] = {"prior-v2": ("clip",), "decoder-v2": ("clip",), "text-diffusion-v2": ("clip",),
                                        "vae-v2": ("clip",), "gan-v2": ("clip",)}
 
 
-def versioned(name: str, version: str = "v1") -> str:
-    """The checkpoint name of stage ``name`` trained on Shapes ``version``: ``"clip"`` for v1 (what the lessons load
-    today), ``"clip-v2"`` for v2 (issue #21: shipped beside v1 until every stage is retrained on v2)."""
+def versioned(name: str, version: str = "v2") -> str:
+    """The checkpoint name of stage ``name`` trained on Shapes ``version``: ``"clip-v2"`` for v2, the course's data
+    (every shipped checkpoint); ``"clip"`` for v1, whose checkpoints no longer ship (lesson 00 shows why)."""
     return name if version == "v1" else f"{name}-{version}"
 
 

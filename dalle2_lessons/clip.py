@@ -308,7 +308,7 @@ class ClipSettings:
     n_retrieval: int  #: images among which retrieval recall is measured
     n_probe: int  #: training embeddings for the linear probes
     seed: int = 0
-    version: str = "v1"  #: the Shapes version it learns from (:data:`~.shapes.VERSIONS`)
+    version: str = "v2"  #: the Shapes version it learns from (:data:`~.shapes.VERSIONS`)
 
 
 # Lesson 01 trains at 32 px (Shapes v2), where a step of 128 costs the better part of a second on two cores: in
@@ -357,11 +357,11 @@ def main(argv: list[str] | None = None) -> None:
 
 def builder_clip(args) -> CLIP:
     """The CLIP a checkpoint builder trains on: the course's, or with ``--clip yours`` yours of ``--profile``."""
-    return load_clip(args.profile if args.clip == "yours" else None, version=getattr(args, "version", None) or "v1")
+    return load_clip(args.profile if args.clip == "yours" else None, version=getattr(args, "version", None) or "v2")
 
 
 def load_clip(profile: str | None = None, device: str | torch.device = "cpu", for_stages: Sequence[str] = (),
-              version: str = "v1") -> CLIP:
+              version: str = "v2") -> CLIP:
     """Your CLIP of ``profile`` if you trained one in lesson 01, else the course checkpoint (eval mode).
 
     ``for_stages`` names the stages a lesson will feed this CLIP's embeddings to (``("prior", "decoder")``): your

@@ -207,7 +207,7 @@ def evaluate_clip(
     n: int = 2000,
     n_retrieval: int = 256,
     splits: tuple[str, ...] = ("test", "heldout"),
-    version: str = "v1",
+    version: str = "v2",
 ) -> dict[str, dict[str, float]]:
     """Zero-shot accuracy per attribute and retrieval recall@1/5 (text→image and image→text among
     ``n_retrieval`` images, by their full captions), for each split of Shapes ``version``. Returns

@@ -213,7 +213,7 @@ class DALLE1Settings:
     top_k: int = 32  #: sampling keeps the k most likely image tokens
     candidates: int = 8  #: samples per caption that CLIP reranks
     token_grid: int = 8  #: the image is G×G tokens at any resolution (the tokenizer downsamples 16 px by 2, 32 px by 4)
-    version: str = "v1"  #: the Shapes version it learns from (v2: 32×32 images, captions that leave things out)
+    version: str = "v2"  #: the Shapes version it learns from (v2: 32×32 images, captions that leave things out)
     seed: int = 0
     card_captions: int = 2  #: captions per kind in lesson 12's scorecard (each drawn 16 times)
     seeds: tuple[int, ...] = (0, 1, 2)  #: evaluation seeds of the scorecard (95% intervals over them)
@@ -269,7 +269,7 @@ def build(cfg: DALLE1Settings, device: str | torch.device = "cpu", *, clip: obje
     return Built(model.cpu().eval(), logs, seconds, curve.points, cfg, {"tokenizer_seconds": timer.train_seconds})
 
 
-def load_dalle1(profile: str | None = None, device: str | torch.device = "cpu", version: str = "v1") -> DALLE1:
+def load_dalle1(profile: str | None = None, device: str | torch.device = "cpu", version: str = "v2") -> DALLE1:
     """Your DALL·E 1 of Shapes ``version`` and ``profile`` (from lesson 12) if present, else the course checkpoint
     (eval mode)."""
     return checkpoints.load_model(checkpoints.versioned(CHECKPOINT, version), DALLE1.from_config, profile, device)

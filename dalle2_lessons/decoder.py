@@ -188,7 +188,7 @@ def reconstruct(decoder: Decoder, clip_model, images: torch.Tensor, scale: float
 
 
 def evaluate(decoder: Decoder, clip_model, n: int, split: str = "test", scale: float = 3.0, steps: int = 50,
-             caption: bool = False, seed: int = 0, version: str = "v1") -> judge.JudgeReport:
+             caption: bool = False, seed: int = 0, version: str = "v2") -> judge.JudgeReport:
     """Reconstruct ``n`` fresh images of ``split`` from their CLIP embeddings and let the judge of ``version`` read
     the result against the *original* attributes (with ``caption``, the scene's full caption's tokens are given
     too)."""
@@ -219,7 +219,7 @@ class DecoderSettings:
     p_image: float = 0.1  #: how often the image embedding is zeroed in training (for guidance)
     p_caption: float = 0.5  #: how often the caption is dropped in training
     seed: int = 0
-    version: str = "v1"  #: the Shapes version it learns from (v2: 32×32 images)
+    version: str = "v2"  #: the Shapes version it learns from (v2: 32×32 images)
     prediction_type: str = "v_prediction"  #: what the U-Net learns to output ("epsilon": the v1 checkpoint)
 
 
@@ -262,9 +262,9 @@ def train_decoder(cfg: DecoderSettings, images: torch.Tensor, z_images: torch.Te
 
 def build(cfg: DecoderSettings, device: str | torch.device = "cpu", *, clip: CLIP | None = None,
           eval_every: int | None = None, n_eval: int = 128, eval_scale: float = 3.0, progress: bool = True) -> Built:
-    """The course decoder: :func:`train_decoder` on ``cfg.n_train`` Shapes scenes at 16×16 and ``clip``'s embeddings
-    of them (default: the course CLIP). With ``eval_every``, the EMA model's reconstructions of ``n_eval`` test
-    images are judged every so many steps (sampling time is not training time)."""
+    """The course decoder: :func:`train_decoder` on ``cfg.n_train`` Shapes scenes at the version's base resolution
+    and ``clip``'s embeddings of them (default: the course CLIP). With ``eval_every``, the EMA model's reconstructions
+    of ``n_eval`` test images are judged every so many steps (sampling time is not training time)."""
     clip = clip or load_clip(version=cfg.version)
     data = shapes.ShapesDataset("train", n=cfg.n_train, version=cfg.version)
     z_images = embed_images(clip, data.images)
@@ -277,7 +277,7 @@ def build(cfg: DecoderSettings, device: str | torch.device = "cpu", *, clip: CLI
 
 
 def load_decoder(profile: str | None = None, device: str | torch.device = "cpu", *, clip: CLIP,
-                 version: str = "v1") -> Decoder:
+                 version: str = "v2") -> Decoder:
     """The decoder trained on ``clip``'s embeddings: yours of ``profile`` (from lesson 07) if it is, else the course
     checkpoint of Shapes ``version`` if it is (eval mode); a :class:`~dalle2_lessons.checkpoints.CheckpointError` if
     neither."""
@@ -288,7 +288,7 @@ def load_decoder(profile: str | None = None, device: str | torch.device = "cpu",
 
 def main(argv: list[str] | None = None) -> None:
     p = builders.build_parser(
-        "Train the course's unCLIP decoder (CLIP image embedding → 16×16 image) and save it.",
+        "Train the course's unCLIP decoder (CLIP image embedding → 32×32 image) and save it.",
         "judge reconstructions every N steps (the accuracy-vs-minutes curve)", 256,
         "images for the final reconstruction table", versioned=True)
     p.add_argument("--batch-size", type=int, default=None, help="images per step (default: the profile's)")

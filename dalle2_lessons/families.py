@@ -42,7 +42,7 @@ class Family:
 
 
 def load_families(profile: str | None = None, device: str | torch.device = "cpu", diffusion_steps: int = 50,
-                  prior_steps: int = 64, candidates: int = 8, version: str = "v1") -> dict[str, Family]:
+                  prior_steps: int = 64, candidates: int = 8, version: str = "v2") -> dict[str, Family]:
     """Load every family of Shapes ``version`` (``profile=None``: the course checkpoints; a profile name prefers
     your own).
 

@@ -211,7 +211,7 @@ def train_gan(
 
 @torch.no_grad()
 def evaluate(gen: Generator, cond: torch.Tensor, attrs: torch.Tensor, seed: int = 0,
-             version: str = "v1") -> judge.JudgeReport:
+             version: str = "v2") -> judge.JudgeReport:
     """One sample per condition, read by the judge of Shapes ``version``."""
     images = gen.sample(cond, torch.Generator().manual_seed(seed))
     return judge.load_judge("single", version=version).score(images, attrs)
@@ -235,7 +235,7 @@ class GANSettings:
     spectral_norm: bool = True  #: spectral normalisation of the discriminator's layers (the stabiliser)
     ema_decay: float = 0.0  #: > 0: sample from an EMA of the generator (0: the last step's weights, as DCGAN)
     lr_schedule: str = "constant"  #: "constant" (DCGAN) or "cosine" (warm-up and cosine decay, both players)
-    version: str = "v1"  #: the Shapes version it learns from (v2: 32×32 images, captions that leave things out)
+    version: str = "v2"  #: the Shapes version it learns from (v2: 32×32 images, captions that leave things out)
     seed: int = 0
     card_captions: int = 2  #: captions per kind in lesson 11's scorecard (each drawn 16 times)
     seeds: tuple[int, ...] = (0, 1, 2)  #: evaluation seeds of the scorecard (95% intervals over them)
@@ -272,7 +272,7 @@ def build(cfg: GANSettings, device: str | torch.device = "cpu", *, clip: CLIP | 
 
 
 def load_gan(profile: str | None = None, device: str | torch.device = "cpu", *, clip: CLIP,
-             version: str = "v1") -> Generator:
+             version: str = "v2") -> Generator:
     """The generator of Shapes ``version`` conditioned on ``clip``'s text embeddings: yours of ``profile`` (from
     lesson 11) if it is, else the course checkpoint if it is (eval mode); a
     :class:`~dalle2_lessons.checkpoints.CheckpointError` if neither."""

@@ -4,7 +4,7 @@
 
 Runs the whole unCLIP pipeline of lesson 09 (CLIP text encoder → prior → decoder → upsampler) with the
 course checkpoints (or yours, with ``--profile``) and saves a grid: one row per prompt under its caption, ``n``
-columns, each 32×32 picture enlarged with nearest neighbour to at least 128 pixels so that a person can see it
+columns, each 64×64 picture enlarged with nearest neighbour to at least 128 pixels so that a person can see it
 (every enlarged block is one pixel the model drew; nothing is smoothed or invented).
 
 Everything a user can get wrong is checked before anything slow happens, and reported in one line with exit

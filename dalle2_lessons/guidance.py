@@ -245,7 +245,7 @@ def paraphrase_training_set(n_train: int, version: str, clip: CLIP | None = None
 
 
 def eval_conditions(
-    kind: str, n: int, clip_model=None, split: str = "test", seed: int = 1, version: str = "v1"
+    kind: str, n: int, clip_model=None, split: str = "test", seed: int = 1, version: str = "v2"
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """``n`` full captions of ``split`` (every attribute named, so the judge can score all four) of Shapes
     ``version`` to generate from: ``(conditions, attrs, captions)``.
@@ -266,7 +266,7 @@ def eval_conditions(
 
 def judge_caption_samples(
     sample: Callable[[torch.Tensor, torch.Generator], torch.Tensor], clip_model, n: int,
-    splits: tuple[str, ...] = ("test", "heldout"), condition: str = "clip", version: str = "v1",
+    splits: tuple[str, ...] = ("test", "heldout"), condition: str = "clip", version: str = "v2",
 ) -> dict[str, dict[str, float]]:
     """Judge one sample per caption of each split, for any caption-conditioned generator (lessons 10–13).
 
@@ -292,7 +292,7 @@ def judge_caption_samples(
 
 def evaluate(
     model: ConditionalUNet, schedule: diffusion.NoiseSchedule, cond: torch.Tensor, attrs: torch.Tensor,
-    scale: float, steps: int | None = 50, seed: int = 0, device: str | torch.device = "cpu", version: str = "v1",
+    scale: float, steps: int | None = 50, seed: int = 0, device: str | torch.device = "cpu", version: str = "v2",
 ) -> judge.JudgeReport:
     """Generate one sample per condition and let the judge of Shapes ``version`` read it."""
     images = sample(model, cond, schedule, scale, steps, generator=torch.Generator().manual_seed(seed), device=device)
@@ -324,7 +324,7 @@ class GuidanceSettings:
     condition: str = "clip"  #: "clip" (the caption's CLIP text embedding) or "attributes" (learned vectors)
     cond_dim: int = 64  #: size of the learned attribute vectors (the CLIP embedding has its own size)
     prediction_type: str = "epsilon"  #: "epsilon" (lesson 04) or "v_prediction" (lesson 05's choice for Shapes v2)
-    version: str = "v1"  #: the Shapes version it learns from (v2: 32×32 images, captions that leave things out)
+    version: str = "v2"  #: the Shapes version it learns from (v2: 32×32 images, captions that leave things out)
     seed: int = 0
 
 
@@ -374,7 +374,7 @@ def build(cfg: GuidanceSettings, device: str | torch.device = "cpu", *, clip: CL
 
 
 def load_text_diffusion(
-    profile: str | None = None, device: str | torch.device = "cpu", *, clip: CLIP, version: str = "v1"
+    profile: str | None = None, device: str | torch.device = "cpu", *, clip: CLIP, version: str = "v2"
 ) -> ConditionalUNet:
     """The text-conditional U-Net of Shapes ``version`` trained on ``clip``'s text embeddings: yours of ``profile``
     (from lesson 05) if it is, else the course checkpoint if it is; a

@@ -6,12 +6,14 @@ the two objects and their relation) and ask it whether a generated image shows w
 asked for. Every generative lesson reports :func:`AttributeJudge.score` next to its pictures.
 
 The judge is a measuring instrument, so it is trained on *every* attribute combination (including
-the held-out ones that generative models never see) and with blur, noise and colour jitter, so
-that a slightly soft or noisy sample is still judged on its content. It looks at images at 32×32:
-smaller images are upsampled first, so a 16-px image that lost the shape is judged as such.
+the held-out ones that generative models never see). It is **strict**: it reads the 64-px final images (smaller ones
+are upsampled first, so a 32-px image that lost the shape is judged as such), and it is trained with blurred,
+squeezed, blended and blob-like renders as negatives of a ``readable`` head, so that it calls an image it cannot read
+*unreadable* (:meth:`AttributeJudge.verdict` gives -1) instead of guessing a shape for a blob.
 
-The shipped checkpoints are ``judge-single`` and ``judge-relation``; the commands that rebuild them are in
-:data:`~dalle2_lessons.checkpoints.REBUILD_COMMANDS`.
+The shipped checkpoints are ``judge-single-v2`` and ``judge-relation-v2``; the commands that rebuild them are in
+:data:`~dalle2_lessons.checkpoints.REBUILD_COMMANDS`. (The course's first judges, for Shapes v1, guessed on every
+image; the ``version="v1"`` code paths that build such a judge remain, but no such checkpoint ships.)
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ class AttributeJudge(nn.Module):
         version: the Shapes version it reads (``"v1"``: 32 px, guesses; ``"v2"``: 64 px, may refuse).
     """
 
-    def __init__(self, tier: str = "single", width: int = 24, version: str = "v1"):
+    def __init__(self, tier: str = "single", width: int = 24, version: str = "v2"):
         super().__init__()
         self.tier, self.width, self.version = tier, width, version
         self.resolution = JUDGE_RESOLUTIONS[version]
@@ -167,11 +169,13 @@ def plausible(images: torch.Tensor, tolerance: float = 0.25, around: bool = Fals
 def soft_pixels(images: torch.Tensor) -> float:
     """Fraction of pixels that are neither background nor a saturated colour: edges and blur.
 
-    ``(B, 3, R, R)`` in [-1, 1]. A clean 16-px render has a few percent (its anti-aliased edges); a
-    blurry sample has many more.
+    ``(B, 3, R, R)`` in [-1, 1]. A pixel is soft when its brightest channel lies more than 0.5 above the background's
+    (each image's own, the median of its border: black or grey) and below 0.5, where every saturated colour is. A
+    clean render has a few percent (its anti-aliased edges); a blurry sample has many more.
     """
-    peak = images.amax(1)
-    return float(((peak > -0.5) & (peak < 0.5)).float().mean())
+    peak = images.amax(1)  # (B, R, R)
+    background = shapes.border_pixels(images).median(dim=-1).values.amax(1)  # (B,) the background's brightest channel
+    return float(((peak > background[:, None, None] + 0.5) & (peak < 0.5)).float().mean())
 
 
 def to_judge_resolution(images: torch.Tensor, size: int = JUDGE_RESOLUTION) -> torch.Tensor:
@@ -249,7 +253,7 @@ def train_judge(
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = True,
-    version: str = "v1",
+    version: str = "v2",
     p_unreadable: float = 0.3,
 ) -> tuple[AttributeJudge, list[float]]:
     """Train a judge on fresh renders every step, augmented. Returns ``(judge, losses)``.
@@ -322,7 +326,7 @@ def degraded_readable(judge: AttributeJudge, n: int = 1000, split: str = "test")
     return {k: float(judge.readable(v).float().mean()) for k, v in cases.items()}
 
 
-def load_judge(tier: str = "single", device: str | torch.device = "cpu", version: str = "v1") -> AttributeJudge:
+def load_judge(tier: str = "single", device: str | torch.device = "cpu", version: str = "v2") -> AttributeJudge:
     """The shipped judge for ``tier`` and Shapes ``version``, in eval mode. Raises
     :class:`~.checkpoints.CheckpointError` if missing."""
     ckpt = checkpoints.load_checkpoint(checkpoints.versioned(f"judge-{tier}", version))
@@ -337,7 +341,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--width", type=int, default=24)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--version", choices=tuple(shapes.VERSIONS), default="v1")
+    p.add_argument("--version", choices=tuple(shapes.VERSIONS), default="v2")
     p.add_argument("--out", default=None, help="folder for the checkpoint (default: the shipped data/checkpoints)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args(argv)

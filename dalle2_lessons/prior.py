@@ -229,7 +229,7 @@ class PriorData:
     bank: CaptionBank  #: the scenes' paraphrases through the frozen text encoder
 
     @classmethod
-    def build(cls, clip_model, n: int, split: str = "train", seed: int = 0, version: str = "v1") -> PriorData:
+    def build(cls, clip_model, n: int, split: str = "train", seed: int = 0, version: str = "v2") -> PriorData:
         ds = shapes.ShapesDataset(split, n=n, resolution=clip_model.config.resolution, seed=seed, version=version)
         tokens = caption_tokens(tokenizer.for_version(version), "single", ds.attrs, ds.scenes.mentions)
         return cls(embed_images(clip_model, ds.images), CaptionBank.build(clip_model, tokens))
@@ -241,7 +241,7 @@ class PriorData:
 
 def compare(
     prior: DiffusionPrior, clip_model, train: PriorData, n: int, split: str = "test", scale: float = 1.0,
-    steps: int = 64, candidates: int = 2, seed: int = 0, version: str = "v1",
+    steps: int = 64, candidates: int = 2, seed: int = 0, version: str = "v2",
 ) -> dict[str, float]:
     """Mean cosine to the true CLIP image embedding of ``n`` fresh ``split`` scenes, for each way of
     guessing it from the caption: ``no_prior`` (the text embedding itself), ``nearest`` (the image
@@ -296,7 +296,7 @@ class PriorSettings:
     p_uncond: float = 0.1  #: caption dropout (tokens and text embedding together)
     weight_decay: float = 1e-2  #: AdamW's
     seed: int = 0
-    version: str = "v1"  #: the Shapes version it learns from (:data:`~.shapes.VERSIONS`)
+    version: str = "v2"  #: the Shapes version it learns from (:data:`~.shapes.VERSIONS`)
     ablation_captions: int = 4  #: evaluation captions per kind in lesson 06's distribution table (prior_ablation)
     ablation_k: int = 64  #: prior samples and real renders per caption in that table
 
@@ -345,7 +345,7 @@ def build(cfg: PriorSettings, device: str | torch.device = "cpu", *, clip: CLIP 
 
 
 def load_prior(profile: str | None = None, device: str | torch.device = "cpu", *, clip: CLIP,
-               version: str = "v1") -> DiffusionPrior:
+               version: str = "v2") -> DiffusionPrior:
     """The prior trained on ``clip``'s embeddings: yours of ``profile`` (from lesson 06) if it is, else the course
     checkpoint of Shapes ``version`` if it is (eval mode); a :class:`~dalle2_lessons.checkpoints.CheckpointError` if
     neither."""

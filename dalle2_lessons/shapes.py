@@ -215,7 +215,7 @@ class Scenes:
     centres: np.ndarray
     half_extents: np.ndarray
     templates: np.ndarray
-    version: str = "v1"
+    version: str = "v2"
     backgrounds: np.ndarray | None = None
     mentions: np.ndarray | None = None
 
@@ -259,7 +259,7 @@ _BLOCK = 1024  # scenes are drawn in blocks so that sample i never depends on n
 
 
 def sample_scenes(n: int, split: str = "train", tier: str = "single", seed: int = 0,
-                  version: str | Version = "v1") -> Scenes:
+                  version: str | Version = "v2") -> Scenes:
     """Draw ``n`` scenes of ``split``; sample ``i`` depends only on ``(seed, split, tier, version, i)``.
 
     ``judge`` is the attribute judge's own split: every combination, held-out ones included (the
@@ -456,7 +456,7 @@ class ShapesDataset(Dataset):
     """
 
     def __init__(self, split: str = "train", tier: str = "single", n: int | None = None, resolution: int | None = None,
-                 seed: int = 0, version: str = "v1"):
+                 seed: int = 0, version: str = "v2"):
         self.split, self.tier, self.version = split, tier, get_version(version).name
         self.resolution = resolution or get_version(version).resolution
         self.scenes = sample_scenes(n if n is not None else SPLIT_SIZES[split], split, tier, seed, version)

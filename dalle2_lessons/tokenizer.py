@@ -70,13 +70,13 @@ class Tokenizer:
     """Maps captions to ``(context_length,)`` int64 rows and back.
 
     Args:
-        vocab: the tokens, index = id. Default :data:`VOCAB`.
+        vocab: the tokens, index = id. Default :data:`VOCAB_V2`, the course's data.
         context_length: ids per row, including ``<start>`` and ``<end>``.
         source: what the vocabulary was made from, for error messages.
     """
 
     def __init__(
-        self, vocab: tuple[str, ...] = VOCAB, context_length: int = CONTEXT_LENGTH, source: str = "Shapes captions"
+        self, vocab: tuple[str, ...] = VOCAB_V2, context_length: int = CONTEXT_LENGTH, source: str = "Shapes captions"
     ):
         self.vocab = tuple(vocab)
         self.context_length = context_length
@@ -158,7 +158,7 @@ class Tokenizer:
         return f"Tokenizer(vocab_size={self.vocab_size}, context_length={self.context_length})"
 
 
-def for_version(version: str = "v1") -> Tokenizer:
+def for_version(version: str = "v2") -> Tokenizer:
     """The tokenizer of a Shapes version (``"v1"`` or ``"v2"``)."""
     if version not in VOCABS:
         raise ValueError(f"version must be one of {tuple(VOCABS)}, got {version!r}")

@@ -68,7 +68,7 @@ class UnCLIP:
 
     @classmethod
     def load(cls, profile: str | None = None, device: str | torch.device = "cpu", clip: CLIP | None = None,
-             version: str = "v1") -> UnCLIP:
+             version: str = "v2") -> UnCLIP:
         """Your checkpoints of ``profile`` where you trained them, else the course's, chosen so that the prior and
         decoder were trained on the CLIP they are fed: ``clip`` if given, else yours only if both were trained on it
         (see :func:`~dalle2_lessons.clip.load_clip`). The upsampler reads pixels only, so any fits. ``version``: the
@@ -195,7 +195,7 @@ class UnCLIP:
                              generator=torch.Generator().manual_seed(seed + 1))
 
     def invert(self, images: torch.Tensor, steps: int = 50, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-        """DDIM inversion of 16×16 images ``(B, 3, 16, 16)`` under their own CLIP embeddings: returns
+        """DDIM inversion of base-resolution images ``(B, 3, R, R)`` under their own CLIP embeddings: returns
         ``(x_T, reconstruction)``, where the reconstruction is η = 0 DDIM from ``x_T`` (no clamping, so the
         round trip is exact up to the inversion's first-order error)."""
         z = self.embed(images).to(self.device)

@@ -170,7 +170,7 @@ class Comparison:
 
 
 def compare(model: UNet, n: int, split: str = "test", steps: int = 25, seed: int = 0, low: torch.Tensor | None = None,
-            attrs: torch.Tensor | None = None, eta: float = 1.0, version: str = "v1") -> Comparison:
+            attrs: torch.Tensor | None = None, eta: float = 1.0, version: str = "v2") -> Comparison:
     """Judge bicubic vs diffusion upsampling at 32×32. By default the 16×16 inputs are clean downsampled
     renders of ``n`` fresh ``split`` scenes (and the true 32×32 render is judged too); pass ``low`` and
     ``attrs`` to upsample other images, e.g. the decoder's samples. Two diffusion rows: ``diffusion`` keeps the
@@ -206,7 +206,7 @@ class UpsamplerSettings:
     max_sigma: float = 0.8  #: widest Gaussian blur (in low-resolution pixels) applied to the condition in training
     sample_steps: int = 25  #: DDIM steps when upsampling
     seed: int = 0
-    version: str = "v1"  #: the Shapes version it learns from (v1: 16→32; v2: 32→64, crops of a quarter of the side)
+    version: str = "v2"  #: the Shapes version it learns from (v1: 16→32; v2: 32→64, crops of a quarter of the side)
 
 
 PRESETS: dict[str, UpsamplerSettings] = {
@@ -249,7 +249,7 @@ def build(cfg: UpsamplerSettings, device: str | torch.device = "cpu", *, clip: o
     return Built(model, {"loss": losses}, curve.train_seconds, curve.points, cfg)
 
 
-def load_upsampler(profile: str | None = None, device: str | torch.device = "cpu", version: str = "v1") -> UNet:
+def load_upsampler(profile: str | None = None, device: str | torch.device = "cpu", version: str = "v2") -> UNet:
     """Your upsampler of ``profile`` (from lesson 08) if present, else the course checkpoint of Shapes ``version``
     (eval mode)."""
     return checkpoints.load_model(checkpoints.versioned(CHECKPOINT, version),

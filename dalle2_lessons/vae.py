@@ -234,7 +234,7 @@ def fit_prior(
 
 @torch.no_grad()
 def evaluate(model: ConditionalVAE, cond: torch.Tensor, attrs: torch.Tensor, seed: int = 0,
-             version: str = "v1") -> judge.JudgeReport:
+             version: str = "v2") -> judge.JudgeReport:
     """One sample per condition, read by the judge of Shapes ``version``."""
     model.eval()
     images = model.sample(cond, torch.Generator().manual_seed(seed))
@@ -260,7 +260,7 @@ class VAESettings:
     temperatures: tuple[float, ...] = (1.0, 0.5, 0.0)  #: the prior's spreads lesson 10 scores (0: its mean)
     card_captions: int = 2  #: captions per kind in lesson 10's scorecard (each drawn 16 times)
     seeds: tuple[int, ...] = (0, 1, 2)  #: evaluation seeds of the scorecard (95% intervals over them)
-    version: str = "v1"  #: the Shapes version it learns from (v2: 32×32 images, captions that leave things out)
+    version: str = "v2"  #: the Shapes version it learns from (v2: 32×32 images, captions that leave things out)
     seed: int = 0
 
 
@@ -307,7 +307,7 @@ def build(cfg: VAESettings, device: str | torch.device = "cpu", *, clip: CLIP | 
 
 
 def load_vae(profile: str | None = None, device: str | torch.device = "cpu", *, clip: CLIP,
-             version: str = "v1") -> ConditionalVAE:
+             version: str = "v2") -> ConditionalVAE:
     """The VAE of Shapes ``version`` conditioned on ``clip``'s text embeddings: yours of ``profile`` (from lesson 10)
     if it is, else the course checkpoint if it is (eval mode); a
     :class:`~dalle2_lessons.checkpoints.CheckpointError` if neither."""

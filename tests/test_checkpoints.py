@@ -26,7 +26,7 @@ def test_round_trip(tmp_path):
 
 def test_missing_names_the_rebuild_command(tmp_path):
     with pytest.raises(CheckpointError, match=r"missing.*python -m dalle2_lessons.judge --tier single"):
-        load_checkpoint("judge-single", tmp_path)
+        load_checkpoint("judge-single-v2", tmp_path)
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "garbage"])
@@ -56,10 +56,10 @@ def test_unreadable_weights_without_checksum(tmp_path):
 
 
 def test_corrupt_config(tmp_path):
-    save_checkpoint("judge-single", _model().state_dict(), {}, tmp_path)
-    (tmp_path / "judge-single.json").write_text("{not json")
+    save_checkpoint("judge-single-v2", _model().state_dict(), {}, tmp_path)
+    (tmp_path / "judge-single-v2.json").write_text("{not json")
     with pytest.raises(CheckpointError, match=r"corrupt config.*dalle2_lessons.judge"):
-        load_checkpoint("judge-single", tmp_path)
+        load_checkpoint("judge-single-v2", tmp_path)
 
 
 def test_wrong_model_is_a_clear_error(tmp_path):
@@ -106,11 +106,12 @@ def test_one_rebuild_command_per_checkpoint_everywhere():
 def test_rebuild_commands_are_spelled_like_the_shipped_ones():
     from dalle2_lessons import checkpoints
 
-    assert (checkpoints.command("guidance", profile="cpu", steps=1500, condition=None, eval_every=250)
-            == checkpoints.REBUILD_COMMANDS["text-diffusion"])
-    assert (checkpoints.command("decoder", profile="cpu", steps=1500, eval_every=250, batch_size=128,
-                                prediction_type="epsilon")
-            == checkpoints.REBUILD_COMMANDS["decoder"])
+    assert (checkpoints.command("guidance", profile="cpu", steps=2600, condition=None, eval_every=500, version="v2",
+                                batch_size=64, prediction_type="v_prediction")
+            == checkpoints.REBUILD_COMMANDS["text-diffusion-v2"])
+    assert (checkpoints.command("decoder", profile="cpu", steps=2600, eval_every=None, version="v2", batch_size=64,
+                                prediction_type=None)
+            == checkpoints.REBUILD_COMMANDS["decoder-v2"])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -122,26 +123,23 @@ def _clip_from_another_seed(seed: int = 1):
     from dalle2_lessons.clip import CLIP, CLIPConfig
 
     torch.manual_seed(seed)
-    return CLIP(CLIPConfig(**checkpoints.load_checkpoint("clip").config))
+    return CLIP(CLIPConfig(**checkpoints.load_checkpoint("clip-v2").config))
 
 
 def test_every_shipped_stage_records_the_shipped_clip_it_was_trained_on():
+    clip_sha = checkpoints.read_meta("clip-v2", checkpoints.shipped_dir())["sha256"]
     for name, parents in checkpoints.PARENTS.items():
-        clip = "clip-v2" if name.endswith("-v2") else "clip"  # each Shapes version has its own CLIP
-        clip_sha = checkpoints.read_meta(clip, checkpoints.shipped_dir())["sha256"]
         meta = checkpoints.read_meta(name, checkpoints.shipped_dir())
         assert meta["parents"] == {p: clip_sha for p in parents}, name
-    attributes = checkpoints.read_meta("text-diffusion-attributes", checkpoints.shipped_dir())
-    assert attributes["parents"] == {}, "the attribute model reads no CLIP"
 
 
 def test_a_stage_that_reads_embeddings_must_name_its_parents(tmp_path):
     with pytest.raises(CheckpointError, match="parents"):
-        save_checkpoint("prior", _model().state_dict(), {}, tmp_path)
+        save_checkpoint("prior-v2", _model().state_dict(), {}, tmp_path)
     with pytest.raises(CheckpointError, match="not loaded from a checkpoint"):
-        save_checkpoint("prior", _model().state_dict(), {}, tmp_path, parents={"clip": _model()})
+        save_checkpoint("prior-v2", _model().state_dict(), {}, tmp_path, parents={"clip": _model()})
     with pytest.raises(TypeError, match="parents"):
-        checkpoints.load_model("prior", lambda config: _model())
+        checkpoints.load_model("prior-v2", lambda config: _model())
 
 
 def test_a_learners_clip_is_never_paired_with_course_stages(tmp_path, monkeypatch, capsys):
@@ -152,14 +150,14 @@ def test_a_learners_clip_is_never_paired_with_course_stages(tmp_path, monkeypatc
 
     monkeypatch.setenv("DALLE2_LESSONS_RUNS", str(tmp_path))
     mine = _clip_from_another_seed()
-    save_checkpoint("clip", mine.state_dict(), mine.config_dict(), checkpoints.runs_dir("cpu"))
-    course_sha = checkpoints.read_meta("clip", checkpoints.shipped_dir())["sha256"]
+    save_checkpoint("clip-v2", mine.state_dict(), mine.config_dict(), checkpoints.runs_dir("cpu"))
+    course_sha = checkpoints.read_meta("clip-v2", checkpoints.shipped_dir())["sha256"]
 
     yours = load_clip("cpu")  # lessons that train on your CLIP (01, 10, 11) still get it
     assert yours.origin.path.parent == checkpoints.runs_dir("cpu") and yours.origin.sha256 != course_sha
 
     # Refused: the course prior was trained on another CLIP, and nothing in runs/ was trained on yours.
-    with pytest.raises(CheckpointError, match=r"(?s)No 'prior' checkpoint was trained on the clip.*--clip yours"):
+    with pytest.raises(CheckpointError, match=r"(?s)No 'prior-v2' checkpoint was trained on the clip.*--clip yours"):
         prior.load_prior("cpu", clip=yours)
 
     # Resolved: the pipeline picks the course CLIP, because the prior and decoder it can load were trained on it,
@@ -167,13 +165,13 @@ def test_a_learners_clip_is_never_paired_with_course_stages(tmp_path, monkeypatc
     capsys.readouterr()
     system = unclip.UnCLIP.load("cpu")
     out = capsys.readouterr().out
-    assert "Your CLIP" in out and "is not used here" in out and "prior or decoder" in out
+    assert "Your CLIP" in out and "is not used here" in out and "prior-v2 or decoder-v2" in out
     assert system.clip.origin.sha256 == course_sha
     assert system.prior.origin.parents == system.decoder.origin.parents == {"clip": course_sha}
 
     # Once both stages are trained on your CLIP (here: course weights saved as if they were), yours is used throughout.
-    for stage, make in (("prior", lambda: prior.load_prior(clip=system.clip)),
-                        ("decoder", lambda: decoder.load_decoder(clip=system.clip))):
+    for stage, make in (("prior-v2", lambda: prior.load_prior(clip=system.clip)),
+                        ("decoder-v2", lambda: decoder.load_decoder(clip=system.clip))):
         model = make()
         save_checkpoint(stage, model.state_dict(), model.config_dict(), checkpoints.runs_dir("cpu"),
                         parents={"clip": yours})
@@ -205,15 +203,15 @@ def test_your_stage_trained_on_another_clip_is_skipped_with_a_reason(tmp_path, m
 
     monkeypatch.setenv("DALLE2_LESSONS_RUNS", str(tmp_path))
     mine = _clip_from_another_seed(2)
-    save_checkpoint("clip", mine.state_dict(), mine.config_dict(), tmp_path / "elsewhere")
-    other_sha = checkpoints.read_meta("clip", tmp_path / "elsewhere")["sha256"]
+    save_checkpoint("clip-v2", mine.state_dict(), mine.config_dict(), tmp_path / "elsewhere")
+    other_sha = checkpoints.read_meta("clip-v2", tmp_path / "elsewhere")["sha256"]
     course = load_clip()
     model = prior.load_prior(clip=course)
-    save_checkpoint("prior", model.state_dict(), model.config_dict(), checkpoints.runs_dir("cpu"),
+    save_checkpoint("prior-v2", model.state_dict(), model.config_dict(), checkpoints.runs_dir("cpu"),
                     parents={"clip": other_sha})
     capsys.readouterr()
     chosen = prior.load_prior("cpu", clip=course)
     out = capsys.readouterr().out
     assert chosen.origin.path.parent == checkpoints.shipped_dir()
-    assert "skipped your 'prior'" in out and other_sha[:8] in out
-    assert checkpoints.metrics_of(chosen) == checkpoints.load_checkpoint("prior").metrics
+    assert "skipped your 'prior-v2'" in out and other_sha[:8] in out
+    assert checkpoints.metrics_of(chosen) == checkpoints.load_checkpoint("prior-v2").metrics

@@ -120,10 +120,11 @@ def test_library_clip_runs_behind_our_interface():
 
 
 def test_course_checkpoint_meets_the_lesson_targets():
-    """The shipped CLIP is what `python -m dalle2_lessons.clip --profile cpu --steps 1000` trains."""
+    """The shipped CLIP is what `python -m dalle2_lessons.clip --profile cpu --steps 1000 --version v2 --resolution 32`
+    trains."""
     model = clip.load_clip()
     s = clip.PRESETS["cpu"]
-    results = clip_embeddings.evaluate_clip(model, tok, s.resolution, n=s.n_eval, n_retrieval=s.n_retrieval)
+    results = clip_embeddings.evaluate_clip(model, tok, model.config.resolution, n=s.n_eval, n_retrieval=s.n_retrieval)
     for split, row in results.items():
         print(split, "  ".join(f"{k} {v:.3f}" for k, v in row.items()))
     test = results["test"]

