@@ -160,7 +160,7 @@ def report(results: dict, sizes: dict) -> str:
                   "step (2 per multiply-add); norms, activations and the optimiser are not counted.\n\n",
                   table(results["throughput"])]
     if "sampling" in results:
-        parts += ["\n## Sampling: seconds per image, text to 32×32\n\n",
+        parts += ["\n## Sampling: seconds per image, text to 64×64\n\n",
                   "The course checkpoints end to end: prior (64 DDIM steps, two candidates), decoder (guidance 3) "
                   "and upsampler, both with the sampler named. DDPM-1000 is DDIM with all 1000 steps and η = 1.\n\n",
                   table(results["sampling"])]

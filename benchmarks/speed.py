@@ -16,25 +16,32 @@ from collections.abc import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from dalle2_lessons import diffusion, upsampler
-from dalle2_lessons.decoder import Decoder, decoder_config, decoder_loss
+from dalle2_lessons import checkpoints, diffusion, upsampler
+from dalle2_lessons.decoder import Decoder, DecoderConfig, decoder_loss
 from dalle2_lessons.unclip import UnCLIP
-from dalle2_lessons.unet import UNet
+from dalle2_lessons.unet import UNet, UNetConfig
 
 
 def _networks(batch: int) -> dict[str, tuple[torch.nn.Module, Callable[[torch.nn.Module], torch.Tensor]]]:
-    """The two U-Nets of unCLIP with a loss on random inputs of the right shapes (speed does not depend on values)."""
+    """unCLIP's two U-Nets as the course trains them on Shapes v2 (the configurations stored with the shipped
+    ``decoder-v2`` and ``upsampler-v2``), each with its training loss on random inputs of the right shapes (speed does
+    not depend on values): the decoder on 32×32 images with a CLIP embedding and caption tokens, the upsampler on
+    16×16 crops of 64×64 images (its command's ``--crop 16``)."""
     schedule = diffusion.cosine_schedule()
     gen = torch.Generator().manual_seed(0)
-    dec = Decoder(decoder_config())
-    x16, z = torch.rand(batch, 3, 16, 16) * 2 - 1, torch.nn.functional.normalize(torch.randn(batch, 64), dim=-1)
+    shipped = checkpoints.shipped_dir()
+    dec = Decoder(DecoderConfig.from_dict(checkpoints.read_meta("decoder-v2", shipped)["config"]))
+    r = dec.config.unet.resolution
+    x_low, z = torch.rand(batch, 3, r, r) * 2 - 1, torch.nn.functional.normalize(torch.randn(batch, 64), dim=-1)
     feats, mask = torch.randn(batch, 16, 128), torch.ones(batch, 16, dtype=torch.bool)
-    up = UNet(upsampler.upsampler_config())
-    x32 = torch.rand(batch, 3, 32, 32) * 2 - 1
+    up = UNet(UNetConfig.from_dict(checkpoints.read_meta("upsampler-v2", shipped)["config"]))
+    x_high = torch.rand(batch, 3, 2 * r, 2 * r) * 2 - 1
+    crop = up.config.resolution
     return {
-        "decoder U-Net (16×16, CLIP context)": (
-            dec, lambda m: decoder_loss(m, x16, z, feats, mask, schedule, generator=gen)),
-        "upsampler U-Net (16×16 crops)": (up, lambda m: upsampler.upsampler_loss(m, x32, schedule, generator=gen)),
+        f"decoder U-Net ({r}×{r}, CLIP context)": (
+            dec, lambda m: decoder_loss(m, x_low, z, feats, mask, schedule, generator=gen)),
+        f"upsampler U-Net ({crop}×{crop} crops of {2 * r}×{2 * r})": (
+            up, lambda m: upsampler.upsampler_loss(m, x_high, schedule, crop=crop, generator=gen)),
     }
 
 

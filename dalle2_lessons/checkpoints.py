@@ -46,7 +46,7 @@ REBUILD_COMMANDS: dict[str, str] = {
     "judge-relation-v2": "python -m dalle2_lessons.judge --tier relation --steps 3000 --batch-size 64 --width 16 "
                          "--seed 0 --version v2",
     "clip-v2": "python -m dalle2_lessons.clip --profile cpu --steps 1000 --version v2 --resolution 32",
-    "prior-v2": "python -m dalle2_lessons.prior --profile cpu --version v2",
+    "prior-v2": "python -m dalle2_lessons.prior --profile cpu --steps 5000 --version v2",
     "decoder-v2": "python -m dalle2_lessons.decoder --profile cpu --steps 2600 --version v2 --batch-size 64",
     "upsampler-v2": "python -m dalle2_lessons.upsampler --profile cpu --steps 1800 --version v2 --crop 16 "
                     "--max-sigma 0.8",

@@ -258,7 +258,7 @@ def load_upsampler(profile: str | None = None, device: str | torch.device = "cpu
 
 def main(argv: list[str] | None = None) -> None:
     p = builders.build_parser(
-        "Train the course's 16→32 diffusion upsampler and save it.",
+        "Train the course's diffusion upsampler (Shapes v2: 32→64) and save it.",
         "judge upsampled test images every N steps", 512, "test scenes for the final bicubic-vs-diffusion table",
         versioned=True)
     p.add_argument("--crop", type=int, default=None, help="side of the training crops (default: the profile's)")

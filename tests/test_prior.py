@@ -110,6 +110,7 @@ def test_the_course_prior_beats_both_baselines_on_held_out_captions(test_seed, m
     clip_model = load_clip()
     data = prior.PriorData.build(clip_model, 2000)
     row = prior.compare(prior.load_prior(clip=clip_model), clip_model, data, 64, "heldout", steps=32, seed=test_seed)
-    assert measured("prior - no_prior", row["prior"] - row["no_prior"]) > 0.003, row  # measured 0.0083-0.0139 (6 runs*)
-    assert measured("prior - nearest", row["prior"] - row["nearest"]) > 0, row  # measured 0.103-0.124
-    # * here and below: seeds 0-2 with AVX-512 kernels, seed 0 with AVX2, SSE and one thread (tests/conftest.py)
+    assert measured("prior - no_prior", row["prior"] - row["no_prior"]) > 0.1, row  # measured 0.281-0.285 (seeds 0-2*)
+    assert measured("prior - nearest", row["prior"] - row["nearest"]) > 0.05, row  # measured 0.147-0.166
+    # * the v2 prior-v2 of 5000 steps on the v2 CLIP, one thread (tests/conftest.py); the v1 prior measured 0.008-0.014
+    # against no prior: on v1 every caption fixed its picture, and the text embedding was already almost right

@@ -75,7 +75,7 @@ def test_the_shipped_prior_matches_partial_captions_better_than_no_prior(shipped
 
     model, pr, data, cfg = shipped_v2
     partial = tuple(k for k in prior_ablation.MENTION_TYPES if k != "full")
-    # measured with 2 captions per kind: prior 0.176 [0.145, 0.206], no prior 0.974 [0.967, 0.980]
+    # measured (prior-v2 of 5000 steps): prior 0.097, no prior 0.955 (the same on seeds 0-2: the seeds here are fixed)
     rows = prior_ablation.ablation(pr, model, data, cfg, (0, 1, 2), n_per_type=1, k=32, kinds=partial,
                                    one_candidate=False)
     pooled = {m: metrics.interval95([np.mean([r["energy"][m] for r in rows if r["seed"] == s]) for s in (0, 1, 2)])
@@ -83,4 +83,4 @@ def test_the_shipped_prior_matches_partial_captions_better_than_no_prior(shipped
     print({m: str(iv) for m, iv in pooled.items()})
     assert measured("prior", pooled["prior"].high) < measured("no_prior", pooled["no_prior"].low)
     spread = np.mean([r["spread"]["prior"] for r in rows])
-    assert measured("spread", spread) > 0.5, "the prior's samples should vary about as much as real pictures do"
+    assert measured("spread", spread) > 0.8, "the prior's samples should vary about as much as real pictures do"  # 0.951
