@@ -330,25 +330,35 @@ def sample_ddim(
 
 @torch.no_grad()
 def ddim_invert(
-    eps_model, x0: torch.Tensor, schedule: NoiseSchedule, steps: int = 50, progress: bool = False,
+    eps_model, x0: torch.Tensor, schedule: NoiseSchedule, steps: int = 50, progress: bool = False, refine: int = 0,
 ) -> torch.Tensor:
     """Run deterministic DDIM *backwards*: from a clean image ``x0`` ``(B, C, H, W)`` up the noise levels
     that :func:`sample_ddim` visits, to the ``x_T`` from which :func:`sample_ddim` (η = 0, ``clip_x0=False``,
-    the same ``steps`` and model) draws ``x0`` back, up to the small error of reading ε at the lower level.
+    the same ``steps`` and model) draws ``x0`` back.
 
-    Each step is :func:`ddim_step` read the other way: estimate ε at the current level, then place x̂_0
-    at the next *higher* level along that ε: ``x_next = √ᾱ_next · x̂_0 + √(1 − ᾱ_next) · ε``.
+    Each step is :func:`ddim_step` read the other way: estimate ε, then place x̂_0 at the next *higher* level along
+    that ε: ``x_next = √ᾱ_next · x̂_0 + √(1 − ᾱ_next) · ε``. The sampler coming down reads ε at ``x_next``, which the
+    way up does not know yet, so the plain inversion reads it at the current level instead: a first-order error.
+    Usually small; but near the top of the schedule, where a faint shift of the whole image decides what the sampler
+    commits to (the background shade of Shapes v2), it can tip the way down to another picture. ``refine`` > 0 repeats
+    each step that many times with ε read at the point just found (a fixed-point iteration of the step's own
+    equation), which makes the round trip exact up to the iteration's convergence at ``refine`` more network calls a
+    step.
     """
     levels = [-1, *reversed(ddim_timesteps(schedule.T, steps))]  # from clean (-1) to the noisiest step
     x = x0
     for cur, nxt in tqdm(
         list(zip(levels[:-1], levels[1:])), desc=f"DDIM inversion {steps}", disable=not progress, leave=False
     ):
-        eps = eps_model(x, torch.full((len(x),), max(cur, 0), device=x.device))
         a_cur = schedule.alphas_cumprod[cur] if cur >= 0 else torch.tensor(1.0)
         a_next = schedule.alphas_cumprod[nxt]
-        x0_hat = (x - (1 - a_cur).sqrt() * eps) / a_cur.sqrt()
-        x = a_next.sqrt() * x0_hat + (1 - a_next).sqrt() * eps
+        eps = eps_model(x, torch.full((len(x),), max(cur, 0), device=x.device))
+        for i in range(refine + 1):
+            if i > 0:  # the sampler will read ε here, at the level above: solve for a point consistent with that
+                eps = eps_model(x_next, torch.full((len(x),), nxt, device=x.device))
+            x0_hat = (x - (1 - a_cur).sqrt() * eps) / a_cur.sqrt()
+            x_next = a_next.sqrt() * x0_hat + (1 - a_next).sqrt() * eps
+        x = x_next
     return x
 
 

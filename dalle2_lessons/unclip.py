@@ -194,13 +194,16 @@ class UnCLIP:
         return self.upsample(self.decode(z_edit, scale, steps, x_T=x_T),
                              generator=torch.Generator().manual_seed(seed + 1))
 
-    def invert(self, images: torch.Tensor, steps: int = 50, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    def invert(self, images: torch.Tensor, steps: int = 50, scale: float = 1.0,
+               refine: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
         """DDIM inversion of base-resolution images ``(B, 3, R, R)`` under their own CLIP embeddings: returns
         ``(x_T, reconstruction)``, where the reconstruction is η = 0 DDIM from ``x_T`` (no clamping, so the
-        round trip is exact up to the inversion's first-order error)."""
+        round trip is exact up to the inversion's error). ``refine``: fixed-point refinements of every inversion step
+        (:func:`~dalle2_lessons.diffusion.ddim_invert`); with 0, one of the eight test pictures of ``tests/test_unclip.py``
+        came back with the other background shade."""
         z = self.embed(images).to(self.device)
         eps = decoder_lib.eps_model(self.decoder, z, scale=scale, schedule=self.schedule)
-        x_T = diffusion.ddim_invert(eps, images.to(self.device), self.schedule, steps)  # noqa: N806
+        x_T = diffusion.ddim_invert(eps, images.to(self.device), self.schedule, steps, refine=refine)  # noqa: N806
         shape = tuple(images.shape)
         back = diffusion.sample_ddim(eps, shape, self.schedule, steps, 0.0, device=self.device, x_T=x_T, clip_x0=False,
                                      progress=False)

@@ -71,9 +71,10 @@ def test_variations_interpolations_text_diffs_and_inversion(system, measured):
     several = shapes.render(shapes.sample_scenes(8, "test", "single", seed=2), 32)
     x_T, back = system.invert(several, steps=25)
     assert x_T.shape == several.shape and x_T.std() > 0.5  # a noise-like latent ...
-    # ... from which η = 0 DDIM draws most pictures back: per-image error 0.006-0.010 for 7 of these 8 at 25, 50 and 100
-    # steps; the first, on grey, comes back on black (error 0.38 at every step count), so the median is what is bounded
-    assert measured("inversion error", (back - several).abs().mean((1, 2, 3)).median()) < 0.05
+    # ... from which η = 0 DDIM draws every picture back. Without the refinement (refine=0) the first picture, on grey,
+    # came back on black (error 0.38 at 25, 50 and 100 steps; the others 0.006-0.010): the first-order inversion step
+    # tipped it across the sampler's early choice of background. With refine=2: worst 0.005
+    assert measured("inversion error, worst picture", (back - several).abs().mean((1, 2, 3)).max()) < 0.05
 
 
 def test_cli_refuses_an_unknown_word_with_a_clear_message(capsys):
