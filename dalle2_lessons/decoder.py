@@ -157,6 +157,13 @@ def eps_model(
     return lambda x, t: guided_eps(decoder, x, t, z_image, tokens, token_mask, scale, schedule)
 
 
+#: Where the decoder's DDIM steps start (:func:`~dalle2_lessons.diffusion.ddim_timesteps`). With "leading" spacing
+#: (t = 960 first for 25 steps) it drew the grey background on 98-100% of pictures whatever the embedding, because the
+#: mean of x_960 still carries the picture's brightness in training and pure noise's mean reads as grey; "trailing"
+#: (t = 999 first) drew grey on 48-50% of 64 test embeddings, as the renders have it (Lin et al. 2024).
+SPACING: diffusion.Spacing = "trailing"
+
+
 @torch.no_grad()
 def sample(
     decoder: Decoder, z_image: torch.Tensor, tokens: torch.Tensor | None = None, token_mask: torch.Tensor | None = None,
@@ -175,7 +182,8 @@ def sample(
     r = decoder.config.unet.resolution
     fn = eps_model(decoder, z_image, tokens, token_mask, scale, schedule)
     return diffusion.sample_ddim(
-        fn, (len(z_image), 3, r, r), schedule, steps, eta, generator, device, x_T=x_T, progress=progress
+        fn, (len(z_image), 3, r, r), schedule, steps, eta, generator, device, x_T=x_T, progress=progress,
+        spacing=SPACING,
     ).cpu()
 
 

@@ -219,9 +219,23 @@ def ddim_step(
     return x_prev, x0
 
 
-def ddim_timesteps(T: int, steps: int) -> list[int]:  # noqa: N803
-    """The timesteps a ``steps``-step DDIM sampler visits, from high to low: ``diffusers``' "leading"
-    spacing, ``[k · (T // steps) for k in reversed(range(steps))]``."""
+Spacing = Literal["leading", "trailing"]
+
+
+def ddim_timesteps(T: int, steps: int, spacing: Spacing = "leading") -> list[int]:  # noqa: N803
+    """The timesteps a ``steps``-step DDIM sampler visits, from high to low, spaced as ``diffusers`` names it:
+
+    * ``"leading"``: ``[k · (T // steps) for k in reversed(range(steps))]``, from 0 up (DDIM's paper; 25 steps of
+      1000 start at t = 960);
+    * ``"trailing"``: ``[round(T − k · T / steps) − 1 for k in range(steps)]``, from T − 1 down (25 steps start at
+      t = 999 and end at 39).
+
+    Why it matters (Lin et al. 2024, "Common diffusion noise schedules and sample steps are flawed"): at t = 960 the
+    cosine schedule keeps √ᾱ ≈ 0.06 of the image, so in training the *mean* of x_t still tells a dark picture from a
+    light one; pure noise has mean ≈ 0, which reads as one of them, and a sampler that starts there draws that one
+    almost every time. Starting at T − 1 (√ᾱ ≈ 5·10⁻⁵) leaves nothing to read. The decoder samples ``"trailing"``."""
+    if spacing == "trailing":
+        return [round(T - k * T / steps) - 1 for k in range(steps)]
     ratio = T // steps
     return [k * ratio for k in reversed(range(steps))]
 
@@ -307,7 +321,7 @@ def sample_ddim(
     eps_model, shape: tuple[int, ...], schedule: NoiseSchedule, steps: int = 50, eta: float = 0.0,
     generator: torch.Generator | None = None, device: str | torch.device = "cpu", x_T: torch.Tensor | None = None,  # noqa: N803
     clip_x0: bool = True, progress: bool = True, step=ddim_step, prediction_type: PredictionType = "epsilon",
-    clip_output: bool = True,
+    clip_output: bool = True, spacing: Spacing = "leading",
 ) -> torch.Tensor:
     """DDIM sampling with ``steps`` network calls (:func:`ddim_timesteps`): returns ``x_0`` ``shape``.
 
@@ -315,10 +329,10 @@ def sample_ddim(
     :func:`ddim_step`); ``step`` is the step function, with :func:`ddim_step`'s signature.
     ``eps_model(x_t, t)`` returns what ``prediction_type`` says (the noise, or x̂_0 for ``"sample"``), and
     ``clip_output`` clamps the result to an image's [-1, 1]: lesson 06's prior samples CLIP embeddings with
-    ``prediction_type="sample", clip_x0=False, clip_output=False``.
+    ``prediction_type="sample", clip_x0=False, clip_output=False``. ``spacing``: see :func:`ddim_timesteps`.
     """
     x = (torch.randn(shape, generator=generator) if x_T is None else x_T).to(device)
-    ts = ddim_timesteps(schedule.T, steps)
+    ts = ddim_timesteps(schedule.T, steps, spacing)
     for i, t in enumerate(tqdm(ts, desc=f"DDIM {steps}", disable=not progress, leave=False)):
         eps = eps_model(x, torch.full((shape[0],), t, device=device))
         t_prev = ts[i + 1] if i + 1 < len(ts) else -1
@@ -331,6 +345,7 @@ def sample_ddim(
 @torch.no_grad()
 def ddim_invert(
     eps_model, x0: torch.Tensor, schedule: NoiseSchedule, steps: int = 50, progress: bool = False, refine: int = 0,
+    spacing: Spacing = "leading",
 ) -> torch.Tensor:
     """Run deterministic DDIM *backwards*: from a clean image ``x0`` ``(B, C, H, W)`` up the noise levels
     that :func:`sample_ddim` visits, to the ``x_T`` from which :func:`sample_ddim` (η = 0, ``clip_x0=False``,
@@ -343,9 +358,9 @@ def ddim_invert(
     commits to (the background shade of Shapes v2), it can tip the way down to another picture. ``refine`` > 0 repeats
     each step that many times with ε read at the point just found (a fixed-point iteration of the step's own
     equation), which makes the round trip exact up to the iteration's convergence at ``refine`` more network calls a
-    step.
+    step. ``spacing``: the sampler's (:func:`ddim_timesteps`).
     """
-    levels = [-1, *reversed(ddim_timesteps(schedule.T, steps))]  # from clean (-1) to the noisiest step
+    levels = [-1, *reversed(ddim_timesteps(schedule.T, steps, spacing))]  # from clean (-1) to the noisiest step
     x = x0
     for cur, nxt in tqdm(
         list(zip(levels[:-1], levels[1:])), desc=f"DDIM inversion {steps}", disable=not progress, leave=False

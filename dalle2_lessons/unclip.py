@@ -203,10 +203,11 @@ class UnCLIP:
         came back with the other background shade."""
         z = self.embed(images).to(self.device)
         eps = decoder_lib.eps_model(self.decoder, z, scale=scale, schedule=self.schedule)
-        x_T = diffusion.ddim_invert(eps, images.to(self.device), self.schedule, steps, refine=refine)  # noqa: N806
+        x_T = diffusion.ddim_invert(eps, images.to(self.device), self.schedule, steps, refine=refine,  # noqa: N806
+                                     spacing=decoder_lib.SPACING)
         shape = tuple(images.shape)
         back = diffusion.sample_ddim(eps, shape, self.schedule, steps, 0.0, device=self.device, x_T=x_T, clip_x0=False,
-                                     progress=False)
+                                     progress=False, spacing=decoder_lib.SPACING)
         return x_T.cpu(), back.cpu()
 
 

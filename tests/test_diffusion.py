@@ -43,6 +43,14 @@ def test_ddpm_step_matches_diffusers(name, t):
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("spacing", ["leading", "trailing"])
+@pytest.mark.parametrize("steps", [1000, 64, 50, 25, 10, 3])
+def test_ddim_timesteps_match_diffusers_spacings(spacing, steps):
+    sched = DDIMScheduler(num_train_timesteps=1000, timestep_spacing=spacing)
+    sched.set_timesteps(steps)
+    assert diffusion.ddim_timesteps(1000, steps, spacing) == sched.timesteps.tolist()
+
+
 @pytest.mark.parametrize("name", list(SCHEDULES))
 @pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
 @pytest.mark.parametrize("steps", [50, 25])
