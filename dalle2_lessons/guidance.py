@@ -178,6 +178,12 @@ def guided_eps_model(
     return lambda x, t: diffusion.x0_and_eps(guided_eps(model, x, t, c, scale), t, x, schedule, kind)[1]
 
 
+#: Where DDIM's steps start (:func:`~dalle2_lessons.diffusion.ddim_timesteps`), as for the decoder (``decoder.SPACING``):
+#: with "leading" spacing the course text-diffusion-v2 drew the grey background on 96% of 48 test captions, with
+#: "trailing" on 31% (the renders: half).
+SPACING: diffusion.Spacing = "trailing"
+
+
 @torch.no_grad()
 def sample(
     model: ConditionalUNet, cond: torch.Tensor, schedule: diffusion.NoiseSchedule, scale: float = 3.0,
@@ -199,7 +205,7 @@ def sample(
         else:
             out.append(
                 diffusion.sample_ddim(
-                    eps_model, shape, schedule, steps, eta, generator, device, progress=progress
+                    eps_model, shape, schedule, steps, eta, generator, device, progress=progress, spacing=SPACING
                 ).cpu()
             )
     return torch.cat(out)
