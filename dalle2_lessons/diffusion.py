@@ -361,7 +361,7 @@ def ddim_invert(
     step. ``spacing``: the sampler's (:func:`ddim_timesteps`).
     """
     levels = [-1, *reversed(ddim_timesteps(schedule.T, steps, spacing))]  # from clean (-1) to the noisiest step
-    x = x0
+    x = x_next = x0
     for cur, nxt in tqdm(
         list(zip(levels[:-1], levels[1:])), desc=f"DDIM inversion {steps}", disable=not progress, leave=False
     ):
@@ -369,7 +369,7 @@ def ddim_invert(
         a_next = schedule.alphas_cumprod[nxt]
         eps = eps_model(x, torch.full((len(x),), max(cur, 0), device=x.device))
         for i in range(refine + 1):
-            if i > 0:  # the sampler will read ε here, at the level above: solve for a point consistent with that
+            if i > 0:  # the sampler will read ε at x_next, the level above: move to a point consistent with that
                 eps = eps_model(x_next, torch.full((len(x),), nxt, device=x.device))
             x0_hat = (x - (1 - a_cur).sqrt() * eps) / a_cur.sqrt()
             x_next = a_next.sqrt() * x0_hat + (1 - a_next).sqrt() * eps

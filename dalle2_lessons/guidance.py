@@ -178,7 +178,7 @@ def guided_eps_model(
     return lambda x, t: diffusion.x0_and_eps(guided_eps(model, x, t, c, scale), t, x, schedule, kind)[1]
 
 
-#: Where DDIM's steps start (:func:`~dalle2_lessons.diffusion.ddim_timesteps`), as for the decoder (``decoder.SPACING``):
+#: Where DDIM's steps start (:func:`~dalle2_lessons.diffusion.ddim_timesteps`), as for the decoder (its ``SPACING``):
 #: with "leading" spacing the course text-diffusion-v2 drew the grey background on 96% of 48 test captions, with
 #: "trailing" on 31% (the renders: half).
 SPACING: diffusion.Spacing = "trailing"

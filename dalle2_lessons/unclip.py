@@ -199,8 +199,8 @@ class UnCLIP:
         """DDIM inversion of base-resolution images ``(B, 3, R, R)`` under their own CLIP embeddings: returns
         ``(x_T, reconstruction)``, where the reconstruction is η = 0 DDIM from ``x_T`` (no clamping, so the
         round trip is exact up to the inversion's error). ``refine``: fixed-point refinements of every inversion step
-        (:func:`~dalle2_lessons.diffusion.ddim_invert`); with 0, one of the eight test pictures of ``tests/test_unclip.py``
-        came back with the other background shade."""
+        (:func:`~dalle2_lessons.diffusion.ddim_invert`); with 0, one of the eight test pictures of
+        ``tests/test_unclip.py`` came back with the other background shade."""
         z = self.embed(images).to(self.device)
         eps = decoder_lib.eps_model(self.decoder, z, scale=scale, schedule=self.schedule)
         x_T = diffusion.ddim_invert(eps, images.to(self.device), self.schedule, steps, refine=refine,  # noqa: N806

@@ -83,4 +83,5 @@ def test_the_shipped_prior_matches_partial_captions_better_than_no_prior(shipped
     print({m: str(iv) for m, iv in pooled.items()})
     assert measured("prior", pooled["prior"].high) < measured("no_prior", pooled["no_prior"].low)
     spread = np.mean([r["spread"]["prior"] for r in rows])
-    assert measured("spread", spread) > 0.8, "the prior's samples should vary about as much as real pictures do"  # 0.951
+    # measured 0.951
+    assert measured("spread", spread) > 0.8, "the prior's samples should vary about as much as real pictures do"
