@@ -32,8 +32,9 @@ def _networks(batch: int) -> dict[str, tuple[torch.nn.Module, Callable[[torch.nn
     shipped = checkpoints.shipped_dir()
     dec = Decoder(DecoderConfig.from_dict(checkpoints.read_meta("decoder-v2", shipped)["config"]))
     r = dec.config.unet.resolution
-    x_low, z = torch.rand(batch, 3, r, r) * 2 - 1, torch.nn.functional.normalize(torch.randn(batch, 64), dim=-1)
-    feats, mask = torch.randn(batch, 16, 128), torch.ones(batch, 16, dtype=torch.bool)
+    x_low = torch.rand(batch, 3, r, r) * 2 - 1
+    z = torch.nn.functional.normalize(torch.randn(batch, dec.config.embed_dim), dim=-1)
+    feats, mask = torch.randn(batch, 16, dec.config.token_width), torch.ones(batch, 16, dtype=torch.bool)
     up = UNet(UNetConfig.from_dict(checkpoints.read_meta("upsampler-v2", shipped)["config"]))
     x_high = torch.rand(batch, 3, 2 * r, 2 * r) * 2 - 1
     crop = up.config.resolution

@@ -233,7 +233,8 @@ def ddim_timesteps(T: int, steps: int, spacing: Spacing = "leading") -> list[int
     Why it matters (Lin et al. 2024, "Common diffusion noise schedules and sample steps are flawed"): at t = 960 the
     cosine schedule keeps √ᾱ ≈ 0.06 of the image, so in training the *mean* of x_t still tells a dark picture from a
     light one; pure noise has mean ≈ 0, which reads as one of them, and a sampler that starts there draws that one
-    almost every time. Starting at T − 1 (√ᾱ ≈ 5·10⁻⁵) leaves nothing to read. The decoder samples ``"trailing"``."""
+    almost every time. Starting at T − 1 (√ᾱ ≈ 5·10⁻⁵) leaves nothing to read. The decoder and the text-to-pixels
+    model sample ``"trailing"`` (``decoder.SPACING``, ``guidance.SPACING``)."""
     if spacing == "trailing":
         return [round(T - k * T / steps) - 1 for k in range(steps)]
     ratio = T // steps
