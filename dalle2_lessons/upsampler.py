@@ -134,7 +134,7 @@ def sample(
     generator: torch.Generator | None = None, progress: bool = False, batch_size: int = 128, consistent: bool = True,
     keep_fn: Callable = keep_low_frequencies, eps_fn: Callable | None = None,
 ) -> torch.Tensor:
-    """16×16 images ``(B, 3, 16, 16)`` in [-1, 1] → 32×32 images ``(B, 3, 32, 32)`` (DDIM, whole images).
+    """Low-resolution images ``(B, 3, r, r)`` in [-1, 1] → ``(B, 3, 2r, 2r)`` (DDIM, whole images; v2: 32 → 64).
 
     ``consistent``: keep every step's x̂0 faithful to the input's low frequencies (``keep_fn``:
     :func:`keep_low_frequencies`, or the learner's). ``eps_fn(model, x_t, t, low)`` replaces the network call
