@@ -147,6 +147,71 @@ def compare_paired(a: list[dict[str, float]], b: list[dict[str, float]], measure
     return f"{label}: {hi} is higher than {lo} by {fmt.format(abs(d.mean))[1:]} ({span})"
 
 
+BLURS = (0.5, 0.8, 1.0)  #: Gaussian blurs (px at 64×64) of :func:`fid_calibration`'s rows
+
+
+@torch.no_grad()
+def fid_calibration(seeds: tuple[int, ...] = (0, 1, 2), n_per_type: int = 4, k: int = 16,
+                    upsample_fn: Callable[[torch.Tensor, int], torch.Tensor] | None = None, base: int = 32,
+                    judge: AttributeJudge | None = None, blurs: tuple[float, ...] = BLURS,
+                    ) -> dict[str, dict[str, dict[str, float]]]:
+    """What a Shapes FID *means*: the FID of real renders made worse in known ways, against the same real renders and on
+    the same captions and set sizes as :func:`scorecard` (so its numbers sit beside a model's). Rows: ``floor``
+    (another set of renders), ``blur σ=…`` (the other renders through a Gaussian blur of σ px at 64×64), ``bicubic
+    from 32`` (rendered at the decoder's ``base`` resolution and enlarged by interpolation) and, with ``upsample_fn``
+    (``(low, seed) → 64-px images``), ``upsampler from 32``: what the cascade would score with a perfect decoder.
+    Returns ``{"full" | PARTIAL: {row: 95% interval over seeds}}``."""
+    from . import upsampler  # the resampling functions; a top-level import would be circular (profiles)
+
+    judge = judge or load_judge("single", version="v2")
+    groups = {"full": ("full",), PARTIAL: tuple(kind for kind in MENTION_TYPES if kind != "full")}
+    per_seed: dict[str, dict[str, list[float]]] = {g: {} for g in groups}
+    for seed in seeds:
+        for group, kinds in groups.items():
+            caps = evaluation_captions(n_per_type, k, seed=seed, kinds=kinds)  # the captions score_seed draws
+            real, other = (torch.cat([shapes.render(getattr(c, f), 64) for c in caps]) for f in ("real", "other"))
+            low = torch.cat([shapes.render(c.other, base) for c in caps])
+            rows = {"floor": other}
+            rows |= {f"blur σ={b}": upsampler.gaussian_blur(other, torch.full((len(other),), b)) for b in blurs}
+            rows["bicubic from 32"] = upsampler.upsample(low, 64).clamp(-1, 1)
+            if upsample_fn is not None:
+                rows["upsampler from 32"] = upsample_fn(low, seed)
+            f_real = metrics.judge_features(real, judge)
+            for name, x in rows.items():
+                per_seed[group].setdefault(name, []).append(
+                    metrics.frechet_distance(metrics.judge_features(x, judge), f_real))
+    return {g: {name: vars(metrics.interval95(v)) for name, v in rows.items()} for g, rows in per_seed.items()}
+
+
+def format_calibration(cal: dict[str, dict[str, dict[str, float]]], cards: dict[str, dict]) -> str:
+    """:func:`fid_calibration`'s rows, then each model's Shapes FID from ``cards`` (name → :func:`scorecard`), one
+    column per caption group, ``mean±half-width`` of the 95% interval."""
+
+    def cell(iv: dict[str, float]) -> str:
+        return f"{iv['mean']:.0f}±{(iv['high'] - iv['low']) / 2:.0f}"
+
+    groups = list(cal)
+    head = f"{'Shapes FID against real renders':40s}" + "".join(f"{g:>16s}" for g in groups)
+    lines = [head, "-" * len(head)]
+    lines += [f"{name:40s}" + "".join(f"{cell(cal[g][name]):>16s}" for g in groups) for name in cal[groups[0]]]
+    lines += [f"{'samples: ' + name:40s}" + "".join(f"{cell(card[g]['fid']):>16s}" for g in groups)
+              for name, card in cards.items()]
+    return "\n".join(lines)
+
+
+def blur_equivalent(cal: dict[str, dict[str, dict[str, float]]], fid: float, group: str = "full") -> str:
+    """Where a model's Shapes FID ``fid`` falls on :func:`fid_calibration`'s blur ladder of ``group``: a phrase such as
+    "between renders blurred by σ = 0.8 and 1.0 px", computed from the ladder's means."""
+    ladder = sorted((float(name.split("=")[1]), iv["mean"]) for name, iv in cal[group].items()
+                    if name.startswith("blur σ="))
+    ladder = [(0.0, cal[group]["floor"]["mean"]), *ladder]
+    for (s0, f0), (s1, f1) in zip(ladder, ladder[1:]):
+        if fid <= f1:
+            return (f"at most the floor ({f0:.0f})" if fid <= f0 else
+                    f"between renders blurred by σ = {s0:g} and {s1:g} px ({f0:.0f} and {f1:.0f})")
+    return f"worse than renders blurred by σ = {ladder[-1][0]:g} px ({ladder[-1][1]:.0f})"
+
+
 def format_table(cards: dict[str, dict]) -> str:
     """One line per setting of ``cards`` (name → :func:`scorecard`): fidelity on full and partial captions, the
     diversity of what partial captions leave free, Shapes FID on full captions and its floor (``mean±half-width``)."""
