@@ -90,3 +90,23 @@ def test_a_paired_verdict_separates_what_an_unpaired_one_cannot():
     assert "a is higher than b" in scorecard.compare_paired(b, a, "m", ("b", "a"), "m")  # either order
     unpaired = [metrics.interval95([r["m"] for r in rows]) for rows in (a, b)]
     assert metrics.overlaps(*unpaired), "seed to seed, the two settings' own intervals overlap"
+
+
+def test_the_fid_calibration_ladder_rises_with_the_blur_and_places_a_model_on_it():
+    cal = scorecard.fid_calibration(seeds=(0, 1), n_per_type=1, k=16, judge=judge.load_judge("single", version="v2"),
+                                    upsample_fn=lambda low, seed: torch.nn.functional.interpolate(low, scale_factor=2))
+    for group in ("full", scorecard.PARTIAL):
+        rows = cal[group]
+        assert set(rows) == {"floor", *(f"blur σ={b}" for b in scorecard.BLURS), "bicubic from 32", "upsampler from 32"}
+        ladder = [rows[f"blur σ={b}"]["mean"] for b in scorecard.BLURS]
+        # the same renders blurred more and more: each rung further from the real renders' features than the last (on
+        # partial captions half a pixel of blur is lost in the floor's sampling noise: 484 vs 484 on seeds 2-3, so the
+        # floor is compared with the full captions' ladder only: 46-71 vs 93-229 on seeds 0-7)
+        assert ladder == sorted(ladder), (group, ladder)
+    assert cal["full"]["floor"]["mean"] < cal["full"]["blur σ=0.5"]["mean"]
+    floor, top = cal["full"]["floor"]["mean"], cal["full"][f"blur σ={scorecard.BLURS[-1]}"]["mean"]
+    assert scorecard.blur_equivalent(cal, floor / 2).startswith("at most the floor")
+    assert scorecard.blur_equivalent(cal, top * 2).startswith("worse than renders blurred by σ = 1 px")
+    middle = (cal["full"]["blur σ=0.5"]["mean"] + cal["full"]["blur σ=0.8"]["mean"]) / 2
+    assert scorecard.blur_equivalent(cal, middle).startswith("between renders blurred by σ = 0.5 and 0.8 px")
+    assert "samples: m" in scorecard.format_calibration(cal, {"m": {g: {"fid": cal[g]["floor"]} for g in cal}})
