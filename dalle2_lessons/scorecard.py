@@ -37,7 +37,7 @@ N_VALUES: tuple[int, ...] = (*(len(shapes.ATTRIBUTE_VALUES[a]) for a in shapes.T
 PARTIAL = "partial"  #: the row pooling every kind of caption that leaves something out
 
 
-def _readings(judge: AttributeJudge, images: torch.Tensor) -> torch.Tensor:
+def readings(judge: AttributeJudge, images: torch.Tensor) -> torch.Tensor:
     """``(N, 3, R, R)`` → ``(N, 5)``: the judge's best guess of each attribute, and the background read by pixels."""
     return torch.cat([judge.predict(images), shapes.read_background(images)[:, None]], dim=1)
 
@@ -59,7 +59,7 @@ def score_seed(generate: Generator, seed: int, n_per_type: int = 4, k: int = 16,
         mentioned = torch.from_numpy(np.repeat(cap.mentioned[None], k, 0))
         report = judge.score(samples, attrs, mentioned)
         free = torch.tensor([*(~cap.mentioned), True])[None]  # the background is always free
-        diversity = metrics.diversity_ratio(_readings(judge, samples)[None], _readings(judge, real)[None], free,
+        diversity = metrics.diversity_ratio(readings(judge, samples)[None], readings(judge, real)[None], free,
                                             N_VALUES)
         rows.append({"seed": seed, "kind": cap.kind, "caption": cap.text, "fidelity": report.all_correct,
                      "readable": 1 - report.unreadable, "diversity": diversity,
@@ -246,7 +246,7 @@ def score_unconditional(samples: torch.Tensor, seed: int, judge: AttributeJudge 
     real, other = (shapes.render(shapes.sample_scenes(n, "test", "single", seed=1000 + 2 * seed + j, version="v2"),
                                  resolution) for j in (0, 1))
     free = torch.ones(1, len(N_VALUES), dtype=torch.bool)
-    ratios = metrics.entropy_ratios(_readings(judge, samples)[None], _readings(judge, real)[None], free, N_VALUES)[0]
+    ratios = metrics.entropy_ratios(readings(judge, samples)[None], readings(judge, real)[None], free, N_VALUES)[0]
     feats = {name: metrics.judge_features(x, judge) for name, x in (("samples", samples), ("real", real),
                                                                      ("other", other))}
     return {"readable": float(judge.readable(samples).float().mean()), "diversity": float(ratios.nanmean()),
