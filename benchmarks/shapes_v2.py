@@ -55,14 +55,15 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     shas = {n: checkpoints.read_meta(n, checkpoints.shipped_dir())["sha256"][:12]
             for n in ("clip-v2", "prior-v2", "decoder-v2", "upsampler-v2", "judge-single-v2")}
-    t0 = time.time()
+    start = t0 = time.time()
+    seconds: dict[str, int] = {}  # per section: measured now, or the last run's for a reused one
     pipe = UnCLIP.load(version="v2")
     last = json.loads((out / "shapes_v2.json").read_text()) if (out / "shapes_v2.json").is_file() else None
     same = last is not None and all(last["checkpoints"].get(n) == shas[n] for n in ("clip-v2", "prior-v2")) and all(
         last["sizes"][k] == size[k] for k in ("ablation_captions", "ablation_k")) and tuple(
         last["sizes"]["seeds"]) == size["seeds"]
     if args.reuse_ablation and same:
-        ablation, t0 = last["ablation"], t0 - last["seconds"]["ablation"]
+        ablation, seconds["ablation"] = last["ablation"], last["seconds"]["ablation"]
         print("section 1 reused from the last run (same CLIP, prior and sizes)")
     else:
         cfg = prior.PriorSettings(**{**vars(prior.PRESETS["ci" if args.tiny else "cpu"]), "version": "v2"})
@@ -71,11 +72,12 @@ def main(argv: list[str] | None = None) -> None:
                                        size["ablation_k"])
         ablation = prior_ablation.summary_table(rows)
     print(prior_ablation.format_summary(ablation), flush=True)
-    t1 = time.time()
+    seconds.setdefault("ablation", round(time.time() - t0))
+    t0 = time.time()
     if args.reuse_scorecard and last is not None and last["checkpoints"] == shas and {
             k: v for k, v in last["sizes"].items() if k != "seeds"} == {k: v for k, v in size.items() if k != "seeds"} \
             and tuple(last["sizes"]["seeds"]) == size["seeds"]:
-        cards, t1 = last["scorecard"], t1 - last["seconds"]["scorecard"]
+        cards, seconds["scorecard"] = last["scorecard"], last["seconds"]["scorecard"]
         print("section 2 reused from the last run (same checkpoints and sizes)")
     else:
         cards = {}
@@ -84,21 +86,23 @@ def main(argv: list[str] | None = None) -> None:
                                                upsampler_steps=size["upsampler_steps"], **kwargs)
             cards[name] = scorecard.scorecard(gen, size["seeds"], size["card_captions"], size["card_k"])
             print(f"{name}\n{scorecard.format_scorecard(cards[name])}", flush=True)
-    t2 = time.time()
+    seconds.setdefault("scorecard", round(time.time() - t0))
+    t0 = time.time()
     cal = scorecard.fid_calibration(size["seeds"], size["card_captions"], size["card_k"], base=pipe.decoder.config.unet
                                     .resolution, upsample_fn=lambda low, seed: pipe.upsample(
                                         low, size["upsampler_steps"], torch.Generator().manual_seed(seed)))
     print(scorecard.format_calibration(cal, cards), flush=True)
-    t3 = time.time()
+    seconds["calibration"] = round(time.time() - t0)
     result = {"sizes": size, "checkpoints": shas, "sampling": sampling(), "ablation": ablation, "scorecard": cards,
               "calibration": cal,
-              "seconds": {"ablation": round(t1 - t0), "scorecard": round(t2 - t1), "calibration": round(t3 - t2)},
+              "seconds": seconds,
               "threads": torch.get_num_threads()}
     (out / "shapes_v2.json").write_text(json.dumps(result, indent=1) + "\n")
     md = ["# Shapes v2: what the prior is for, measured (issue #21)\n",
           f"Checkpoints (sha256 prefixes): {', '.join(f'`{k}` {v}' for k, v in shas.items())}. Sizes: {size}. "
           f"Sampling: {', '.join(f'{k} {v}' for k, v in sampling().items())}. "
-          f"{torch.get_num_threads()} threads; {round(t1 - t0)} s + {round(t2 - t1)} s + {round(t3 - t2)} s.\n",
+          f"{torch.get_num_threads()} threads; {' + '.join(f'{v} s' for v in seconds.values())} "
+          "(sections 1, 2, 3).\n",
           "## 1. Prior ablation in embedding space\n",
           "Energy distance to K real image embeddings of each caption (lower is better; `floor` = K other real "
           "renders), mean ± half-width of the 95% interval over seeds; last column the prior's spread ratio.\n",
@@ -113,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
            "perfect decoder). Mean ± half-width of the 95% interval over seeds.\n",
            "```\n" + scorecard.format_calibration(cal, cards) + "\n```\n"]
     (out / "SHAPES_V2.md").write_text("\n".join(md))
-    print(f"wrote {out / 'SHAPES_V2.md'} ({time.time() - t0:.0f} s)")
+    print(f"wrote {out / 'SHAPES_V2.md'} ({time.time() - start:.0f} s)")
 
 
 if __name__ == "__main__":
