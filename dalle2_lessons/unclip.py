@@ -1,5 +1,5 @@
 """The whole unCLIP system (lesson 09): text → CLIP text embedding → prior → image embedding → decoder
-(16×16) → upsampler (32×32), plus what a CLIP image embedding makes possible: variations,
+(32×32) → upsampler (64×64), plus what a CLIP image embedding makes possible: variations,
 interpolations, text diffs, and DDIM inversion.
 
 Every stage is a course checkpoint of an earlier lesson (or the learner's own): :func:`UnCLIP.load`
@@ -50,8 +50,8 @@ class Generation:
 
     prompts: list[str]  #: ``N`` prompts, each repeated for its samples
     image_embeddings: torch.Tensor  #: ``(N, D)`` what the prior (or the baseline) handed the decoder
-    low: torch.Tensor  #: ``(N, 3, 16, 16)`` the decoder's images
-    images: torch.Tensor  #: ``(N, 3, 32, 32)`` the upsampler's images, in [-1, 1]
+    low: torch.Tensor  #: ``(N, 3, R, R)`` the decoder's images (v2: R = 32)
+    images: torch.Tensor  #: ``(N, 3, 2R, 2R)`` the upsampler's images, in [-1, 1]
     seconds: dict[str, float] = field(default_factory=dict)  #: wall time per stage
 
 
@@ -100,12 +100,12 @@ class UnCLIP:
     def decode(self, z: torch.Tensor, scale: float = 3.0, steps: int = 50, generator: torch.Generator | None = None,
                x_T: torch.Tensor | None = None, tokens: torch.Tensor | None = None, mask: torch.Tensor | None = None,  # noqa: N803
                eta: float = 0.0) -> torch.Tensor:
-        """Stage 3: image embeddings ``(B, D)`` → ``(B, 3, 16, 16)`` (caption tokens optional)."""
+        """Stage 3: image embeddings ``(B, D)`` → ``(B, 3, R, R)``, R the decoder's (v2: 32), tokens optional."""
         return decoder_lib.sample(self.decoder, z, tokens, mask, self.schedule, scale, steps, eta, generator, x_T)
 
     def upsample(self, low: torch.Tensor, steps: int = 25, generator: torch.Generator | None = None,
                  eta: float = 1.0) -> torch.Tensor:
-        """Stage 4: ``(B, 3, 16, 16)`` → ``(B, 3, 32, 32)`` (η = 1 by default: it measured better here, lesson 08)."""
+        """Stage 4: ``(B, 3, R, R)`` → ``(B, 3, 2R, 2R)`` (η = 1 by default: it measured better here, lesson 08)."""
         return upsampler_lib.sample(self.upsampler, low, steps, eta, schedule=self.schedule, generator=generator)
 
     @torch.no_grad()
@@ -152,22 +152,22 @@ class UnCLIP:
     # What an image embedding makes possible.
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """CLIP image embeddings of ``(B, 3, 16, 16)`` images (32×32 ones are downsampled first)."""
+        """CLIP image embeddings ``(B, D)`` of ``(B, 3, R, R)`` images at any R (resized to CLIP's resolution first)."""
         if images.shape[-1] != self.clip.config.resolution:
             images = upsampler_lib.downsample(images, self.clip.config.resolution)
         return embed_images(self.clip, images)
 
     def variations(self, images: torch.Tensor, n: int = 4, seed: int = 0, scale: float = 3.0,
                    steps: int = 50) -> torch.Tensor:
-        """``n`` new 32×32 images per input image: encode it with CLIP, decode the embedding with fresh noise.
-        Returns ``(B·n, 3, 32, 32)``, image-major."""
+        """``n`` new final-resolution images per input image: encode it with CLIP, decode the embedding with fresh
+        noise. Returns ``(B·n, 3, 2R, 2R)``, image-major (R: the decoder's resolution)."""
         gen = torch.Generator().manual_seed(seed)
         z = self.embed(images).repeat_interleave(n, 0)
         return self.upsample(self.decode(z, scale, steps, gen), generator=gen)
 
     def interpolate(self, image_a: torch.Tensor, image_b: torch.Tensor, n: int = 8, seed: int = 0, scale: float = 3.0,
                     steps: int = 50, slerp_fn: Callable = slerp) -> torch.Tensor:
-        """``n`` 32×32 images along the slerp between two images' embeddings, all decoded from the *same*
+        """``n`` final-resolution images along the slerp between two images' embeddings, all decoded from the *same*
         starting noise, so only the embedding changes along the row. ``image_a``/``image_b``: ``(3, R, R)``;
         ``slerp_fn`` replaces :func:`slerp` (lesson 09 passes the learner's)."""
         gen = torch.Generator().manual_seed(seed)
@@ -183,7 +183,7 @@ class UnCLIP:
                   weights: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6), seed: int = 0, scale: float = 3.0,
                   steps: int = 50, text_diff_fn: Callable = text_diff) -> torch.Tensor:
         """Edit an image ``(3, R, R)`` by words: move its embedding towards ``target − source`` by each weight,
-        decoding every edit from the same noise. Returns ``(len(weights), 3, 32, 32)``. ``text_diff_fn`` replaces
+        decoding every edit from the same noise. Returns ``(len(weights), 3, 2R, 2R)``. ``text_diff_fn`` replaces
         :func:`text_diff` (lesson 09 passes the learner's)."""
         gen = torch.Generator().manual_seed(seed)
         z = self.embed(image[None])
