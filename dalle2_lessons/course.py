@@ -51,8 +51,9 @@ LESSONS: tuple[Lesson, ...] = (
            cpu_minutes=1.7),
     Lesson("04", "ddpm_ddim", "Reverse diffusion: a U-Net, DDPM and DDIM",
            "a CPU-sized U-Net on 32-px Shapes, ε-prediction training, the DDPM and DDIM steps run on the course's "
-           "U-Net, steps vs seconds vs readability, diversity and Shapes FID (paired 95% intervals)",
-           cpu_minutes=6.9),
+           "U-Net, steps vs seconds vs readability, diversity and Shapes FID (paired 95% intervals), where a few-step "
+           "sampler starts (leading vs trailing spacing)",
+           cpu_minutes=5.7),
     Lesson("05", "guidance", "Conditioning and classifier-free guidance",
            "a caption-conditioned U-Net on Shapes v2, condition dropout, v-prediction, guidance, fidelity against the "
            "diversity of what partial captions leave free (95% intervals), a prompt widget",
@@ -72,7 +73,8 @@ LESSONS: tuple[Lesson, ...] = (
            cpu_minutes=10.0),
     Lesson("09", "unclip_pipeline", "The whole system: text → CLIP → prior → decoder → upsampler",
            "the pipeline and its timing, variations, slerp interpolations, text diffs, DDIM inversion, "
-           "a prompt widget, the paper's prior ablation end to end (fidelity, diversity, Shapes FID, 95% intervals)",
+           "a prompt widget, the paper's prior ablation end to end (fidelity, diversity, Shapes FID, 95% intervals), "
+           "what an FID means (a blur ladder)",
            cpu_minutes=7.8),
     Lesson("10", "vae", "The family tree I: a conditional VAE, and why it needs a prior",
            "two encoder heads, the reparameterisation trick, the ELBO term by term, where the caption went (the swap "
