@@ -67,3 +67,59 @@ def format_keep_rates(rates: dict[str, dict[str, metrics.Interval]]) -> str:
         lines.append(f"{prop:12s}{kept.mean:10.1%} ±{(kept.high - kept.low) / 2:5.1%}{chance.mean:10.1%} "
                      f"±{(chance.high - chance.low) / 2:5.1%}   {verdict} [{diff.low:+.2f}, {diff.high:+.2f}]")
     return "\n".join(lines)
+
+
+@torch.no_grad()
+def text_diff_rates(pipe, seeds: tuple[int, ...] = (0, 1, 2), n_images: int = 36,
+                    weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75), steps: int = 25, scale: float = 1.0,
+                    upsampler_steps: int = 15, judge: AttributeJudge | None = None,
+                    ) -> dict[float, dict[str, metrics.Interval]]:
+    """The paper's text diffs (its section 3.3) with each picture's own noise. For every fresh test render: its x_T by
+    DDIM inversion under its own CLIP embedding (:meth:`~.unclip.UnCLIP.invert`), its full caption, and the same
+    caption with one attribute changed (colour, shape, size and position in turn, each to a random other value);
+    decode ``text_diff(z_image, z_text(caption), z_text(edited), w)`` from x_T with η = 0, upsample, judge.
+
+    Returns, per weight ``w`` (``w = 0``: the reconstruction), 95% intervals over seeds of ``changed`` (the edited
+    attribute reads as its new value), ``kept`` (every other attribute and the background read as the source's) and
+    ``both``, the edit the paper shows."""
+    from .unclip import text_diff  # unclip imports this package's loaders; importing it here keeps claims light
+
+    judge = judge or load_judge("single", version="v2")
+    base = pipe.decoder.config.unet.resolution
+    per_seed: dict[float, dict[str, list[float]]] = {w: {"changed": [], "kept": [], "both": []} for w in weights}
+    for seed in seeds:
+        scenes = shapes.sample_scenes(n_images, "test", "single", seed=700 + seed, version="v2")
+        attrs = torch.as_tensor(scenes.attrs)
+        truth = torch.cat([attrs, torch.as_tensor(scenes.backgrounds)[:, None]], dim=1)  # (N, 5)
+        g = torch.Generator().manual_seed(seed)
+        target = torch.arange(n_images) % attrs.shape[1]  # which attribute each picture's edit changes
+        edited = attrs.clone()
+        for i, a in enumerate(target.tolist()):  # a random *other* value: shift by 1 .. n-1
+            n = scorecard.N_VALUES[a]
+            edited[i, a] = (attrs[i, a] + torch.randint(1, n, (1,), generator=g)) % n
+        src = shapes.render(scenes, 64)
+        x_T, _ = pipe.invert(shapes.render(scenes, base), steps, scale)  # noqa: N806  (the decoder's own resolution)
+        z = pipe.embed(src)
+        t_from = pipe.encode_text([shapes.caption("single", a) for a in attrs])[0]
+        t_to = pipe.encode_text([shapes.caption("single", a) for a in edited])[0]
+        rows = torch.arange(n_images)
+        others = torch.ones_like(truth, dtype=torch.bool)
+        others[rows, target] = False  # every property but the edited one
+        for w in weights:
+            low = pipe.decode(text_diff(z, t_from, t_to, w), scale, steps, x_T=x_T)
+            images = pipe.upsample(low, upsampler_steps, torch.Generator().manual_seed(seed))
+            read = torch.cat([judge.verdict(images), shapes.read_background(images)[:, None]], dim=1)
+            changed = read[rows, target] == edited[rows, target]
+            kept = ((read == truth) | ~others).all(dim=1)
+            for name, ok in (("changed", changed), ("kept", kept), ("both", changed & kept)):
+                per_seed[w][name].append(ok.float().mean().item())
+    return {w: {name: metrics.interval95(v) for name, v in rates.items()} for w, rates in per_seed.items()}
+
+
+def format_text_diff_rates(rates: dict[float, dict[str, metrics.Interval]]) -> str:
+    """One line per weight: changed, kept and both, ``mean ± half-width`` of the 95% interval over seeds."""
+    lines = [f"{'weight':>8s}{'target changed':>20s}{'rest kept':>20s}{'both':>20s}"]
+    for w, r in rates.items():
+        lines.append(f"{w:8.2f}" + "".join(f"{r[m].mean:13.1%} ±{(r[m].high - r[m].low) / 2:5.1%}"
+                                           for m in ("changed", "kept", "both")))
+    return "\n".join(lines)
