@@ -12,10 +12,41 @@ list because no caption ever names it (lesson 00).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 
 from . import metrics, scorecard, shapes
 from .judge import AttributeJudge, load_judge
+from .prior_ablation import MENTION_TYPES
+
+@dataclass(frozen=True)
+class ClaimsSettings:
+    """Lesson 15: the sizes of its experiments, each over ``seeds`` (the benchmark, ``python -m benchmarks.claims``,
+    runs the same functions larger)."""
+
+    variation_images: int  #: fresh test renders per seed whose variation is judged
+    diff_images: int  #: fresh test renders per seed edited by a text diff (the edited attribute cycles)
+    sweep_scales: tuple[float, ...]  #: guidance scales of the diversity sweep
+    sweep_kinds: tuple[str, ...]  #: caption kinds of the sweep (each leaves attributes free)
+    sweep_captions: int = 1  #: captions per kind and seed in the sweep
+    sweep_k: int = 16  #: samples per caption (diversity is the entropy over these)
+    decoder_steps: int = 25  #: DDIM steps of every decoder and of the GLIDE-like model
+    diff_weights: tuple[float, ...] = (0.0, 0.5)  #: text-diff weights (0: the inverted picture, unedited)
+    seeds: tuple[int, ...] = (0, 1, 2)
+
+
+PRESETS: dict[str, ClaimsSettings] = {
+    "ci": ClaimsSettings(variation_images=4, diff_images=4, sweep_scales=(1.0, 8.0), sweep_kinds=("colour",),
+                         sweep_k=4, decoder_steps=5),
+    "cpu": ClaimsSettings(variation_images=24, diff_images=12, sweep_scales=(1.0, 3.0, 8.0),
+                          sweep_kinds=("colour", "shape"), decoder_steps=10),
+    "gpu": ClaimsSettings(variation_images=128, diff_images=64, sweep_scales=(1.0, 2.0, 3.0, 5.0, 8.0),
+                          sweep_kinds=("colour", "shape", "size+position", "colour+shape", "colour+size+position"),
+                          sweep_captions=4, diff_weights=(0.0, 0.25, 0.5, 0.75)),
+}
 
 #: what a variation may keep: the judge's four attributes, and the background shade read by pixels
 PROPERTIES: tuple[str, ...] = (*shapes.TIERS["single"], "background")
@@ -35,26 +66,35 @@ def agreement_by_chance(read: torch.Tensor, truth: torch.Tensor, n_values: tuple
 
 @torch.no_grad()
 def variation_keep_rates(pipe, seeds: tuple[int, ...] = (0, 1, 2), n_images: int = 32, scale: float = 3.0,
-                         decoder_steps: int = 25, upsampler_steps: int = 15, judge: AttributeJudge | None = None,
+                         decoder_steps: int = 25, upsampler_steps: int | None = 15,
+                         judge: AttributeJudge | None = None, chance_fn: Callable = agreement_by_chance,
                          ) -> dict[str, dict[str, metrics.Interval]]:
     """One variation of each of ``n_images`` fresh test renders per seed (64×64 → CLIP image embedding → decoder with
-    fresh noise → upsampler), judged. Returns ``{"kept" | "chance" | "kept − chance": {property: 95% interval over
-    seeds}}`` for every property in :data:`PROPERTIES`. ``pipe``: an :class:`~.unclip.UnCLIP`."""
+    fresh noise → upsampler, or the decoder's own 32×32 if ``upsampler_steps`` is None), judged. Returns ``{"kept" |
+    "chance" | "kept − chance": {property: 95% interval over seeds}}`` for every property in :data:`PROPERTIES`.
+    ``pipe``: an :class:`~.unclip.UnCLIP`; ``chance_fn``: :func:`agreement_by_chance` or a learner's."""
     judge = judge or load_judge("single", version="v2")
     per_seed: dict[str, list[torch.Tensor]] = {"kept": [], "chance": []}
     for seed in seeds:
         scenes = shapes.sample_scenes(n_images, "test", "single", seed=500 + seed, version="v2")
         truth = torch.cat([torch.as_tensor(scenes.attrs), torch.as_tensor(scenes.backgrounds)[:, None]], dim=1)
         gen = torch.Generator().manual_seed(seed)
-        low = pipe.decode(pipe.embed(shapes.render(scenes, 64)), scale, decoder_steps, gen)
-        images = pipe.upsample(low, upsampler_steps, gen)
+        images = pipe.decode(pipe.embed(shapes.render(scenes, 64)), scale, decoder_steps, gen)
+        if upsampler_steps is not None:
+            images = pipe.upsample(images, upsampler_steps, gen)
         # the strict verdict: an image the judge refuses keeps none of its attributes (only its background, by pixels)
         read = torch.cat([judge.verdict(images), shapes.read_background(images)[:, None]], dim=1)
         per_seed["kept"].append((read == truth).float().mean(0))
-        per_seed["chance"].append(agreement_by_chance(read, truth, scorecard.N_VALUES))
+        per_seed["chance"].append(chance_fn(read, truth, scorecard.N_VALUES))
     per_seed["kept − chance"] = [k - c for k, c in zip(per_seed["kept"], per_seed["chance"], strict=True)]
     return {name: {prop: metrics.interval95([float(v[i]) for v in values]) for i, prop in enumerate(PROPERTIES)}
             for name, values in per_seed.items()}
+
+
+def direction(low: float, high: float) -> str:
+    """The verdict of a 95% interval ``[low, high]`` of a difference a − b: ``"higher"`` (a > b: the interval lies above
+    0), ``"lower"`` (below 0), or ``"cannot tell"`` (it contains 0). Every conclusion of lesson 15 is drawn by it."""
+    return "higher" if low > 0 else "lower" if high < 0 else "cannot tell"
 
 
 def format_keep_rates(rates: dict[str, dict[str, metrics.Interval]]) -> str:
@@ -62,26 +102,40 @@ def format_keep_rates(rates: dict[str, dict[str, metrics.Interval]]) -> str:
     lines = [f"{'property':12s}{'kept':>18s}{'chance':>18s}   verdict (95% interval of kept − chance over seeds)"]
     for prop in PROPERTIES:
         kept, chance, diff = (rates[name][prop] for name in ("kept", "chance", "kept − chance"))
-        verdict = ("kept above chance" if diff.low > 0 else "kept below chance" if diff.high < 0
-                   else "cannot be told from chance")
+        verdict = {"higher": "kept above chance", "lower": "kept below chance",
+                   "cannot tell": "cannot be told from chance"}[direction(diff.low, diff.high)]
         lines.append(f"{prop:12s}{kept.mean:10.1%} ±{(kept.high - kept.low) / 2:5.1%}{chance.mean:10.1%} "
                      f"±{(chance.high - chance.low) / 2:5.1%}   {verdict} [{diff.low:+.2f}, {diff.high:+.2f}]")
     return "\n".join(lines)
 
 
+def edit_outcomes(read: torch.Tensor, truth: torch.Tensor, target: torch.Tensor, new_value: torch.Tensor,
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """What an edit did to each of N pictures. ``read``, ``truth``: ``(N, P)`` property values (ints) read from the
+    edited pictures and true of their sources; ``target``: ``(N,)`` which property each edit changes; ``new_value``:
+    ``(N,)`` the value it asks for. Returns ``(changed, kept)``, each ``(N,)`` bool: the target reads as its new
+    value; every *other* property reads as the source's."""
+    rows = torch.arange(len(read))
+    changed = read[rows, target] == new_value
+    agree = read == truth
+    agree[rows, target] = True  # the edited property is not part of "the rest"
+    return changed, agree.all(dim=1)
+
+
 @torch.no_grad()
 def text_diff_rates(pipe, seeds: tuple[int, ...] = (0, 1, 2), n_images: int = 36,
                     weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75), steps: int = 25, scale: float = 1.0,
-                    upsampler_steps: int = 15, judge: AttributeJudge | None = None,
-                    ) -> dict[float, dict[str, metrics.Interval]]:
+                    upsampler_steps: int | None = 15, judge: AttributeJudge | None = None,
+                    outcome_fn: Callable = edit_outcomes) -> dict[float, dict[str, metrics.Interval]]:
     """The paper's text diffs (its section 3.3) with each picture's own noise. For every fresh test render: its x_T by
     DDIM inversion under its own CLIP embedding (:meth:`~.unclip.UnCLIP.invert`), its full caption, and the same
     caption with one attribute changed (colour, shape, size and position in turn, each to a random other value);
-    decode ``text_diff(z_image, z_text(caption), z_text(edited), w)`` from x_T with η = 0, upsample, judge.
+    decode ``text_diff(z_image, z_text(caption), z_text(edited), w)`` from x_T with η = 0, upsample (unless
+    ``upsampler_steps`` is None: the decoder's own 32×32), judge; ``outcome_fn``: :func:`edit_outcomes` or a learner's.
 
     Returns, per weight ``w`` (``w = 0``: the reconstruction), 95% intervals over seeds of ``changed`` (the edited
     attribute reads as its new value), ``kept`` (every other attribute and the background read as the source's) and
-    ``both``, the edit the paper shows."""
+    ``both``, the edit the paper shows, and ``both: <attribute>`` for the edits that change that attribute."""
     from .unclip import text_diff  # unclip imports this package's loaders; importing it here keeps claims light
 
     judge = judge or load_judge("single", version="v2")
@@ -102,24 +156,123 @@ def text_diff_rates(pipe, seeds: tuple[int, ...] = (0, 1, 2), n_images: int = 36
         z = pipe.embed(src)
         t_from = pipe.encode_text([shapes.caption("single", a) for a in attrs])[0]
         t_to = pipe.encode_text([shapes.caption("single", a) for a in edited])[0]
-        rows = torch.arange(n_images)
-        others = torch.ones_like(truth, dtype=torch.bool)
-        others[rows, target] = False  # every property but the edited one
+        new_value = edited[torch.arange(n_images), target]
         for w in weights:
-            low = pipe.decode(text_diff(z, t_from, t_to, w), scale, steps, x_T=x_T)
-            images = pipe.upsample(low, upsampler_steps, torch.Generator().manual_seed(seed))
+            images = pipe.decode(text_diff(z, t_from, t_to, w), scale, steps, x_T=x_T)
+            if upsampler_steps is not None:
+                images = pipe.upsample(images, upsampler_steps, torch.Generator().manual_seed(seed))
             read = torch.cat([judge.verdict(images), shapes.read_background(images)[:, None]], dim=1)
-            changed = read[rows, target] == edited[rows, target]
-            kept = ((read == truth) | ~others).all(dim=1)
+            changed, kept = outcome_fn(read, truth, target, new_value)
             for name, ok in (("changed", changed), ("kept", kept), ("both", changed & kept)):
                 per_seed[w][name].append(ok.float().mean().item())
+            for a, attr in enumerate(shapes.TIERS["single"]):  # the same edit, by which attribute it changes
+                per_seed[w].setdefault(f"both: {attr}", []).append((changed & kept)[target == a].float().mean().item())
     return {w: {name: metrics.interval95(v) for name, v in rates.items()} for w, rates in per_seed.items()}
 
 
 def format_text_diff_rates(rates: dict[float, dict[str, metrics.Interval]]) -> str:
-    """One line per weight: changed, kept and both, ``mean ± half-width`` of the 95% interval over seeds."""
-    lines = [f"{'weight':>8s}{'target changed':>20s}{'rest kept':>20s}{'both':>20s}"]
+    """One line per weight: changed, kept and both, then both by the attribute edited, each ``mean ± half-width`` of
+    the 95% interval over seeds."""
+    attrs = shapes.TIERS["single"]
+    head = f"{'weight':>6s}" + "".join(f"{m:>15s}" for m in ("target changed", "rest kept", "both"))
+    lines = [head + "".join(f"{'both: ' + a:>15s}" for a in attrs)]
     for w, r in rates.items():
-        lines.append(f"{w:8.2f}" + "".join(f"{r[m].mean:13.1%} ±{(r[m].high - r[m].low) / 2:5.1%}"
-                                           for m in ("changed", "kept", "both")))
+        lines.append(f"{w:6.2f}" + "".join(f"{r[m].mean:8.0%} ±{(r[m].high - r[m].low) / 2:4.0%}"
+                                           for m in ("changed", "kept", "both", *(f"both: {a}" for a in attrs))))
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# Diversity against guidance (the paper's Figs. 9–11): unCLIP's decoder against a GLIDE-like model.
+
+#: the guidance scales of the sweep (the paper's Fig. 9 shows 1, 4 and 8; Figs. 10–11 sweep 1 to 8)
+GUIDANCE_SCALES: tuple[float, ...] = (1.0, 2.0, 3.0, 5.0, 8.0)
+#: the caption kinds of the sweep: every kind that leaves an attribute free, since diversity is measured on those
+PARTIAL_KINDS: tuple[str, ...] = tuple(kind for kind in MENTION_TYPES if kind != "full")
+
+
+def unclip_base_generators(pipe, decoder_steps: int = 25, batch_size: int = 128,
+                           ) -> Callable[[float], scorecard.Generator]:
+    """``decoder_scale → Generator`` of unCLIP's *base* images ``(N, 3, R, R)`` (R = 32 in v2: text → prior → decoder,
+    no upsampler), the prior at the pipeline's defaults. The prior does not see the decoder's guidance, so each batch's
+    image embeddings are drawn once and decoded at every scale from the same noise: the scales are compared on the
+    same embeddings, and the prior's cost is paid once."""
+    embeddings: dict[tuple[tuple[str, ...], int], torch.Tensor] = {}
+
+    def make(decoder_scale: float) -> scorecard.Generator:
+        def generate(texts: list[str], seed: int) -> torch.Tensor:
+            out = []
+            for i in range(0, len(texts), batch_size):
+                batch, batch_seed = tuple(texts[i:i + batch_size]), 1000 * seed + i // batch_size
+                if (batch, batch_seed) not in embeddings:
+                    text, tokens, mask = pipe.encode_text(list(batch))
+                    embeddings[batch, batch_seed] = pipe.image_embeddings(
+                        text, tokens, mask, generator=torch.Generator().manual_seed(batch_seed))
+                noise = torch.Generator().manual_seed(batch_seed)
+                out.append(pipe.decode(embeddings[batch, batch_seed], decoder_scale, decoder_steps, noise))
+            return torch.cat(out)
+
+        return generate
+
+    return make
+
+
+def glide_generator(model, scale: float, steps: int = 25, batch_size: int = 128) -> scorecard.Generator:
+    """A :data:`~.scorecard.Generator` of the GLIDE-like model's images ``(N, 3, R, R)`` (R = 32 in v2), guided by
+    ``scale`` (``model``: a :class:`~.glide.Glide`)."""
+    from . import glide, tokenizer
+
+    tok = tokenizer.for_version("v2")
+
+    def generate(texts: list[str], seed: int) -> torch.Tensor:
+        return torch.cat([glide.sample(model, tok.encode_batch(texts[i:i + batch_size]), scale, steps,
+                                       generator=torch.Generator().manual_seed(1000 * seed + i // batch_size))
+                          for i in range(0, len(texts), batch_size)])
+
+    return generate
+
+
+def guidance_sweep(models: dict[str, Callable[[float], scorecard.Generator]],
+                   scales: tuple[float, ...] = GUIDANCE_SCALES, seeds: tuple[int, ...] = (0, 1, 2),
+                   n_per_type: int = 2, k: int = 16, resolution: int = 32, judge: AttributeJudge | None = None,
+                   kinds: tuple[str, ...] = PARTIAL_KINDS) -> dict[str, dict[float, dict]]:
+    """Score each model on captions that leave something free (``kinds``, :data:`PARTIAL_KINDS` by default:
+    ``n_per_type`` of each kind per seed, ``k`` samples each) at every guidance scale. ``models`` maps a name to a
+    function ``scale → Generator``; real renders are drawn at ``resolution``, the generators'. Every setting sees the
+    same captions and real renders for a seed, so settings can be compared seed by seed.
+
+    Returns ``{name: {scale: {"card": scorecard, "per_seed": values}}}``: the :func:`~.scorecard.summarise` card (its
+    :data:`~.scorecard.PARTIAL` row pools the kinds) and :func:`~.scorecard.seed_values` of the pooled kinds."""
+    judge = judge or load_judge("single", version="v2")
+    out: dict[str, dict[float, dict]] = {}
+    for name, make in models.items():
+        out[name] = {}
+        for s in scales:
+            rows = [row for seed in seeds
+                    for row in scorecard.score_seed(make(s), seed, n_per_type, k, judge, resolution, kinds)]
+            out[name][s] = {"card": scorecard.summarise(rows), "per_seed": scorecard.seed_values(rows, kinds)}
+    return out
+
+
+def sweep_difference(sweep: dict[str, dict[float, dict]], measure: str, a: tuple[str, float], b: tuple[str, float],
+                     ) -> metrics.Interval:
+    """95% interval of the per-seed difference of ``measure`` between two settings ``(model, scale)`` of a
+    :func:`guidance_sweep`: the same model at two scales, or two models at one (paired: same captions and renders)."""
+    va, vb = (np.asarray(sweep[name][s]["per_seed"][measure]) for name, s in (a, b))
+    return metrics.interval95((va - vb).tolist())
+
+
+def format_guidance_sweep(sweep: dict[str, dict[float, dict]]) -> str:
+    """One line per model and scale: fidelity, diversity and Shapes FID (with its floor) on the pooled partial captions,
+    ``mean ± half-width`` of each 95% interval."""
+    def cell(iv: dict[str, float], fmt: str) -> str:
+        return f"{fmt.format(iv['mean'])} ±{fmt.format((iv['high'] - iv['low']) / 2)}"
+
+    lines = [f"{'model':16s}{'scale':>6s}{'fidelity':>18s}{'diversity':>16s}{'Shapes FID':>16s}{'floor':>14s}"]
+    for name, by_scale in sweep.items():
+        for s, result in by_scale.items():
+            row = result["card"][scorecard.PARTIAL]
+            lines.append(f"{name:16s}{s:6g}{cell(row['fidelity'], '{:.1%}'):>18s}"
+                         f"{cell(row['diversity'], '{:.2f}'):>16s}{cell(row['fid'], '{:.0f}'):>16s}"
+                         f"{cell(row['fid_floor'], '{:.0f}'):>14s}")
     return "\n".join(lines)

@@ -453,3 +453,63 @@ def zero_shot_predict() -> dict:
         return make
 
     return _inputs(embeddings(None, None), **{"one image": embeddings(1, 10), "ten classes": embeddings(20, 10)})
+
+
+# ----------------------------------------------------------------------------------------------
+# Lesson 15
+
+
+def chance_agreement() -> dict:
+    """``(read, truth, n_values)``: ``(N, 3)`` readings with refusals (−1) and true values of three properties with
+    2, 3 and 5 values; edge cases: every reading refused, one property always read the same."""
+    n_values = (2, 3, 5)
+
+    def make_with(refuse: float, constant: bool) -> Make:
+        def make(g: torch.Generator):
+            n = 40
+            truth = torch.stack([torch.randint(v, (n,), generator=g) for v in n_values], dim=1)
+            read = torch.stack([torch.randint(v, (n,), generator=g) for v in n_values], dim=1)
+            read[torch.rand(n, 3, generator=g) < refuse] = -1
+            if constant:
+                read[:, 1] = 2
+            return read, truth, n_values
+        return make
+
+    return _inputs(make_with(0.2, False), **{"every reading refused": make_with(1.0, False),
+                                             "a property always read as one value": make_with(0.0, True)})
+
+
+def edit_outcomes() -> dict:
+    """``(read, truth, target, new_value)`` for 30 edits of five properties with 4 values; readings agree with the
+    source or the edit most of the time, so every outcome occurs; edge case: every edit perfect."""
+
+    def make_with(perfect: bool) -> Make:
+        def make(g: torch.Generator):
+            n, p = 30, 5
+            truth = torch.randint(4, (n, p), generator=g)
+            target = torch.randint(p, (n,), generator=g)
+            rows = torch.arange(n)
+            new_value = (truth[rows, target] + torch.randint(1, 4, (n,), generator=g)) % 4
+            read = truth.clone()
+            read[rows, target] = new_value
+            if not perfect:  # spoil some readings, in the target and elsewhere
+                noise = torch.rand(n, p, generator=g) < 0.15
+                read[noise] = torch.randint(-1, 4, (int(noise.sum()),), generator=g)
+            return read, truth, target, new_value
+        return make
+
+    return _inputs(make_with(False), **{"every edit perfect": make_with(True)})
+
+
+def direction() -> dict:
+    """``(low, high)`` of an interval: random ones straddling 0 or not; edge cases: both above, both below, 0 inside."""
+
+    def fixed(low: float, high: float) -> Make:
+        return lambda g: (low, high)
+
+    def make(g: torch.Generator):
+        a, b = (torch.randn(2, generator=g) * 0.3).tolist()
+        return min(a, b), max(a, b)
+
+    return _inputs(make, **{"above 0": fixed(0.02, 0.3), "below 0": fixed(-0.4, -0.1),
+                            "straddling 0": fixed(-0.05, 0.2)})

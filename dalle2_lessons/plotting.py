@@ -143,3 +143,35 @@ def draw_unclip_map() -> plt.Figure:
                  fontsize=11)
     fig.tight_layout()
     return fig
+
+
+def plot_guidance_sweep(sweep: dict[str, dict[float, dict]], kind: str = "partial") -> plt.Figure:
+    """Lesson 15's diversity-against-guidance sweep (:func:`~.claims.guidance_sweep`), its scorecards' row ``kind``
+    (``"partial"``: the pooled kinds). Left: fidelity against diversity, one line per model through its guidance scales
+    (the trade-off of the paper's Figs. 9–10). Right: Shapes FID against the guidance scale, with the real-vs-real
+    floor (its Fig. 11). Error bars: 95% intervals over seeds."""
+    fig, (ax_trade, ax_fid) = plt.subplots(1, 2, figsize=(10, 3.8))
+
+    def get(result: dict, measure: str) -> tuple[float, float]:
+        iv = result["card"][kind][measure]
+        return iv["mean"], (iv["high"] - iv["low"]) / 2
+
+    for name, by_scale in sweep.items():
+        scales = list(by_scale)
+        div, div_err = zip(*(get(by_scale[s], "diversity") for s in scales), strict=True)
+        fid, fid_err = zip(*(get(by_scale[s], "fidelity") for s in scales), strict=True)
+        line = ax_trade.errorbar(div, fid, xerr=div_err, yerr=fid_err, marker="o", capsize=3, label=name)
+        for s, x, y in zip(scales, div, fid, strict=True):
+            ax_trade.annotate(f"{s:g}", (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8,
+                              color=line[0].get_color())
+        fd, fd_err = zip(*(get(by_scale[s], "fid") for s in scales), strict=True)
+        ax_fid.errorbar(scales, fd, yerr=fd_err, marker="o", capsize=3, label=name)
+    floor = [get(result, "fid_floor")[0] for by_scale in sweep.values() for result in by_scale.values()]
+    ax_fid.axhline(float(np.mean(floor)), color="grey", ls="--", label="real vs real (floor)")
+    ax_trade.set(xlabel="diversity of the free attributes (1 = as varied as real renders)",
+                 ylabel="fidelity (mentioned attributes right)", title="fidelity against diversity (numbers: scale)")
+    ax_fid.set(xlabel="guidance scale", ylabel="Shapes FID", title="Shapes FID against guidance")
+    ax_trade.legend()
+    ax_fid.legend()
+    fig.tight_layout()
+    return fig

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 if TYPE_CHECKING:  # the stage modules import this one (for seeding), so their settings are imported lazily
+    from .claims import ClaimsSettings
     from .clip import ClipSettings
     from .dalle1 import DALLE1Settings
     from .decoder import DecoderSettings
@@ -71,6 +72,7 @@ class Profile:
     dalle1: DALLE1Settings
     families: FamilySettings
     own_data: OwnDataSettings
+    claims: ClaimsSettings
 
 
 #: The profiles, in order of size, and what each is for.
@@ -85,8 +87,8 @@ PROFILE_NAMES: tuple[str, ...] = tuple(DESCRIPTIONS)
 @cache
 def _combine(name: str) -> Profile:
     """One profile from every module's presets."""
-    from . import clip, dalle1, decoder, diffusion, families, gan, guidance, judge, own_unclip, prior, text_encoders
-    from . import unclip, upsampler, vae
+    from . import claims, clip, dalle1, decoder, diffusion, families, gan, guidance, judge, own_unclip, prior
+    from . import text_encoders, unclip, upsampler, vae
 
     return Profile(
         name=name, description=DESCRIPTIONS[name], welcome=judge.WELCOME_PRESETS[name], clip=clip.PRESETS[name],
@@ -94,7 +96,7 @@ def _combine(name: str) -> Profile:
         ddpm=diffusion.DDPM_PRESETS[name], guidance=guidance.PRESETS[name], prior=prior.PRESETS[name],
         decoder=decoder.PRESETS[name], upsampler=upsampler.PRESETS[name], pipeline=unclip.PRESETS[name],
         vae=vae.PRESETS[name], gan=gan.PRESETS[name], dalle1=dalle1.PRESETS[name], families=families.PRESETS[name],
-        own_data=own_unclip.PRESETS[name],
+        own_data=own_unclip.PRESETS[name], claims=claims.PRESETS[name],
     )
 
 

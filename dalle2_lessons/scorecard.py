@@ -44,12 +44,14 @@ def readings(judge: AttributeJudge, images: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def score_seed(generate: Generator, seed: int, n_per_type: int = 4, k: int = 16,
-               judge: AttributeJudge | None = None, resolution: int = 64) -> list[dict]:
-    """Generate ``k`` samples for each of :func:`~.prior_ablation.evaluation_captions` ``(n_per_type, k, seed)`` and
-    score them. Returns one row per caption: kind, caption, fidelity, readable, the diversity ratio, and the judge
-    features of samples, real renders and other real renders (for :func:`summarise`'s pooled Shapes FID)."""
+               judge: AttributeJudge | None = None, resolution: int = 64,
+               kinds: tuple[str, ...] | None = None) -> list[dict]:
+    """Generate ``k`` samples for each of :func:`~.prior_ablation.evaluation_captions` ``(n_per_type, k, seed)`` (of
+    ``kinds`` only, if given) and score them. Returns one row per caption: kind, caption, fidelity, readable, the
+    diversity ratio, and the judge features of samples, real renders and other real renders (for :func:`summarise`'s
+    pooled Shapes FID)."""
     judge = judge or load_judge("single", version="v2")
-    captions = evaluation_captions(n_per_type, k, seed=seed)
+    captions = evaluation_captions(n_per_type, k, seed=seed, kinds=kinds)
     images = generate([c.text for c in captions for _ in range(k)], seed)
     rows = []
     for i, cap in enumerate(captions):
@@ -68,37 +70,44 @@ def score_seed(generate: Generator, seed: int, n_per_type: int = 4, k: int = 16,
     return rows
 
 
+def seed_values(rows: list[dict], kinds: list[str] | tuple[str, ...]) -> dict[str, list[float]]:
+    """The per-seed values of each measure over the captions of ``kinds`` in ``rows`` (:func:`score_seed`'s): fidelity,
+    readable and diversity averaged over the seed's captions, Shapes FID and its floor over their pooled features.
+    Two settings scored on the same seeds can be compared seed by seed (a paired difference) from these."""
+    per_seed: dict[str, list[float]] = {m: [] for m in ("fidelity", "readable", "diversity", "fid", "fid_floor")}
+    for s in sorted({r["seed"] for r in rows}):
+        group = [r for r in rows if r["seed"] == s and r["kind"] in kinds]
+        if not group:
+            continue
+        for m in ("fidelity", "readable"):
+            per_seed[m].append(float(np.mean([r[m] for r in group])))
+        div = [r["diversity"] for r in group if not np.isnan(r["diversity"])]
+        per_seed["diversity"].append(float(np.mean(div)) if div else float("nan"))
+        feats = {f: torch.cat([r["features"][f] for r in group]) for f in ("samples", "real", "other")}
+        per_seed["fid"].append(metrics.frechet_distance(feats["samples"], feats["real"]))
+        per_seed["fid_floor"].append(metrics.frechet_distance(feats["other"], feats["real"]))
+    return per_seed
+
+
 def summarise(rows: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
     """Per caption kind (and :data:`PARTIAL`, every kind but ``full`` pooled): fidelity, readable, diversity, Shapes
-    FID and its floor, each a 95% interval over the seeds in ``rows`` of the per-seed value (mean over captions;
-    FID over the pooled features of the seed's captions of that kind)."""
-    seeds = sorted({r["seed"] for r in rows})
+    FID and its floor, each a 95% interval over the seeds in ``rows`` of the per-seed value (:func:`seed_values`)."""
     kinds = {kind: [kind] for kind in MENTION_TYPES}
     kinds[PARTIAL] = [kind for kind in MENTION_TYPES if kind != "full"]
     out: dict[str, dict[str, dict[str, float]]] = {}
     for name, members in kinds.items():
-        per_seed: dict[str, list[float]] = {m: [] for m in ("fidelity", "readable", "diversity", "fid", "fid_floor")}
-        for s in seeds:
-            group = [r for r in rows if r["seed"] == s and r["kind"] in members]
-            if not group:
-                continue
-            for m in ("fidelity", "readable"):
-                per_seed[m].append(float(np.mean([r[m] for r in group])))
-            div = [r["diversity"] for r in group if not np.isnan(r["diversity"])]
-            per_seed["diversity"].append(float(np.mean(div)) if div else float("nan"))
-            feats = {f: torch.cat([r["features"][f] for r in group]) for f in ("samples", "real", "other")}
-            per_seed["fid"].append(metrics.frechet_distance(feats["samples"], feats["real"]))
-            per_seed["fid_floor"].append(metrics.frechet_distance(feats["other"], feats["real"]))
+        per_seed = seed_values(rows, members)
         if len(per_seed["fidelity"]) >= 2:
             out[name] = {m: vars(metrics.interval95(v)) for m, v in per_seed.items() if not np.isnan(v).any()}
     return out
 
 
 def scorecard(generate: Generator, seeds: tuple[int, ...] = (0, 1, 2), n_per_type: int = 4, k: int = 16,
-              judge: AttributeJudge | None = None, resolution: int = 64) -> dict[str, dict[str, dict[str, float]]]:
+              judge: AttributeJudge | None = None, resolution: int = 64,
+              kinds: tuple[str, ...] | None = None) -> dict[str, dict[str, dict[str, float]]]:
     """:func:`score_seed` for every seed, then :func:`summarise` (real renders at ``resolution``, the samples')."""
     judge = judge or load_judge("single", version="v2")
-    return summarise([row for s in seeds for row in score_seed(generate, s, n_per_type, k, judge, resolution)])
+    return summarise([row for s in seeds for row in score_seed(generate, s, n_per_type, k, judge, resolution, kinds)])
 
 
 def format_scorecard(card: dict[str, dict[str, dict[str, float]]]) -> str:

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from dalle2_lessons import claims, scorecard
+from dalle2_lessons import claims, plotting, scorecard
+from dalle2_lessons.metrics import interval95
 from dalle2_lessons.unclip import UnCLIP
 
 
@@ -22,7 +23,6 @@ def test_chance_agreement_is_the_overlap_of_the_two_frequency_tables():
 
 
 def test_the_keep_rate_table_states_a_verdict_computed_from_the_interval():
-    from dalle2_lessons.metrics import interval95
 
     rates = {"kept": {p: interval95([0.9, 0.95, 1.0]) for p in claims.PROPERTIES},
              "chance": {p: interval95([0.5, 0.5, 0.5]) for p in claims.PROPERTIES},
@@ -58,3 +58,46 @@ def test_text_diffs_from_the_inverted_noise_change_the_target_and_mostly_keep_th
     assert rates[0.0]["changed"].mean < 0.05  # the reconstruction itself edits nothing
     assert rates[0.5]["both"].low > 0.3
     assert rates[0.0]["kept"].mean > rates[0.75]["kept"].mean
+
+
+def test_edit_outcomes_agrees_with_a_loop_over_pictures():
+    g = torch.Generator().manual_seed(0)
+    read, truth = torch.randint(-1, 3, (50, 5), generator=g), torch.randint(0, 3, (50, 5), generator=g)
+    target, new_value = torch.randint(0, 5, (50,), generator=g), torch.randint(0, 3, (50,), generator=g)
+    changed, kept = claims.edit_outcomes(read, truth, target, new_value)
+    for i in range(50):
+        t = int(target[i])
+        assert bool(changed[i]) == (read[i, t] == new_value[i]).item()
+        assert bool(kept[i]) == all(read[i, p] == truth[i, p] for p in range(5) if p != t)
+    assert changed.dtype == kept.dtype == torch.bool
+
+
+def test_direction_reads_only_the_interval():
+    assert claims.direction(0.01, 0.5) == "higher"
+    assert claims.direction(-0.5, -0.01) == "lower"
+    assert claims.direction(-0.1, 0.1) == claims.direction(0.0, 0.3) == "cannot tell"  # touching 0 rules nothing out
+
+
+def test_text_diff_table_has_a_column_per_edited_attribute():
+    names = ("changed", "kept", "both", *(f"both: {a}" for a in ("colour", "shape", "size", "position")))
+    rates = {w: {m: interval95([0.2, 0.3, 0.4]) for m in names} for w in (0.0, 0.5)}
+    table = claims.format_text_diff_rates(rates).splitlines()
+    assert len(table) == 3 and "both: position" in table[0] and table[2].strip().startswith("0.50")
+
+
+def test_guidance_sweep_pairs_settings_seed_by_seed():
+    def noise(scale: float):  # a stand-in model: pictures of noise whose contrast grows with the scale
+        def generate(texts: list[str], seed: int) -> torch.Tensor:
+            g = torch.Generator().manual_seed(seed)
+            return (torch.rand(len(texts), 3, 32, 32, generator=g) * 2 - 1) * min(1.0, scale / 8)
+        return generate
+
+    sweep = claims.guidance_sweep({"a": noise, "b": noise}, scales=(1.0, 8.0), seeds=(0, 1), n_per_type=1, k=4,
+                                  kinds=("colour",))
+    assert set(sweep) == {"a", "b"} and set(sweep["a"]) == {1.0, 8.0}
+    assert all(len(v) == 2 for v in sweep["a"][8.0]["per_seed"].values())  # one value per seed
+    same = claims.sweep_difference(sweep, "fid", ("a", 8.0), ("b", 8.0))  # the same model twice: exactly equal
+    assert same.mean == same.low == same.high == 0 and claims.direction(same.low, same.high) == "cannot tell"
+    assert "partial" in sweep["a"][1.0]["card"]
+    assert len(claims.format_guidance_sweep(sweep).splitlines()) == 5
+    assert len(plotting.plot_guidance_sweep(sweep).axes) == 2
