@@ -3,8 +3,9 @@
 The U-Net of lesson 04 gains one input: a condition vector ``c`` of size ``cond_dim``, projected
 and added to the timestep embedding (so it reaches every residual block). Two ways to get ``c``:
 
-* **CLIP text embedding** (what GLIDE-style and unCLIP models do): the frozen course CLIP of
-  lesson 01 encodes the caption; any paraphrase of the same scene lands near the same vector.
+* **CLIP text embedding** (unCLIP's own vocabulary): the frozen course CLIP of lesson 01 encodes the caption; any
+  paraphrase of the same scene lands near the same vector. GLIDE itself reads every token of the caption with its own
+  transformer; the course's GLIDE-like model is :mod:`~dalle2_lessons.glide` (lesson 15).
 * **learned attribute tokens**: one learned vector per attribute value (colour, shape, size, position), summed. It
   gets the ground-truth attributes, not the caption: an upper bound on what a full caption could tell the network,
   and no way to say "a red thing". Shapes v1 has a course checkpoint of it (``--condition attributes``); lesson 05
@@ -392,7 +393,7 @@ def load_text_diffusion(
 
 def main(argv: list[str] | None = None) -> None:
     p = builders.build_parser(
-        "Train the course's text-conditional (GLIDE-like) U-Net and save it.",
+        "Train the course's text-to-pixels U-Net, conditioned on the caption's CLIP text embedding, and save it.",
         "judge the model every N steps (the accuracy-vs-minutes curve)", 256,
         "test captions for the final guidance sweep and the DDPM/DDIM comparison", versioned=True)
     p.add_argument("--condition", default="clip", choices=("clip", "attributes"))
