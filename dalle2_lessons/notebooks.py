@@ -67,6 +67,17 @@ class NotebookFormatError(ValueError):
     """A lesson breaks the authoring rules (unbalanced markers, unnamed exercise, missing header)."""
 
 
+def _hints(block: list[str]) -> list[str]:
+    """The hint lines of a solution block: each ``# HINT`` line and the comment lines that continue it."""
+    kept: list[str] = []
+    in_hint = False
+    for line in block:
+        in_hint = bool(HINT.match(line)) or (in_hint and line.lstrip().startswith("#"))
+        if in_hint:
+            kept.append(line)
+    return kept
+
+
 def strip_solutions(source: str, where: str = "cell") -> str:
     """Replace every ``# BEGIN SOLUTION (name)`` … ``# END SOLUTION`` block with a placeholder."""
     out: list[str] = []
@@ -82,7 +93,7 @@ def strip_solutions(source: str, where: str = "cell") -> str:
         elif END.match(line):
             if block is None:
                 raise NotebookFormatError(f"{where}: '# END SOLUTION' without '# BEGIN SOLUTION'")
-            out += [h for h in block if HINT.match(h)]
+            out += _hints(block)
             out += [f"{indent}# YOUR CODE HERE", f"{indent}raise NotImplementedError({name!r})"]
             block = None
         elif block is not None:

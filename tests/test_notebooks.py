@@ -58,6 +58,13 @@ def test_strip_solutions_keeps_hints_and_indentation():
     )
 
 
+def test_a_hint_keeps_its_comment_continuation_lines_and_nothing_after_them():
+    src = ("def f(x):\n    # BEGIN SOLUTION (Exercise 9: double)\n    # HINT: add x\n    # to itself\n"
+           "    y = x + x  # the answer\n    # a comment of the solution\n    return y\n    # END SOLUTION")
+    assert strip_solutions(src) == ("def f(x):\n    # HINT: add x\n    # to itself\n    # YOUR CODE HERE\n"
+                                    "    raise NotImplementedError('Exercise 9: double')")
+
+
 @pytest.mark.parametrize(
     "src, problem",
     [
