@@ -22,8 +22,9 @@ spacing (lesson 04), like the unCLIP decoder it is compared with.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn as nn
@@ -215,6 +216,39 @@ def train_glide(cfg: GlideSettings, images: torch.Tensor, tokens: torch.Tensor, 
     ema, losses = train(model, loss_fn, images, cfg.steps, cfg.batch_size, cfg.lr, seed=cfg.seed, device=device,
                         desc="GLIDE-like", progress=progress, callback=callback)
     return ema.module.eval(), losses
+
+
+def step_seconds(clip_model, n_steps: int = 6, device: str | torch.device = "cpu",
+                 batch_sizes: tuple[int, int, int] = (256, 64, 64)) -> dict[str, float]:
+    """Seconds per optimiser step of unCLIP's prior and decoder and of this model, measured here, one after another,
+    with the trainers that built their course checkpoints and those checkpoints' batch sizes (prior, decoder, GLIDE),
+    on 512 training scenes (a step's cost does not depend on how many there are). The median over ``n_steps`` steps
+    after the first: the first pays for allocations that the rest reuse."""
+    from . import decoder, prior  # both import what this module does; importing them here keeps glide light
+    from .clip_embeddings import CaptionBank, embed_images
+
+    data = shapes.ShapesDataset("train", n=512)
+    tokens = caption_tokens(tokenizer.for_version("v2"), "single", data.attrs, data.scenes.mentions)
+    bank = CaptionBank.build(clip_model, tokens)
+    z = embed_images(clip_model, data.images)
+
+    def median_step(run: Callable[[Callable], object]) -> float:
+        stamps: list[float] = []
+        run(lambda step, ema: stamps.append(time.perf_counter()))
+        gaps = sorted(b - a for a, b in zip(stamps, stamps[1:]))
+        return gaps[len(gaps) // 2]
+
+    p_cfg, d_cfg, g_cfg = (replace(presets["cpu"], steps=n_steps + 1, batch_size=b)
+                           for presets, b in zip((prior.PRESETS, decoder.PRESETS, PRESETS), batch_sizes, strict=True))
+    return {"prior": median_step(lambda cb: prior.train_prior(p_cfg, z, bank, device, False, cb)),
+            "decoder": median_step(lambda cb: decoder.train_decoder(d_cfg, data.images, z, bank, device, False, cb)),
+            "glide": median_step(lambda cb: train_glide(g_cfg, data.images, tokens, device, False, cb))}
+
+
+def matched_steps(seconds: dict[str, float], prior_steps: int, decoder_steps: int) -> int:
+    """The GLIDE-like model's steps that cost what ``prior_steps`` of the prior and ``decoder_steps`` of the decoder
+    cost together, at :func:`step_seconds`' ``seconds`` per step."""
+    return round((prior_steps * seconds["prior"] + decoder_steps * seconds["decoder"]) / seconds["glide"])
 
 
 def build(cfg: GlideSettings, device: str | torch.device = "cpu", *, clip: object = None,

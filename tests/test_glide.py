@@ -71,3 +71,12 @@ def test_a_few_steps_of_training_lower_the_loss():
     model, losses = glide.train_glide(cfg, data.images, tokens, progress=False)
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
     assert not model.training
+
+
+def test_the_budget_is_matched_in_measured_seconds():
+    from dalle2_lessons.clip import load_clip
+
+    seconds = glide.step_seconds(load_clip(version="v2"), n_steps=2, batch_sizes=(8, 4, 4))
+    assert set(seconds) == {"prior", "decoder", "glide"} and all(v > 0 for v in seconds.values())
+    # 5000 prior steps at 0.2 s and 2600 decoder steps at 1.2 s are 4120 s: 3433 steps at 1.2 s
+    assert glide.matched_steps({"prior": 0.2, "decoder": 1.2, "glide": 1.2}, 5000, 2600) == 3433
