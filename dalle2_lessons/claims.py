@@ -36,11 +36,12 @@ class ClaimsSettings:
     decoder_steps: int = 25  #: DDIM steps of every decoder and of the GLIDE-like model
     diff_weights: tuple[float, ...] = (0.0, 0.5)  #: text-diff weights (0: the inverted picture, unedited)
     seeds: tuple[int, ...] = (0, 1, 2)
+    budget_steps: int = 6  #: training steps per model timed to match the GLIDE-like model's budget (glide.step_seconds)
 
 
 PRESETS: dict[str, ClaimsSettings] = {
     "ci": ClaimsSettings(variation_images=4, diff_images=4, sweep_scales=(1.0, 8.0), sweep_kinds=("colour",),
-                         sweep_k=4, decoder_steps=5),
+                         sweep_k=4, decoder_steps=5, budget_steps=2),
     "cpu": ClaimsSettings(variation_images=24, diff_images=12, sweep_scales=(1.0, 3.0, 8.0),
                           sweep_kinds=("colour", "shape"), decoder_steps=10),
     "gpu": ClaimsSettings(variation_images=128, diff_images=64, sweep_scales=(1.0, 2.0, 3.0, 5.0, 8.0),
