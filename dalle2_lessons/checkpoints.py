@@ -58,6 +58,12 @@ REBUILD_COMMANDS: dict[str, str] = {
               "--ema-decay 0.0 --lr-schedule constant",
     "dalle1-v2": "python -m dalle2_lessons.dalle1 --profile cpu --tokenizer-steps 1500 --tokenizer-batch-size 128 "
                  "--steps 2000 --eval-every 500 --version v2",
+    # meant to cost what prior-v2's 5000 steps and decoder-v2's 2600 cost together. 3540 came from 12-step builds
+    # timed side by side (0.283, 1.236, 1.308 s per step), which overcharged this model for its first steps; the
+    # medians of glide.step_seconds in two cpu runs of lesson 15 (0.386, 1.261, 1.010 s and 0.385, 0.927, 1.029 s)
+    # match 5156 and 4213 steps: this checkpoint had 70 to 85% of unCLIP's budget (session 20's closing note, #22)
+    "glide-v2": "python -m dalle2_lessons.glide --profile cpu --steps 3540 --eval-every 500 --version v2 "
+                "--batch-size 64",
 }
 
 

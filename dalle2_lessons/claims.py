@@ -42,8 +42,8 @@ class ClaimsSettings:
 PRESETS: dict[str, ClaimsSettings] = {
     "ci": ClaimsSettings(variation_images=4, diff_images=4, sweep_scales=(1.0, 8.0), sweep_kinds=("colour",),
                          sweep_k=4, decoder_steps=5, budget_steps=2),
-    "cpu": ClaimsSettings(variation_images=24, diff_images=12, sweep_scales=(1.0, 3.0, 8.0),
-                          sweep_kinds=("colour", "shape"), decoder_steps=10),
+    "cpu": ClaimsSettings(variation_images=48, diff_images=24, sweep_scales=(1.0, 3.0, 8.0),
+                          sweep_kinds=("colour", "shape", "size+position")),
     "gpu": ClaimsSettings(variation_images=128, diff_images=64, sweep_scales=(1.0, 2.0, 3.0, 5.0, 8.0),
                           sweep_kinds=("colour", "shape", "size+position", "colour+shape", "colour+size+position"),
                           sweep_captions=4, diff_weights=(0.0, 0.25, 0.5, 0.75)),

@@ -98,6 +98,10 @@ LESSONS: tuple[Lesson, ...] = (
            "captioned datasets from MNIST, Fashion-MNIST, CIFAR-10 or a folder, offline stand-ins, "
            "the four stages retrained, CLIP scores with a referee instead of the judge",
            cpu_minutes=8.1),
+    Lesson("15", "paper_claims", "Capstone: the unCLIP paper's claims, measured in miniature",
+           "variations against chance (what the embedding keeps), text diffs from DDIM-inverted noise, a GLIDE-like "
+           "model that reads words, diversity against guidance, the paper's results beside the course's",
+           cpu_minutes=5.6),
 )
 
 

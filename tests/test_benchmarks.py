@@ -140,3 +140,22 @@ def test_shapes_v2_benchmark_runs_in_its_tiny_mode(tmp_path):
         assert {"full", "partial"} <= set(card) and 0 <= card["full"]["fidelity"]["mean"] <= 1
     text = (tmp_path / "SHAPES_V2.md").read_text()
     assert "## 1. Prior ablation in embedding space" in text and "## 2. End to end at 64×64" in text
+
+
+def test_claims_benchmark_runs_in_its_tiny_mode_and_reuses_what_it_stored(tmp_path, capsys):
+    from benchmarks import claims as bench
+
+    bench.main(["--tiny", "--out", str(tmp_path)])
+    result = json.loads((tmp_path / "claims.json").read_text())
+    assert list(result["sweep"]) == ["unCLIP decoder", "GLIDE-like"]
+    for model in result["sweep"].values():
+        assert set(model["results"]) == {"1.0", "8.0"} and model["sizes"]["seeds"] == [0, 1]
+        assert len(model["results"]["8.0"]["per_seed"]["diversity"]) == 2
+    assert set(result["variations"]["results"]["kept"]) == {"colour", "shape", "size", "position", "background"}
+    assert set(result["text_diffs"]["results"]) == {"0.0", "0.5"}
+    text = (tmp_path / "CLAIMS.md").read_text()
+    assert "## 1. Diversity against guidance" in text and "## 3. Text diffs" in text
+    capsys.readouterr()
+    bench.main(["--tiny", "--out", str(tmp_path), "--only", "variations"])  # only that section is measured again
+    again = json.loads((tmp_path / "claims.json").read_text())
+    assert again["sweep"] == result["sweep"] and again["text_diffs"] == result["text_diffs"]

@@ -101,3 +101,21 @@ def test_guidance_sweep_pairs_settings_seed_by_seed():
     assert "partial" in sweep["a"][1.0]["card"]
     assert len(claims.format_guidance_sweep(sweep).splitlines()) == 5
     assert len(plotting.plot_guidance_sweep(sweep).axes) == 2
+
+
+@pytest.mark.slow
+def test_guidance_costs_the_glide_like_model_its_diversity_and_not_unclip():
+    # Measured (benchmarks/CLAIMS.md: one caption of every partial kind × K = 16 × seeds 0-2, DDIM-25, both models at
+    # 32×32): from guidance 1 to 8 the GLIDE-like model's diversity falls 1.02 → 0.68 (paired change -0.34 [-0.41,
+    # -0.27]) and unCLIP's decoder's 0.99 → 0.96 (-0.03 [-0.08, +0.02]); at 8 unCLIP's is higher by 0.28 [+0.12,
+    # +0.43]; unCLIP's fidelity rises 77% → 98% (+0.21 [+0.08, +0.33]). About 5 min alone on 2 cores.
+    from dalle2_lessons import glide
+
+    pipe, glide_model = UnCLIP.load(version="v2"), glide.load_glide(version="v2")
+    sweep = claims.guidance_sweep({"unCLIP decoder": claims.unclip_base_generators(pipe),
+                                   "GLIDE-like": lambda s: claims.glide_generator(glide_model, s)},
+                                  scales=(1.0, 8.0), n_per_type=1, k=16)
+    print(claims.format_guidance_sweep(sweep))
+    assert claims.sweep_difference(sweep, "diversity", ("GLIDE-like", 8.0), ("GLIDE-like", 1.0)).high < 0
+    assert claims.sweep_difference(sweep, "diversity", ("unCLIP decoder", 8.0), ("GLIDE-like", 8.0)).low > 0
+    assert claims.sweep_difference(sweep, "fidelity", ("unCLIP decoder", 8.0), ("unCLIP decoder", 1.0)).low > 0
