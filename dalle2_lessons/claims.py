@@ -1,13 +1,17 @@
-"""The unCLIP paper's claims about its image embedding, measured in miniature (issue #22, the capstone lesson).
+"""The unCLIP paper's claims, measured in miniature (issue #22, lesson 15, ``python -m benchmarks.claims``).
 
-Ramesh et al. (2022) show *variations* (their Fig. 3): encode a picture with CLIP, decode the embedding again with fresh
-noise, and the new pictures keep "both semantic information ... and stylistic elements" while the rest changes. Which
-of a Shapes picture's properties does the embedding carry? Lesson 01 probed the embedding with a linear classifier;
-here the decoder answers in pictures. For each property, the **keep rate** is the fraction of variations whose value,
-read by the strict judge (a refused image keeps nothing), equals the source picture's, and **chance** is the rate at
-which a variation agrees with a *random* source (computed exactly from the two sets' value frequencies,
-Σ_v p_read(v)·p_source(v)): a property the embedding drops is kept only at chance. The background shade is in the
-list because no caption ever names it (lesson 00).
+* **Variations** (the paper's Fig. 3): encode a picture with CLIP, decode the embedding again with fresh noise; the
+  new pictures keep "both semantic information ... and stylistic elements" while the rest changes. Which of a Shapes
+  picture's properties does the embedding carry? For each property, the **keep rate** is the fraction of variations
+  whose value, read by the strict judge (a refused image keeps nothing), equals the source picture's, and **chance**
+  is the rate at which a variation agrees with a *random* source (computed exactly from the two sets' value
+  frequencies, Σ_v p_read(v)·p_source(v)): a property the embedding drops is kept only at chance. The background
+  shade is in the list because no caption ever names it (lesson 00); lesson 01 probed the same with a classifier.
+* **Text diffs from the picture's own noise** (§3.3): DDIM inversion, then a caption with one attribute changed.
+* **Diversity against guidance** (§5.3, Figs. 9–11): unCLIP's decoder, fed the prior's samples, against the GLIDE-like
+  model (:mod:`~dalle2_lessons.glide`) on captions that leave attributes free, every comparison paired per seed.
+
+Binding (§7) lives in :mod:`~dalle2_lessons.binding`: it needs every stage retrained on two-object scenes.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import torch
 from . import metrics, scorecard, shapes
 from .judge import AttributeJudge, load_judge
 from .prior_ablation import MENTION_TYPES
+
 
 @dataclass(frozen=True)
 class ClaimsSettings:

@@ -329,10 +329,28 @@ def test_stochastic_exercises_are_checked_by_statistics_not_by_one_order_of_draw
                           **ei.condition_dropout_rates()) is guidance.drop_condition
 
 
+def _chance_of_readable_only(read, truth, n_values):  # frequencies among readable images only: NaN if all refused
+    out = []
+    for p, n in enumerate(n_values):
+        r = read[:, p][read[:, p] >= 0].double()
+        out.append(sum((r == v).double().mean() * (truth[:, p] == v).double().mean() for v in range(n)))
+    return torch.stack(out).float()
+
+
+def _direction_of_the_mean(low, high):  # the sign of the mean, not of the interval
+    return "higher" if low + high > 0 else "lower" if low + high < 0 else "cannot tell"
+
+
+def _target_counted_as_rest(read, truth, target, new_value):  # "the rest" includes the edited property itself
+    rows = torch.arange(len(read))
+    return read[rows, target] == new_value, (read == truth).all(dim=1)
+
+
 def _edge_table():
     """(exercise, its inputs, the reference, a plausible bug, extra keyword arguments of check_exercise)."""
-    from dalle2_lessons import decoder, diffusion, families, guidance, judge, metrics, own_data, own_unclip, prior
+    from dalle2_lessons import claims, decoder, diffusion, families, guidance, judge, metrics, own_data, own_unclip
     from dalle2_lessons import exercise_inputs as ei
+    from dalle2_lessons import prior
     from dalle2_lessons import shapes, text_encoders
     from dalle2_lessons import tokenizer, transformer, unclip, upsampler
 
@@ -364,6 +382,9 @@ def _edge_table():
         "13-2 dominated": (ei.dominated, families.dominated, _ties_dominate, {"trials": 12}),
         "14-1 pixels": (ei.to_course_images, own_data.to_course_images, _squeeze_pixels, {"trials": 8}),
         "14-2 zero-shot": (ei.zero_shot_predict, own_unclip.zero_shot_predict, _squeezed_predict, {"trials": 8}),
+        "15-1 chance": (ei.chance_agreement, claims.agreement_by_chance, _chance_of_readable_only, {}),
+        "15-2 direction": (ei.direction, claims.direction, _direction_of_the_mean, {}),
+        "15-3 edit outcomes": (ei.edit_outcomes, claims.edit_outcomes, _target_counted_as_rest, {}),
     }
 
 
@@ -371,7 +392,8 @@ EDGE_EXERCISES = ["00-1 shape_mask", "00-2 caption template", "00-3 scorecard", 
                   "02-2 masked mean", "02-3 pair accuracy", "05-1 condition dropout", "05-2 from v", "05-3 guidance",
                   "07-2 dropouts", "06-1 prior mask", "06-3 pick best",
                   "07-1 context attention", "08-1 blur", "08-2 crops", "09-2 text diff", "13-1 entropy",
-                  "13-2 dominated", "14-1 pixels", "14-2 zero-shot"]
+                  "13-2 dominated", "14-1 pixels", "14-2 zero-shot", "15-1 chance", "15-2 direction",
+                  "15-3 edit outcomes"]
 
 
 @pytest.mark.parametrize("exercise", EDGE_EXERCISES)

@@ -102,6 +102,7 @@ ALLOWED_PROSE_NUMBERS = (
     r"exactly\s+50(\.0)?%",  # chance on a pair of captions, by construction (lesson 02)
     r"(random|dropped|embedding|guidance \(|for)\s*10%",  # the paper's condition dropout (GLIDE, unCLIP)
     r"caption\s+50%\s+of the time",  # unCLIP's caption dropout in the decoder
+    r"70\.5% ± 2\.8%",  # the unCLIP paper's human preference for its diversity over GLIDE's (its section 5.3)
 )
 PROSE_NUMBER = re.compile(r"(?<![\w.×])\d+(?:\.\d+)?\s?(?:%|×(?!\s?\d))")  # 86.7%, 4×; not the sizes 32×32
 
