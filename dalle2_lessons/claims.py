@@ -58,6 +58,13 @@ PRESETS: dict[str, ClaimsSettings] = {
 PROPERTIES: tuple[str, ...] = (*shapes.TIERS["single"], "background")
 
 
+def strict_readings(judge: AttributeJudge, images: torch.Tensor) -> torch.Tensor:
+    """``(N, 3, R, R)`` → ``(N, 5)``: the strict judge's verdict on the four attributes (−1 for every attribute of an
+    image it refuses, which so keeps none of them) and the background read by pixels (:func:`~.scorecard.readings`
+    takes the judge's best guesses instead)."""
+    return torch.cat([judge.verdict(images), shapes.read_background(images)[:, None]], dim=1)
+
+
 def agreement_by_chance(read: torch.Tensor, truth: torch.Tensor, n_values: tuple[int, ...]) -> torch.Tensor:
     """``(N, P)`` readings and ``(N, P)`` true values (ints) → ``(P,)``: the expected agreement of a reading with the
     value of a *random* other source, Σ_v p_read(v)·p_truth(v) per property. A judge's refusal (−1) never agrees."""
@@ -88,8 +95,7 @@ def variation_keep_rates(pipe, seeds: tuple[int, ...] = (0, 1, 2), n_images: int
         images = pipe.decode(pipe.embed(shapes.render(scenes, 64)), scale, decoder_steps, gen)
         if upsampler_steps is not None:
             images = pipe.upsample(images, upsampler_steps, gen)
-        # the strict verdict: an image the judge refuses keeps none of its attributes (only its background, by pixels)
-        read = torch.cat([judge.verdict(images), shapes.read_background(images)[:, None]], dim=1)
+        read = strict_readings(judge, images)
         per_seed["kept"].append((read == truth).float().mean(0))
         per_seed["chance"].append(chance_fn(read, truth, scorecard.N_VALUES))
     per_seed["kept − chance"] = [k - c for k, c in zip(per_seed["kept"], per_seed["chance"], strict=True)]
@@ -167,7 +173,7 @@ def text_diff_rates(pipe, seeds: tuple[int, ...] = (0, 1, 2), n_images: int = 36
             images = pipe.decode(text_diff(z, t_from, t_to, w), scale, steps, x_T=x_T)
             if upsampler_steps is not None:
                 images = pipe.upsample(images, upsampler_steps, torch.Generator().manual_seed(seed))
-            read = torch.cat([judge.verdict(images), shapes.read_background(images)[:, None]], dim=1)
+            read = strict_readings(judge, images)
             changed, kept = outcome_fn(read, truth, target, new_value)
             for name, ok in (("changed", changed), ("kept", kept), ("both", changed & kept)):
                 per_seed[w][name].append(ok.float().mean().item())
