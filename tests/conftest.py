@@ -6,6 +6,13 @@ import os
 # profile's ten minutes each. Tests and notebooks run in the `ci` profile unless told otherwise.
 os.environ.setdefault("DALLE2_LESSONS_PROFILE", "ci")
 
+# `pytest` runs in parallel (pytest-xdist, one worker per core, `--dist loadscope` so a notebook's cells stay together
+# in one worker and one kernel). Each worker and its notebook kernels then compute on one thread: two workers with a
+# thread per core beat one worker with two threads (the small models here do not keep two threads busy), and more
+# threads than cores would make every worker wait for the others.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import json  # noqa: E402
 
 import pytest  # noqa: E402
@@ -45,3 +52,22 @@ def measured(request):
         return value
 
     return record
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_setup(item):
+    """Each notebook starts from a learner's fresh checkout: its kernel gets an empty folder of its own for what the
+    learner trains (``DALLE2_LESSONS_RUNS``), so a lesson loads the course's shipped checkpoints, as it does for a
+    learner who opens it first on Colab. That is the course's promise (every lesson runs on its own) and it keeps
+    notebooks that run at the same time, in parallel workers, from reading each other's half-written files."""
+    notebook = item.parent
+    starting = type(notebook).__name__ == "IPyNbFile" and getattr(notebook, "kernel", None) is None
+    before = os.environ.get("DALLE2_LESSONS_RUNS")
+    if starting:  # the kernel starts in this setup and copies the environment as it is now
+        os.environ["DALLE2_LESSONS_RUNS"] = str(item.config._tmp_path_factory.mktemp(f"runs-{notebook.path.stem}"))
+    yield
+    if starting:  # the unit tests that run later in this process keep the usual folder
+        if before is None:
+            os.environ.pop("DALLE2_LESSONS_RUNS", None)
+        else:
+            os.environ["DALLE2_LESSONS_RUNS"] = before
