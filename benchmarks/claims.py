@@ -9,10 +9,13 @@ and ``benchmarks/CLAIMS.md``.
 2. **Variations** (Fig. 3; :func:`~dalle2_lessons.claims.variation_keep_rates`): how often a variation keeps each
    attribute and the background no caption names, against chance.
 3. **Text diffs from inverted noise** (§3.3; :func:`~dalle2_lessons.claims.text_diff_rates`).
+4. **Binding** (§7, Figs. 14–15; :func:`dalle2_lessons.binding.binding_rates`): the relation-tier unCLIP (with and
+   without the decoder's caption pathway) and GLIDE-like model on two-object captions; how often the colours or shapes
+   land on the wrong objects, and the paired differences between the models.
 
 Each section is stored with the checkpoints and sizes it ran on; a later run keeps a stored section (or, in section 1,
 a stored model) that matches and measures only what is missing or was asked for with ``--only``. Full sizes take
-about 20 (1), 9 (2) and 30 (3) minutes on 2 CPU cores; ``--tiny`` is a smoke run whose numbers mean nothing.
+about 20 (1), 9 (2), 30 (3) and 5 (4) minutes on 2 CPU cores; ``--tiny`` is a smoke run whose numbers mean nothing.
 """
 
 from __future__ import annotations
@@ -24,23 +27,40 @@ from pathlib import Path
 
 import torch
 
-from dalle2_lessons import checkpoints, claims, glide
+from dalle2_lessons import binding, checkpoints, claims, glide
 from dalle2_lessons.unclip import UnCLIP
 
 HERE = Path(__file__).resolve().parent
 FULL = {"seeds": (0, 1, 2), "scales": claims.GUIDANCE_SCALES, "sweep_captions": 1, "sweep_k": 16, "steps": 25,
-        "variation_images": 48, "diff_images": 36, "diff_weights": (0.0, 0.25, 0.5, 0.75), "upsampler_steps": 15}
+        "variation_images": 48, "diff_images": 36, "diff_weights": (0.0, 0.25, 0.5, 0.75), "upsampler_steps": 15,
+        "binding_captions": 128, "binding_scale": 3.0}
 TINY = {"seeds": (0, 1), "scales": (1.0, 8.0), "sweep_captions": 1, "sweep_k": 4, "steps": 2,
-        "variation_images": 4, "diff_images": 4, "diff_weights": (0.0, 0.5), "upsampler_steps": 2}
-SECTIONS = ("sweep", "variations", "text_diffs")
+        "variation_images": 4, "diff_images": 4, "diff_weights": (0.0, 0.5), "upsampler_steps": 2,
+        "binding_captions": 4, "binding_scale": 3.0}
+SECTIONS = ("sweep", "variations", "text_diffs", "binding")
 #: the checkpoints each part reads (the judge reads every one)
 READS = {"unCLIP decoder": ("clip-v2", "prior-v2", "decoder-v2"), "GLIDE-like": ("glide-v2",),
          "variations": ("clip-v2", "decoder-v2", "upsampler-v2"),
-         "text_diffs": ("clip-v2", "decoder-v2", "upsampler-v2")}
+         "text_diffs": ("clip-v2", "decoder-v2", "upsampler-v2"),
+         "binding": tuple(binding.checkpoint_name(stage) for stage in binding.STAGES)}
 
 
 def shas(names: tuple[str, ...]) -> dict[str, str]:
-    return {n: checkpoints.read_meta(n, checkpoints.shipped_dir())["sha256"][:12] for n in (*names, "judge-single-v2")}
+    judge = "judge-relation-v2" if names == READS["binding"] else "judge-single-v2"
+    return {n: checkpoints.read_meta(n, checkpoints.shipped_dir())["sha256"][:12] for n in (*names, judge)}
+
+
+def binding_verdicts(per_seed: dict[str, dict[str, list[float]]]) -> list[str]:
+    """Sentences computed from the binding experiment's paired intervals."""
+    words = {"higher": "higher than", "lower": "lower than", "cannot tell": "cannot be told from"}
+    out = []
+    for measure in ("colour swap share", "shape swap share", "correct"):
+        for a, b in (("unCLIP", "GLIDE-like"), ("unCLIP + caption pathway", "GLIDE-like"),
+                     ("unCLIP", "unCLIP + caption pathway")):
+            d = binding.binding_difference(per_seed, measure, a, b)
+            out.append(f"{measure}: {a} − {b} = {d.mean:+.3g} [{d.low:+.3g}, {d.high:+.3g}] → {a}'s "
+                       f"{words[claims.direction(d.low, d.high)]} {b}'s")
+    return out
 
 
 def sweep_verdicts(sweep: dict) -> list[str]:
@@ -120,13 +140,20 @@ def main(argv: list[str] | None = None) -> None:
                            lambda: claims.text_diff_rates(pipe, size["seeds"], size["diff_images"],
                                                           size["diff_weights"], size["steps"],
                                                           upsampler_steps=size["upsampler_steps"]))}
+    def run_binding() -> dict:
+        rel_pipe, rel_glide = binding.load_models()
+        return binding.binding_rates(binding.generators(rel_pipe, rel_glide, size["steps"], size["binding_scale"]),
+                                     size["seeds"], size["binding_captions"])
+
+    runs["binding"] = (("seeds", "binding_captions", "binding_scale", "steps"), run_binding)
     for section, (sizes, run) in runs.items():
         old = reusable(section, section, sizes)
         if old is None and (args.only is None or section in args.only):
             t0 = time.time()
             rates = run()
             old = {**key(section, sizes), "seconds": round(time.time() - t0),
-                   "results": {str(k): {m: vars(iv) for m, iv in v.items()} for k, v in rates.items()}}
+                   "results": rates if section == "binding" else  # per seed: the verdicts pair the models
+                   {str(k): {m: vars(iv) for m, iv in v.items()} for k, v in rates.items()}}
         if old is not None:
             result[section] = old
     path.write_text(json.dumps({**stored, **result}, indent=1) + "\n")
@@ -160,6 +187,16 @@ def write_markdown(out: Path, result: dict) -> None:
         rates = {float(w): {m: Interval(**iv) for m, iv in r.items()} for w, r in v["results"].items()}
         md += ["## 3. Text diffs from inverted noise (§3.3)\n", f"{v['checkpoints']}, sizes {v['sizes']}, "
                f"{v['seconds']} s.\n", "```\n" + claims.format_text_diff_rates(rates) + "\n```\n"]
+    if result.get("binding"):
+        v = result["binding"]
+        md += ["## 4. Binding (§7, Figs. 14–15)\n",
+               f"Relation-tier checkpoints {v['checkpoints']}, sizes {v['sizes']}, {v['seconds']} s. Full two-object "
+               "test captions whose objects differ in colour and shape; every model draws the same captions for a "
+               "seed, guided at `binding_scale` with `steps` DDIM steps. *Swap share*: of the pictures with the "
+               "caption's two colours (shapes) on the right shapes (colours) in the right arrangement, the fraction "
+               "with them on the wrong objects (0.5: placed at random).\n",
+               "```\n" + binding.format_binding_rates(v["results"]) + "\n```\n",
+               *(f"- {line}" for line in binding_verdicts(v["results"])), ""]
     (out / "CLAIMS.md").write_text("\n".join(md))
     print(f"wrote {out / 'CLAIMS.md'}")
 

@@ -127,15 +127,30 @@ def load_stage(stage: str, device: str | torch.device = "cpu", directory: Path |
 def swaps(read: torch.Tensor, asked: torch.Tensor) -> dict[str, torch.Tensor]:
     """What the relation judge read, ``read`` ``(N, 5)`` (−1: refused), against the caption's attributes ``asked``
     ``(N, 5)``. Returns ``(N,)`` bools: ``correct`` (all five), ``colour swap`` (the relation and both shapes right,
-    the two colours exchanged) and ``shape swap`` (likewise the shapes). A swap is only possible where the two values
-    differ; :func:`binding_rates` draws captions whose objects differ in both."""
+    the two colours exchanged) and ``shape swap`` (likewise the shapes), and ``colours placed`` / ``shapes placed``
+    (the same three right and the two colours, or shapes, where the caption put them). A swap is only possible where
+    the two values differ; :func:`binding_rates` draws captions whose objects differ in both."""
     exchanged = asked[:, [B_COLOUR, B_SHAPE, RELATION, A_COLOUR, A_SHAPE]]  # object a's values where b's are, and back
     same = read == asked
-    colour_swap = ((read[:, A_COLOUR] == exchanged[:, 0]) & (read[:, B_COLOUR] == exchanged[:, 3])
-                   & same[:, [A_SHAPE, RELATION, B_SHAPE]].all(1))
-    shape_swap = ((read[:, A_SHAPE] == exchanged[:, 1]) & (read[:, B_SHAPE] == exchanged[:, 4])
-                  & same[:, [A_COLOUR, RELATION, B_COLOUR]].all(1))
-    return {"correct": same.all(1), "colour swap": colour_swap, "shape swap": shape_swap}
+    shapes_and_relation, colours_and_relation = (same[:, [A_SHAPE, RELATION, B_SHAPE]].all(1),
+                                                 same[:, [A_COLOUR, RELATION, B_COLOUR]].all(1))
+    colour_swap = (read[:, A_COLOUR] == exchanged[:, 0]) & (read[:, B_COLOUR] == exchanged[:, 3]) & shapes_and_relation
+    shape_swap = (read[:, A_SHAPE] == exchanged[:, 1]) & (read[:, B_SHAPE] == exchanged[:, 4]) & colours_and_relation
+    return {"correct": same.all(1), "colour swap": colour_swap, "shape swap": shape_swap,
+            "colours placed": same[:, [A_COLOUR, B_COLOUR]].all(1) & shapes_and_relation,
+            "shapes placed": same[:, [A_SHAPE, B_SHAPE]].all(1) & colours_and_relation}
+
+
+def swap_shares(outcome: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Of the pictures that show the caption's two colours on the right shapes in the right arrangement, the fraction
+    with the colours on the wrong objects (``colour swap share``), and likewise for the shapes: the binding error
+    itself, apart from how often the model draws the right things at all. A model that knows *which* colours but
+    not *where* they go swaps half the time (0.5); one that binds, never (0). NaN when no picture qualifies."""
+    out = {}
+    for what in ("colour", "shape"):
+        swapped, placed = outcome[f"{what} swap"].sum().item(), outcome[f"{what}s placed"].sum().item()
+        out[f"{what} swap share"] = swapped / (swapped + placed) if swapped + placed else float("nan")
+    return out
 
 
 def evaluation_scenes(n: int, seed: int) -> shapes.Scenes:
@@ -148,25 +163,42 @@ def evaluation_scenes(n: int, seed: int) -> shapes.Scenes:
     return pool[keep]
 
 
+#: the measures of :func:`binding_rates`, per seed
+MEASURES: tuple[str, ...] = ("correct", "colour swap", "shape swap", "colour swap share", "shape swap share",
+                             "readable")
+
+
 @torch.no_grad()
 def binding_rates(generators: dict[str, Callable[[list[str], int], torch.Tensor]], seeds: tuple[int, ...] = (0, 1, 2),
-                  n: int = 64, judge: AttributeJudge | None = None) -> dict[str, dict[str, metrics.Interval]]:
+                  n: int = 64, judge: AttributeJudge | None = None) -> dict[str, dict[str, list[float]]]:
     """Each generator (``(captions, seed) → (N, 3, R, R)`` images) draws the full caption of ``n`` relation test
-    scenes per seed (:func:`evaluation_scenes`); the strict relation judge reads them. Returns ``{name: {"correct" |
-    "colour swap" | "shape swap" | "readable": 95% interval over seeds}}``."""
+    scenes per seed (:func:`evaluation_scenes`: every model gets the same captions for a seed); the strict relation
+    judge reads them. Returns ``{name: {measure: [one value per seed]}}`` for each of :data:`MEASURES` (the fractions
+    of :func:`swaps` over all pictures, :func:`swap_shares`, and how many the judge could read);
+    :func:`binding_intervals` and :func:`binding_difference` turn them into 95% intervals."""
     judge = judge or load_judge(TIER, version=VERSION)
-    per_seed: dict[str, dict[str, list[float]]] = {name: {} for name in generators}
+    per_seed: dict[str, dict[str, list[float]]] = {name: {m: [] for m in MEASURES} for name in generators}
     for seed in seeds:
         scenes = evaluation_scenes(n, seed)
         asked = torch.as_tensor(scenes.attrs)
         for name, generate in generators.items():
-            images = generate(scenes.full_captions, seed)
-            read = judge.verdict(images)
-            rates = {k: v.float().mean().item() for k, v in swaps(read, asked).items()}
-            rates["readable"] = (read[:, 0] >= 0).float().mean().item()
-            for k, v in rates.items():
-                per_seed[name].setdefault(k, []).append(v)
-    return {name: {k: metrics.interval95(v) for k, v in rates.items()} for name, rates in per_seed.items()}
+            read = judge.verdict(generate(scenes.full_captions, seed))
+            outcome = swaps(read, asked)
+            rates = {k: outcome[k].float().mean().item() for k in ("correct", "colour swap", "shape swap")}
+            rates |= swap_shares(outcome) | {"readable": (read[:, 0] >= 0).float().mean().item()}
+            for m in MEASURES:
+                per_seed[name][m].append(rates[m])
+    return per_seed
+
+
+def binding_intervals(per_seed: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, metrics.Interval]]:
+    """:func:`binding_rates`' per-seed values → ``{name: {measure: 95% interval over seeds}}``."""
+    return {name: {m: metrics.interval95(v) for m, v in rates.items()} for name, rates in per_seed.items()}
+
+
+def binding_difference(per_seed: dict[str, dict[str, list[float]]], measure: str, a: str, b: str) -> metrics.Interval:
+    """95% interval of model ``a``'s ``measure`` minus model ``b``'s, seed by seed (paired: the same captions)."""
+    return metrics.interval95([x - y for x, y in zip(per_seed[a][measure], per_seed[b][measure], strict=True)])
 
 
 def load_models(device: str | torch.device = "cpu", directory: Path | None = None) -> tuple[object, glide.Glide]:
@@ -187,30 +219,20 @@ def generators(pipe, glide_model: glide.Glide, steps: int = 25, scale: float = 3
     """The three rows of the paper's comparison, each ``(captions, seed) → (N, 3, 32, 32)``: unCLIP (text → prior →
     decoder, which sees the caption only through the sampled image embedding), unCLIP with the decoder's caption
     pathway (the caption's token features as extra attention context, which the paper's decoder kept), and the
-    GLIDE-like model. Every decoder is guided by ``scale`` with ``steps`` DDIM steps."""
+    GLIDE-like model. Every decoder is guided by ``scale`` with ``steps`` DDIM steps; the generators are lesson 15's
+    (:mod:`~.claims`), so both experiments draw pictures the same way."""
+    from .claims import glide_generator, unclip_base_generators
 
-    def unclip_row(caption_pathway: bool):
-        def generate(texts: list[str], seed: int) -> torch.Tensor:
-            gen = torch.Generator().manual_seed(seed)
-            text, tokens, mask = pipe.encode_text(texts)
-            z = pipe.image_embeddings(text, tokens, mask, generator=gen)
-            return pipe.decode(z, scale, steps, gen, tokens=tokens if caption_pathway else None,
-                               mask=mask if caption_pathway else None)
-        return generate
-
-    def glide_row(texts: list[str], seed: int) -> torch.Tensor:
-        tokens = tokenizer.for_version(VERSION).encode_batch(texts)
-        return glide.sample(glide_model, tokens, scale, steps, generator=torch.Generator().manual_seed(seed))
-
-    return {"unCLIP": unclip_row(False), "unCLIP + caption pathway": unclip_row(True), "GLIDE-like": glide_row}
+    return {"unCLIP": unclip_base_generators(pipe, steps)(scale),
+            "unCLIP + caption pathway": unclip_base_generators(pipe, steps, caption_pathway=True)(scale),
+            "GLIDE-like": glide_generator(glide_model, scale, steps)}
 
 
-def format_binding_rates(rates: dict[str, dict[str, metrics.Interval]]) -> str:
-    """One line per model: each rate as ``mean ± half-width`` of its 95% interval over seeds."""
-    cols = ("correct", "colour swap", "shape swap", "readable")
-    lines = [f"{'model':28s}" + "".join(f"{c:>16s}" for c in cols)]
-    for name, r in rates.items():
-        lines.append(f"{name:28s}" + "".join(f"{r[c].mean:9.1%} ±{(r[c].high - r[c].low) / 2:5.1%}" for c in cols))
+def format_binding_rates(per_seed: dict[str, dict[str, list[float]]]) -> str:
+    """One line per model: each of :data:`MEASURES` as ``mean ± half-width`` of its 95% interval over seeds."""
+    lines = [f"{'model':26s}" + "".join(f"{m:>19s}" for m in MEASURES)]
+    for name, r in binding_intervals(per_seed).items():
+        lines.append(f"{name:26s}" + "".join(f"{r[m].mean:11.1%} ±{(r[m].high - r[m].low) / 2:5.1%}" for m in MEASURES))
     return "\n".join(lines)
 
 

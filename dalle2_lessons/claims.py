@@ -42,16 +42,17 @@ class ClaimsSettings:
     diff_weights: tuple[float, ...] = (0.0, 0.5)  #: text-diff weights (0: the inverted picture, unedited)
     seeds: tuple[int, ...] = (0, 1, 2)
     budget_steps: int = 6  #: training steps per model timed to match the GLIDE-like model's budget (glide.step_seconds)
+    binding_captions: int = 48  #: two-object test captions per seed in the binding experiment (:mod:`~.binding`)
 
 
 PRESETS: dict[str, ClaimsSettings] = {
     "ci": ClaimsSettings(variation_images=4, diff_images=4, sweep_scales=(1.0, 8.0), sweep_kinds=("colour",),
-                         sweep_k=4, decoder_steps=5, budget_steps=2),
+                         sweep_k=4, decoder_steps=5, budget_steps=2, binding_captions=4),
     "cpu": ClaimsSettings(variation_images=48, diff_images=24, sweep_scales=(1.0, 3.0, 8.0),
                           sweep_kinds=("colour", "shape", "size+position")),
     "gpu": ClaimsSettings(variation_images=128, diff_images=64, sweep_scales=(1.0, 2.0, 3.0, 5.0, 8.0),
                           sweep_kinds=("colour", "shape", "size+position", "colour+shape", "colour+size+position"),
-                          sweep_captions=4, diff_weights=(0.0, 0.25, 0.5, 0.75)),
+                          sweep_captions=4, diff_weights=(0.0, 0.25, 0.5, 0.75), binding_captions=128),
 }
 
 #: what a variation may keep: the judge's four attributes, and the background shade read by pixels
@@ -203,25 +204,29 @@ GUIDANCE_SCALES: tuple[float, ...] = (1.0, 2.0, 3.0, 5.0, 8.0)
 PARTIAL_KINDS: tuple[str, ...] = tuple(kind for kind in MENTION_TYPES if kind != "full")
 
 
-def unclip_base_generators(pipe, decoder_steps: int = 25, batch_size: int = 128,
+def unclip_base_generators(pipe, decoder_steps: int = 25, batch_size: int = 128, caption_pathway: bool = False,
                            ) -> Callable[[float], scorecard.Generator]:
     """``decoder_scale → Generator`` of unCLIP's *base* images ``(N, 3, R, R)`` (R = 32 in v2: text → prior → decoder,
     no upsampler), the prior at the pipeline's defaults. The prior does not see the decoder's guidance, so each batch's
     image embeddings are drawn once and decoded at every scale from the same noise: the scales are compared on the
-    same embeddings, and the prior's cost is paid once."""
-    embeddings: dict[tuple[tuple[str, ...], int], torch.Tensor] = {}
+    same embeddings, and the prior's cost is paid once. With ``caption_pathway`` the decoder also reads the caption's
+    token features as extra attention context (the paper's decoder kept this pathway; lesson 07); without it, the
+    caption reaches the picture only through the sampled image embedding."""
+    encoded: dict[tuple[tuple[str, ...], int], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
     def make(decoder_scale: float) -> scorecard.Generator:
         def generate(texts: list[str], seed: int) -> torch.Tensor:
             out = []
             for i in range(0, len(texts), batch_size):
                 batch, batch_seed = tuple(texts[i:i + batch_size]), 1000 * seed + i // batch_size
-                if (batch, batch_seed) not in embeddings:
+                if (batch, batch_seed) not in encoded:
                     text, tokens, mask = pipe.encode_text(list(batch))
-                    embeddings[batch, batch_seed] = pipe.image_embeddings(
-                        text, tokens, mask, generator=torch.Generator().manual_seed(batch_seed))
+                    z = pipe.image_embeddings(text, tokens, mask, generator=torch.Generator().manual_seed(batch_seed))
+                    encoded[batch, batch_seed] = z, tokens, mask
+                z, tokens, mask = encoded[batch, batch_seed]
                 noise = torch.Generator().manual_seed(batch_seed)
-                out.append(pipe.decode(embeddings[batch, batch_seed], decoder_scale, decoder_steps, noise))
+                out.append(pipe.decode(z, decoder_scale, decoder_steps, noise,
+                                       **({"tokens": tokens, "mask": mask} if caption_pathway else {})))
             return torch.cat(out)
 
         return generate

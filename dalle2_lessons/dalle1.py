@@ -103,17 +103,18 @@ class TextImageTransformer(nn.Module):
     @torch.no_grad()
     def sample(
         self, text: torch.Tensor, top_k: int = 32, temperature: float = 1.0, generator: torch.Generator | None = None,
-        filter_fn: Callable[[torch.Tensor, int], torch.Tensor] = top_k_filter,
+        filter_fn: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Write the image token by token: ``(B, L_t)`` captions → ``(B, L_i)`` image ids.
 
-        Each step keeps the ``top_k`` most likely tokens (``filter_fn``: :func:`top_k_filter`, or the learner's in
-        lesson 12), divides by ``temperature``,
+        Each step keeps the ``top_k`` most likely tokens (``filter_fn``, by default this module's :func:`top_k_filter`
+        as it is at call time, so lesson 12 can put the learner's in its place), divides by ``temperature``,
         renormalises and samples. A key/value cache keeps every layer's keys and values of the positions
         already read, so each step runs the network on one new position instead of the whole prefix
         (:meth:`forward` on the prefix gives the same logits, ~5× slower here; a test checks they agree).
         """
         self.eval()
+        filter_fn = filter_fn or top_k_filter
         c = self.config
         start = torch.full_like(text[:, :1], self.start_of_image)
         x = (
@@ -150,9 +151,10 @@ class DALLE1(nn.Module):
     @torch.no_grad()
     def sample(
         self, text: torch.Tensor, generator: torch.Generator | None = None, top_k: int = 32, temperature: float = 1.0,
-        filter_fn: Callable[[torch.Tensor, int], torch.Tensor] = top_k_filter,
+        filter_fn: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """``(B, L_t)`` tokenised captions → ``(B, 3, R, R)`` images in [-1, 1] (one per caption)."""
+        """``(B, L_t)`` tokenised captions → ``(B, 3, R, R)`` images in [-1, 1] (one per caption); ``filter_fn`` as in
+        :meth:`TextImageTransformer.sample`."""
         self.eval()
         ids = self.transformer.sample(text, top_k, temperature, generator, filter_fn)
         g = self.tokenizer.grid

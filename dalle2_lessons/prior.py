@@ -62,6 +62,19 @@ def _rename_old_block_keys(module: nn.Module, state_dict: dict, prefix: str, *ar
         state_dict[new] = state_dict.pop(key)
 
 
+def attention_mask(token_mask: torch.Tensor) -> torch.Tensor:
+    """The prior's attention mask for captions ``token_mask`` ``(B, L)`` (True: a real token) followed by the four
+    positions the prior appends (text embedding, timestep, noisy embedding, query): ``(B, 1, L + 4, L + 4)`` bool,
+    True where a query (row) may attend to a key (column). Causal, padding keys hidden, and every position may always
+    see itself (so no row of the softmax is empty when the whole caption is dropped)."""
+    b, n_tok = token_mask.shape
+    s = n_tok + 4
+    keys = torch.cat([token_mask, torch.ones(b, 4, dtype=torch.bool, device=token_mask.device)], dim=1)
+    causal = torch.ones(s, s, dtype=torch.bool, device=token_mask.device).tril()
+    eye = torch.eye(s, dtype=torch.bool, device=token_mask.device)
+    return ((causal & keys[:, None, :]) | eye)[:, None]
+
+
 class DiffusionPrior(nn.Module):
     """x0-predicting transformer: ``(z_t, t, text_emb, tokens, token_mask)`` → predicted clean ``z`` ``(B, D)``.
 
@@ -103,14 +116,9 @@ class DiffusionPrior(nn.Module):
         return torch.cat(parts, dim=1) + self.pos
 
     def attention_mask(self, token_mask: torch.Tensor) -> torch.Tensor:
-        """``(B, 1, S, S)`` bool: causal, padding keys hidden, and every position may always see itself
-        (so no row of the softmax is empty when the whole caption is dropped)."""
-        b, n_tok = token_mask.shape
-        s = n_tok + 4
-        keys = torch.cat([token_mask, torch.ones(b, 4, dtype=torch.bool, device=token_mask.device)], dim=1)
-        causal = torch.ones(s, s, dtype=torch.bool, device=token_mask.device).tril()
-        eye = torch.eye(s, dtype=torch.bool, device=token_mask.device)
-        return ((causal & keys[:, None, :]) | eye)[:, None]
+        """This network's mask: the module's :func:`attention_mask`, looked up when called (lesson 06 puts the
+        learner's in its place)."""
+        return attention_mask(token_mask)
 
     def forward(
         self, z_t: torch.Tensor, t: torch.Tensor, text_emb: torch.Tensor, tokens: torch.Tensor, token_mask: torch.Tensor
@@ -164,9 +172,16 @@ def x0_ddim_step(
     noise that ``z_t`` ``(B, D)`` must contain given ``x̂0`` ``(B, D)``, then re-noise ``x̂0`` to level ``t_prev``
     with it.
 
-    This is the step :func:`sample` takes: :func:`~dalle2_lessons.diffusion.sample_ddim` with
-    ``prediction_type="sample"`` and no clamping calls :func:`~dalle2_lessons.diffusion.ddim_step` exactly so."""
+    This is the step :func:`sample` takes (:func:`~dalle2_lessons.diffusion.ddim_step` with
+    ``prediction_type="sample"``, η = 0)."""
     return diffusion.ddim_step(x0, t, t_prev, z_t, schedule, eta=0.0, prediction_type="sample")[0]
+
+
+def pick_best(candidates: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
+    """unCLIP's choice among a caption's candidate embeddings (section 2.2): ``candidates`` ``(B, K, D)``,
+    ``text_emb`` ``(B, D)`` → ``(B, D)``, for each caption the candidate with the largest dot product with it."""
+    best = (candidates * text_emb[:, None]).sum(-1).argmax(dim=1)
+    return candidates[torch.arange(len(candidates)), best]
 
 
 @torch.no_grad()
@@ -177,29 +192,27 @@ def sample(
 ) -> torch.Tensor:
     """Image embeddings for captions: ``(B, D)`` unit vectors.
 
-    Draws ``candidates`` embeddings per caption with ``steps`` DDIM steps (η = 0, each one :func:`x0_ddim_step`)
-    and keeps, for each caption, the one with the largest dot product with its text embedding (unCLIP, section 2.2).
-    ``x0_step(x0, t, t_prev, z_t, schedule) → z_{t_prev}`` and ``pick(candidates (B, K, D), text_emb (B, D)) → (B, D)``
-    replace those two pieces (lesson 06 passes the learner's).
+    Draws ``candidates`` embeddings per caption with ``steps`` DDIM steps (η = 0, each one ``x0_step``) and keeps,
+    for each caption, the one ``pick`` chooses. By default these are this module's :func:`x0_ddim_step` and
+    :func:`pick_best` (the largest dot product with the caption's text embedding, unCLIP section 2.2), looked up when
+    called: lesson 06 puts the learner's in their place, so every sample of the lesson goes through them.
+    ``x0_step(x0, t, t_prev, z_t, schedule) → z_{t_prev}``; ``pick(candidates (B, K, D), text_emb (B, D)) → (B, D)``.
     """
+    x0_step, pick = x0_step or x0_ddim_step, pick or pick_best
     device = text_emb.device
     b, d = text_emb.shape
     k = candidates
     rep = lambda x: x.repeat_interleave(k, 0)  # noqa: E731
     te, tk, tm = rep(text_emb), rep(tokens), rep(token_mask)
     x0_model = lambda z_t, t: guided_x0(prior, z_t, t, te, tk, tm, scale)  # noqa: E731
+
+    def step(x0, t, t_prev, z_t, schedule, **_):  # lesson 04's step contract: (z_{t_prev}, x̂0)
+        return x0_step(x0, t, t_prev, z_t, schedule), x0
+
     # lesson 04's sampler; the network predicts x̂0, and √D-scaled embeddings are not images: nothing to clamp
-    step = diffusion.ddim_step
-    if x0_step is not None:
-        def step(x0, t, t_prev, z_t, schedule, **_):  # same contract as ddim_step: (z_{t_prev}, x̂0)
-            return x0_step(x0, t, t_prev, z_t, schedule), x0
     z = diffusion.sample_ddim(x0_model, (b * k, d), schedule, steps, 0.0, generator, device, progress=False,
                               prediction_type="sample", clip_x0=False, clip_output=False, step=step)
-    z = F.normalize(z, dim=-1).view(b, k, d)
-    if pick is not None:
-        return pick(z, text_emb)
-    best = (z * text_emb[:, None]).sum(-1).argmax(dim=1)
-    return z[torch.arange(b), best]
+    return pick(F.normalize(z, dim=-1).view(b, k, d), text_emb)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -23,8 +23,9 @@ background is black, the decoder works at 16 px. **v2** (issue #21): half of a s
 non-empty subset of the attributes ("a red thing", "something large in the top left"; :attr:`Scenes.mentions` says
 which), the background is black or grey and no caption names it (:func:`read_background` reads it by pixels), and
 objects are sized for a 32-px decoder (the smallest is 6 px wide there) and a 64-px upsampler.
-:func:`matching_scenes` draws the real pictures that fit an under-specified caption. The shipped v1 checkpoints
-stay until every stage is retrained on v2.
+:func:`matching_scenes` draws the real pictures that fit an under-specified caption. Every shipped checkpoint is
+trained on v2; v1 stays so that lesson 00 can show why it was replaced (one caption fixes one picture there, so a
+prior has nothing to choose).
 
 Sample ``i`` of a split depends only on ``(seed, split, tier, i)``, never on how many samples you
 ask for, so ``n=100`` is a prefix of ``n=20_000``. No scene occurs in both ``train`` and ``test``, but
@@ -103,8 +104,8 @@ SPLITS: tuple[str, ...] = ("train", "test", "heldout", "judge")
 SPLIT_SIZES: dict[str, int] = {"train": 20_000, "test": 2_000, "heldout": 2_000, "judge": 100_000}
 
 # ----------------------------------------------------------------------------------------------
-# Versions. v1 is what the shipped checkpoints were trained on; v2 (issue #21) is what they are being retrained on.
-# Both are drawn by the same code: a version only changes the numbers below.
+# Versions. v2 (issue #21) is what every shipped checkpoint is trained on; v1 is the first design, kept for lesson 00's
+# comparison. Both are drawn by the same code: a version only changes the numbers below.
 
 #: Background shades (RGB in [0, 1]). No caption names the background: it is the property a caption never fixes.
 BACKGROUND_RGB: dict[str, tuple[float, float, float]] = {"black": (0.0, 0.0, 0.0), "grey": (0.25, 0.25, 0.25)}
@@ -180,16 +181,6 @@ def caption(tier: str, attrs: dict[str, str] | tuple[int, ...] | torch.Tensor, t
 def attribute_names(tier: str, ids: tuple[int, ...] | torch.Tensor | np.ndarray) -> dict[str, str]:
     """Class indices ``(A,)`` → ``{"colour": "red", ...}`` for one scene."""
     return {name: ATTRIBUTE_VALUES[name][int(i)] for name, i in zip(TIERS[tier], ids)}
-
-
-# ----------------------------------------------------------------------------------------------
-# Geometry. Coordinates are fractions of the image side: (0, 0) is the top-left corner.
-
-# v1's numbers, kept under their old names for the lessons that print them (see :class:`Version`).
-GRID_CENTRES: tuple[float, ...] = V1.grid_centres
-HALF_EXTENT: dict[str, float] = dict(zip(SIZES, V1.half_extent))
-JITTER: float = V1.jitter
-SCALE_JITTER: float = V1.scale_jitter
 
 
 @dataclass

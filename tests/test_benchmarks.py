@@ -153,8 +153,10 @@ def test_claims_benchmark_runs_in_its_tiny_mode_and_reuses_what_it_stored(tmp_pa
         assert len(model["results"]["8.0"]["per_seed"]["diversity"]) == 2
     assert set(result["variations"]["results"]["kept"]) == {"colour", "shape", "size", "position", "background"}
     assert set(result["text_diffs"]["results"]) == {"0.0", "0.5"}
+    assert set(result["binding"]["results"]) == {"unCLIP", "unCLIP + caption pathway", "GLIDE-like"}
+    assert len(result["binding"]["results"]["GLIDE-like"]["colour swap share"]) == 2  # per seed, for paired verdicts
     text = (tmp_path / "CLAIMS.md").read_text()
-    assert "## 1. Diversity against guidance" in text and "## 3. Text diffs" in text
+    assert "## 1. Diversity against guidance" in text and "## 3. Text diffs" in text and "## 4. Binding" in text
     capsys.readouterr()
     bench.main(["--tiny", "--out", str(tmp_path), "--only", "variations"])  # only that section is measured again
     again = json.loads((tmp_path / "claims.json").read_text())

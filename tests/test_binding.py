@@ -18,6 +18,11 @@ def test_swaps_tell_an_exchange_from_other_mistakes():
     assert out["correct"].tolist() == [True, False, False, False, False]
     assert out["colour swap"].tolist() == [False, True, False, False, False]
     assert out["shape swap"].tolist() == [False, False, True, False, False]
+    assert out["colours placed"].tolist() == out["shapes placed"].tolist() == [True, False, False, False, False]
+    # one picture placed the colours right, one swapped them: a share of one half, as a model that guesses would
+    assert binding.swap_shares(out) == {"colour swap share": 0.5, "shape swap share": 0.5}
+    nothing = binding.swap_shares(binding.swaps(read[4:], asked[4:]))
+    assert all(v != v for v in nothing.values()), "no picture qualifies: the share is undefined (NaN), not 0"
 
 
 def test_evaluation_scenes_can_show_either_swap_and_the_judge_reads_their_renders():
@@ -37,10 +42,13 @@ def test_every_stage_builds_saves_and_loads_on_the_relation_clip(tmp_path):
         meta = checkpoints.read_meta(binding.checkpoint_name(stage), tmp_path)
         assert meta["rebuild"] == binding.rebuild_command(stage, "ci", 2)
     pipe, glide_model = binding.load_models(directory=tmp_path)
-    rates = binding.binding_rates(binding.generators(pipe, glide_model, steps=2), seeds=(0, 1), n=4)
-    assert set(rates) == {"unCLIP", "unCLIP + caption pathway", "GLIDE-like"}
-    assert all(0 <= r["correct"].mean <= 1 for r in rates.values())
-    assert "colour swap" in binding.format_binding_rates(rates)
+    per_seed = binding.binding_rates(binding.generators(pipe, glide_model, steps=2), seeds=(0, 1), n=4)
+    assert set(per_seed) == {"unCLIP", "unCLIP + caption pathway", "GLIDE-like"}
+    assert all(len(v) == 2 and 0 <= v[0] <= 1 for r in per_seed.values() for m, v in r.items() if "share" not in m)
+    assert binding.binding_intervals(per_seed)["GLIDE-like"]["correct"].n == 2
+    d = binding.binding_difference(per_seed, "correct", "unCLIP", "GLIDE-like")
+    assert d.mean == pytest.approx(sum(per_seed["unCLIP"]["correct"]) / 2 - sum(per_seed["GLIDE-like"]["correct"]) / 2)
+    assert "colour swap share" in binding.format_binding_rates(per_seed)
     # a prior is only loaded beside the CLIP it learnt from
     other = binding.build_stage("clip", "ci", 2, progress=False)[0]
     checkpoints.save_checkpoint(binding.checkpoint_name("clip"), other.state_dict(), other.config_dict(),

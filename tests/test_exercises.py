@@ -206,10 +206,6 @@ def _no_self(token_mask):  # the prior's mask without "every position may see it
     return (torch.ones(n + 4, n + 4, dtype=torch.bool).tril() & keys[:, None, :])[:, None]
 
 
-def _reference_pick(candidates, text_emb):  # lesson 06's
-    return candidates[torch.arange(len(candidates)), torch.einsum("bkd,bd->bk", candidates, text_emb).argmax(1)]
-
-
 def _squeezed_pick(candidates, text_emb):
     best = (candidates * text_emb[:, None]).sum(-1).squeeze().argmax(dim=1)  # (B, K) → (K,) or (B,) when one is 1
     return candidates[torch.arange(len(candidates)), best]
@@ -369,7 +365,7 @@ def _edge_table():
         "05-3 guidance": (lambda: ei.guided_eps(_toy_model), guidance.guided_eps, _halves_swapped, {"trials": 8}),
         "06-1 prior mask": (ei.prior_attention_mask, prior.DiffusionPrior(prior.PriorConfig()).attention_mask,
                             _no_self, {}),
-        "06-3 pick best": (ei.pick_best, _reference_pick, _squeezed_pick, {}),
+        "06-3 pick best": (ei.pick_best, prior.pick_best, _squeezed_pick, {}),
         "07-1 context attention": (ei.context_attention, _reference_attention, _context_unmasked, {}),
         "08-1 blur": (ei.gaussian_blur, upsampler.gaussian_blur, _unclamped_blur, {}),
         "05-1 condition dropout": (ei.condition_dropout_rates, ei.condition_dropout_statistics(guidance.drop_condition),

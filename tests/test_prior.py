@@ -85,6 +85,21 @@ def test_sample_returns_unit_embeddings_reproducibly():
     torch.testing.assert_close(mine, out)
     assert used == ["step"] * 5 + ["pick"]
 
+    # lesson 06 puts the learner's functions into the module (exercises.use_in_package): sample and the network must
+    # look them up when called, so that every sample of the lesson goes through them
+    used.clear()
+    originals = prior.x0_ddim_step, prior.pick_best, prior.attention_mask
+    try:
+        prior.x0_ddim_step = lambda *a: used.append("step") or originals[0](*a)
+        prior.pick_best = lambda *a: used.append("pick") or originals[1](*a)
+        prior.attention_mask = lambda m: used.append("mask") or originals[2](m)
+        patched = prior.sample(net, text, tokens, mask, sched, scale=2.0, steps=5, candidates=4,
+                               generator=torch.Generator().manual_seed(1))
+    finally:
+        prior.x0_ddim_step, prior.pick_best, prior.attention_mask = originals
+    torch.testing.assert_close(patched, out)
+    assert used.count("step") == 5 and used.count("pick") == 1 and used.count("mask") == 5  # one batched (guided) pass a step
+
 
 def test_prior_loss_learns_a_fixed_mapping(measured):
     torch.manual_seed(0)
