@@ -98,7 +98,8 @@ def test_sample_returns_unit_embeddings_reproducibly():
     finally:
         prior.x0_ddim_step, prior.pick_best, prior.attention_mask = originals
     torch.testing.assert_close(patched, out)
-    assert used.count("step") == 5 and used.count("pick") == 1 and used.count("mask") == 5  # one batched (guided) pass a step
+    # one network pass a step: guidance batches the conditional and unconditional rows
+    assert used.count("step") == 5 and used.count("pick") == 1 and used.count("mask") == 5
 
 
 def test_prior_loss_learns_a_fixed_mapping(measured):
