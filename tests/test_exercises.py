@@ -363,7 +363,7 @@ def _edge_table():
         "05-2 from v": (lambda: ei.x0_and_eps_from_v(diffusion.cosine_schedule()), guidance.x0_and_eps_from_v,
                         _sin_cos_swapped, {}),
         "05-3 guidance": (lambda: ei.guided_eps(_toy_model), guidance.guided_eps, _halves_swapped, {"trials": 8}),
-        "06-1 prior mask": (ei.prior_attention_mask, prior.DiffusionPrior(prior.PriorConfig()).attention_mask,
+        "06-1 prior mask": (ei.prior_attention_mask, prior.attention_mask,
                             _no_self, {}),
         "06-3 pick best": (ei.pick_best, prior.pick_best, _squeezed_pick, {}),
         "07-1 context attention": (ei.context_attention, _reference_attention, _context_unmasked, {}),
