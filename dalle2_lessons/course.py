@@ -100,8 +100,8 @@ LESSONS: tuple[Lesson, ...] = (
            cpu_minutes=8.1),
     Lesson("15", "paper_claims", "Capstone: the unCLIP paper's claims, measured in miniature",
            "variations against chance (what the embedding keeps), text diffs from DDIM-inverted noise, a GLIDE-like "
-           "model that reads words, diversity against guidance, binding on two-object scenes, the paper's results beside "
-           "the course's",
+           "model that reads words, diversity against guidance, binding on two-object scenes, the paper's results "
+           "beside the course's",
            cpu_minutes=5.6),
 )
 
