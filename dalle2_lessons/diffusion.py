@@ -62,14 +62,16 @@ def linear_schedule(T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0
 
 
 def cosine_alpha_bar(u: float, s: float = 0.008) -> float:
-    """Nichol & Dhariwal's ᾱ(u) = cos²(((u + s) / (1 + s)) · π/2) for continuous time u ∈ [0, 1]."""
+    """Nichol & Dhariwal's f(u) = cos²(((u + s) / (1 + s)) · π/2) for continuous time u ∈ [0, 1]; their ᾱ is
+    f(u) / f(0), and :func:`cosine_schedule` only ever uses ratios of f, in which f(0) cancels."""
     return math.cos((u + s) / (1 + s) * math.pi / 2) ** 2
 
 
 def cosine_schedule(T: int = 1000, max_beta: float = 0.999) -> NoiseSchedule:  # noqa: N803
     """Improved DDPM's cosine schedule (``diffusers``' ``"squaredcos_cap_v2"``): choose ᾱ, derive β.
 
-    β_t = 1 - ᾱ((t+1)/T) / ᾱ(t/T), capped at ``max_beta`` so the last steps stay finite. Noise arrives
+    β_t = 1 - f((t+1)/T) / f(t/T) (f: :func:`cosine_alpha_bar`), capped at ``max_beta`` so the last steps stay
+    finite; the product of the (1 - β) then telescopes to ᾱ_t = f((t+1)/T) / f(0) for step t = 0 … T-1. Noise arrives
     more gently than with the linear schedule, which at low resolution destroys the image too early.
     """
     betas = [min(1 - cosine_alpha_bar((i + 1) / T) / cosine_alpha_bar(i / T), max_beta) for i in range(T)]
