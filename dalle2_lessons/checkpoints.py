@@ -64,6 +64,14 @@ REBUILD_COMMANDS: dict[str, str] = {
     # match 5156 and 4213 steps: this checkpoint had 70 to 85% of unCLIP's budget (session 20's closing note, #22)
     "glide-v2": "python -m dalle2_lessons.glide --profile cpu --steps 3540 --eval-every 500 --version v2 "
                 "--batch-size 64",
+    # The binding experiment (binding.py, lesson 15): every stage that reads captions, on two-object scenes, built in
+    # this order. Smaller budgets than the single-object stages' (prior 4000 steps, decoder 1600), so that the four
+    # fit one session; the GLIDE-like model's 3300 steps cost what those two cost together at the medians of
+    # glide.step_seconds (0.339, 1.050, 0.916 s per step on two threads, session 21).
+    "clip-relation-v2": "python -m dalle2_lessons.binding --stage clip --profile cpu --steps 1000",
+    "prior-relation-v2": "python -m dalle2_lessons.binding --stage prior --profile cpu --steps 4000",
+    "decoder-relation-v2": "python -m dalle2_lessons.binding --stage decoder --profile cpu --steps 1600",
+    "glide-relation-v2": "python -m dalle2_lessons.binding --stage glide --profile cpu --steps 3300",
 }
 
 
