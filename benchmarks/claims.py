@@ -15,7 +15,7 @@ and ``benchmarks/CLAIMS.md``.
 
 Each section is stored with the checkpoints and sizes it ran on; a later run keeps a stored section (or, in section 1,
 a stored model) that matches and measures only what is missing or was asked for with ``--only``. Full sizes take
-about 20 (1), 9 (2), 30 (3) and 5 (4) minutes on 2 CPU cores; ``--tiny`` is a smoke run whose numbers mean nothing.
+about 20 (1), 9 (2), 30 (3) and 11 (4) minutes on 2 CPU cores; ``--tiny`` is a smoke run whose numbers mean nothing.
 """
 
 from __future__ import annotations
@@ -57,6 +57,9 @@ def binding_verdicts(per_seed: dict[str, dict[str, list[float]]]) -> list[str]:
     for measure in ("colour swap share", "shape swap share", "correct"):
         for a, b in (("unCLIP", "GLIDE-like"), ("unCLIP + caption pathway", "GLIDE-like"),
                      ("unCLIP", "unCLIP + caption pathway")):
+            if not binding.measurable({m: per_seed[m] for m in (a, b)}, measure):
+                out.append(f"{measure}: {a} − {b}: not measurable (in some seed no picture qualified)")
+                continue
             d = binding.binding_difference(per_seed, measure, a, b)
             out.append(f"{measure}: {a} − {b} = {d.mean:+.3g} [{d.low:+.3g}, {d.high:+.3g}] → {a}'s "
                        f"{words[claims.direction(d.low, d.high)]} {b}'s")

@@ -196,6 +196,12 @@ def binding_intervals(per_seed: dict[str, dict[str, list[float]]]) -> dict[str, 
     return {name: {m: metrics.interval95(v) for m, v in rates.items()} for name, rates in per_seed.items()}
 
 
+def measurable(per_seed: dict[str, dict[str, list[float]]], measure: str) -> bool:
+    """Whether every model has a value of ``measure`` in every seed: a swap share is NaN in a seed where no picture
+    showed the right shapes (colours) in the right arrangement, and then there was nothing to swap."""
+    return all(v == v for rates in per_seed.values() for v in rates[measure])
+
+
 def binding_difference(per_seed: dict[str, dict[str, list[float]]], measure: str, a: str, b: str) -> metrics.Interval:
     """95% interval of model ``a``'s ``measure`` minus model ``b``'s, seed by seed (paired: the same captions)."""
     return metrics.interval95([x - y for x, y in zip(per_seed[a][measure], per_seed[b][measure], strict=True)])

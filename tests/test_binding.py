@@ -23,6 +23,9 @@ def test_swaps_tell_an_exchange_from_other_mistakes():
     assert binding.swap_shares(out) == {"colour swap share": 0.5, "shape swap share": 0.5}
     nothing = binding.swap_shares(binding.swaps(read[4:], asked[4:]))
     assert all(v != v for v in nothing.values()), "no picture qualifies: the share is undefined (NaN), not 0"
+    assert binding.measurable({"a": {"share": [0.5, 0.0]}}, "share")
+    assert not binding.measurable({"a": {"share": [0.5, 0.0]}, "b": {"share": [0.5, nothing["colour swap share"]]}},
+                                  "share")
 
 
 def test_evaluation_scenes_can_show_either_swap_and_the_judge_reads_their_renders():
