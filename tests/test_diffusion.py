@@ -197,6 +197,29 @@ def test_predict_x0_and_eps_invert_q_sample():
     torch.testing.assert_close(diffusion.predict_eps(x_t, t, x0, s), noise, rtol=1e-4, atol=1e-4)
 
 
+def test_samplers_use_the_learners_predict_x0():
+    # lesson 04 puts the learner's x̂_0 into the package (exercises.use_in_package): both steps must look it up
+    from dalle2_lessons import exercises
+
+    s = diffusion.cosine_schedule()
+    calls = []
+    original = diffusion.predict_x0
+
+    def yours(x_t, t, eps, schedule):
+        calls.append(t)
+        return original(x_t, t, eps, schedule)
+
+    x0, noise, _ = inputs()
+    try:
+        exercises.use_in_package(diffusion, "predict_x0", yours)
+        diffusion.ddpm_step(noise, 500, x0, s, noise)
+        diffusion.ddim_step(noise, 500, 460, x0, s)
+    finally:
+        exercises.start_lesson()
+    assert calls == [500, 500]
+    assert diffusion.predict_x0 is original, "start_lesson must put the package's function back"
+
+
 def test_snr_falls_and_cosine_keeps_more_signal_midway():
     lin, cos = diffusion.linear_schedule(), diffusion.cosine_schedule()
     for s in (lin, cos):

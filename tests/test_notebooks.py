@@ -103,12 +103,17 @@ ALLOWED_PROSE_NUMBERS = (
     r"(random|dropped|embedding|guidance \(|for)\s*10%",  # the paper's condition dropout (GLIDE, unCLIP)
     r"caption\s+50%\s+of the time",  # unCLIP's caption dropout in the decoder
     r"70\.5% ± 2\.8%",  # the unCLIP paper's human preference for its diversity over GLIDE's (its section 5.3)
+    r"400 million photos",  # CLIP's training set (Radford et al. 2021)
+    r"12 billion parameters",  # DALL·E 1's transformer (Ramesh et al. 2021)
 )
-PROSE_NUMBER = re.compile(r"(?<![\w.×])\d+(?:\.\d+)?\s?(?:%|×(?!\s?\d))")  # 86.7%, 4×; not the sizes 32×32
+#: 86.7%, 4× (not the sizes 32×32), 0.8 million, 12 min, 3.5 s: results and timings
+PROSE_NUMBER = re.compile(r"(?<![\w.×])\d+(?:\.\d+)?(?:\s?%|\s?×(?!\s?\d)"
+                          r"|\s?(?:million|billion|thousand|minutes?|min|seconds?|hours?)\b|\s(?:s|ms)\b)")
 
 
 def prose_numbers(source: str) -> list[str]:
-    """The percentages and factors in a markdown cell that no :data:`ALLOWED_PROSE_NUMBERS` pattern explains."""
+    """The percentages, factors, counts in millions and timings in a markdown cell that no
+    :data:`ALLOWED_PROSE_NUMBERS` pattern explains."""
     found = []
     for m in PROSE_NUMBER.finditer(source):
         context = source[max(0, m.start() - 40):m.end() + 25]
@@ -122,6 +127,8 @@ def test_the_prose_number_scanner_catches_results_and_spares_constants():
     assert len(prose_numbers("the course checkpoint drew 86.7% all-correct samples, 4× faster")) == 2
     assert not prose_numbers("a 95% interval over 32×32 images; exactly 50% on every pair; a random 10% of images")
     assert prose_numbers("it scored 50% on the test set") != []
+    assert len(prose_numbers("about 0.8 million parameters, trained in 12 min; 3.5 s per image")) == 3
+    assert not prose_numbers("the sharpest pictures of the late 2010s, 1000 steps, lesson 05")
 
 
 @pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.name)
