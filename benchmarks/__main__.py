@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from . import libraries, machine, quality, runtime, speed
+from . import claims, libraries, machine, quality, runtime, speed
 
 HERE = Path(__file__).resolve().parent
 
@@ -187,6 +187,11 @@ def report(results: dict, sizes: dict) -> str:
         rows = results["clip_vs_transformers"]
         parts += [f"\n**CLIP**, {budget['clip']} s of training each:\n\n", table(rows), "\n",
                   table(libraries.ratios(rows, ("train images / s", "zero-shot (mean of 4)", "t2i@1")), "{:.2f}×")]
+    if not tiny and (claims_json := HERE / "claims.json").is_file():  # measured apart: python -m benchmarks.claims
+        parts += ["\n## The unCLIP paper's claims\n\n",
+                  "From `python -m benchmarks.claims` (issue #22; each experiment's tables, sizes and checkpoints in "
+                  "[CLAIMS.md](CLAIMS.md)); every verdict is computed from a 95% interval over three seeds.\n\n",
+                  claims.summary_markdown(json.loads(claims_json.read_text()))]
     if "runtime" in results:
         parts += ["\n## Course run time\n\n",
                   "Every lesson in `solutions/`, executed top to bottom in a fresh kernel.\n\n",

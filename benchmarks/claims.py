@@ -86,6 +86,72 @@ def sweep_verdicts(sweep: dict) -> list[str]:
     return out
 
 
+def summary_rows(result: dict) -> list[dict[str, str]]:
+    """The paper's claims beside this benchmark's stored measurements, one row each, every verdict computed from an
+    interval (the same table as lesson 15's last, on the benchmark's sizes). Parts not measured yet are left out."""
+    from dalle2_lessons.metrics import Interval
+
+    yes = {"higher": "yes", "lower": "no", "cannot tell": "not told apart"}
+    rows = []
+    if result.get("variations"):
+        r = {name: {p: Interval(**iv) for p, iv in v.items()} for name, v in result["variations"]["results"].items()}
+        named = [r["kept − chance"][p] for p in claims.PROPERTIES[:4]]
+        bg = r["kept − chance"]["background"]
+        rows += [{"claim": "§3.1 variations keep what captions name", "paper": "yes (Fig. 3)",
+                  "course": "yes" if min(d.low for d in named) > 0 else "no",
+                  "measured": "kept − chance, lowest low end over the named attributes "
+                              f"{min(d.low for d in named):+.2f}"},
+                 {"claim": "§3.1 … and vary details the embedding lacks", "paper": "yes (Fig. 3)",
+                  "course": "yes" if claims.direction(bg.low, bg.high) == "cannot tell" else "no",
+                  "measured": f"background kept {r['kept']['background'].mean:.0%} vs chance "
+                              f"{r['chance']['background'].mean:.0%} (kept − chance [{bg.low:+.2f}, {bg.high:+.2f}])"}]
+    if result.get("text_diffs"):
+        r = {float(w): {m: Interval(**iv) for m, iv in v.items()} for w, v in result["text_diffs"]["results"].items()}
+        w = max((w for w in r if w > 0), key=lambda w: r[w]["both"].mean)
+        both, none = r[w]["both"], r[0.0]["both"]
+        rows.append({"claim": "§3.3 text diffs from inverted noise edit by words", "paper": "yes (Fig. 5)",
+                     "course": "yes" if both.low > none.high else "not shown",
+                     "measured": f"target changed and the rest kept: {both.mean:.0%} ± "
+                                 f"{(both.high - both.low) / 2:.0%} at weight {w:g}, {none.mean:.0%} at weight 0"})
+    sweep = {m: {float(s): v for s, v in d["results"].items()} for m, d in result.get("sweep", {}).items()}
+    if len(sweep) == 2:
+        (a, b), scales = sweep, sorted(next(iter(sweep.values())))
+        lo, hi = scales[0], scales[-1]
+        fid = {m: claims.sweep_difference(sweep, "fidelity", (m, hi), (m, lo)) for m in sweep}
+        rows.append({"claim": "§5.3 guidance raises fidelity", "paper": "yes (both models)",
+                     "course": " / ".join(f"{m}: {yes[claims.direction(d.low, d.high)]}" for m, d in fid.items()),
+                     "measured": f"guidance {lo:g} → {hi:g}: " + "; ".join(
+                         f"{m} {d.mean:+.2f} [{d.low:+.2f}, {d.high:+.2f}]" for m, d in fid.items())})
+        gap = claims.sweep_difference(sweep, "diversity", (a, hi), (b, hi))
+        rows.append({"claim": "§5.3 unCLIP keeps more diversity under guidance",
+                     "paper": "yes: 70.5% ± 2.8% human preference", "course": yes[claims.direction(gap.low, gap.high)],
+                     "measured": f"diversity at guidance {hi:g}, {a} − {b}: {gap.mean:+.2f} "
+                                 f"[{gap.low:+.2f}, {gap.high:+.2f}]"})
+    if result.get("binding"):
+        per_seed = result["binding"]["results"]
+        pair = {m: per_seed[m] for m in ("unCLIP", "GLIDE-like")}
+        if binding.measurable(pair, "colour swap share"):
+            d = binding.binding_difference(per_seed, "colour swap share", "unCLIP", "GLIDE-like")
+            course = {"higher": "yes", "lower": "no", "cannot tell": "not told apart"}[claims.direction(d.low, d.high)]
+            measured = f"colour swap share, unCLIP − GLIDE-like: {d.mean:+.2f} [{d.low:+.2f}, {d.high:+.2f}]"
+        else:
+            readable = binding.binding_intervals(per_seed)
+            course = "not measurable"
+            measured = "too few readable two-object pictures to count swaps (readable: " + ", ".join(
+                f"{m} {readable[m]['readable'].mean:.0%}" for m in per_seed) + ")"
+        rows.append({"claim": "§7 unCLIP binds attributes worse than GLIDE", "paper": "yes (Figs. 14–15)",
+                     "course": course, "measured": measured})
+    return rows
+
+
+def summary_markdown(result: dict) -> str:
+    """:func:`summary_rows` as a markdown table."""
+    rows = summary_rows(result)
+    return "\n".join(["| the paper's claim | the paper | the course | measured (95% intervals over seeds) |",
+                      "|---|---|---|---|", *(f"| {r['claim']} | {r['paper']} | {r['course']} | {r['measured']} |"
+                                             for r in rows)]) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tiny", action="store_true")
@@ -169,7 +235,8 @@ def write_markdown(out: Path, result: dict) -> None:
     md = ["# The unCLIP paper's claims, measured (issue #22)\n",
           "Written by `python -m benchmarks.claims` from `claims.json`; each part names the checkpoints (sha256 "
           "prefixes) and sizes it ran on. Intervals: 95% over seeds, `mean ± half-width`. Lesson 15 runs the same "
-          "functions on fewer captions.\n"]
+          "functions on fewer captions.\n",
+          "## Summary\n", summary_markdown(result)]
     if result.get("sweep"):
         sweep = {m: {float(s): r for s, r in v["results"].items()} for m, v in result["sweep"].items()}
         md += ["## 1. Diversity against guidance (Figs. 9–11)\n",

@@ -157,7 +157,24 @@ def test_claims_benchmark_runs_in_its_tiny_mode_and_reuses_what_it_stored(tmp_pa
     assert len(result["binding"]["results"]["GLIDE-like"]["colour swap share"]) == 2  # per seed, for paired verdicts
     text = (tmp_path / "CLAIMS.md").read_text()
     assert "## 1. Diversity against guidance" in text and "## 3. Text diffs" in text and "## 4. Binding" in text
+    assert "## Summary" in text and text.count("| §") == 6  # one row per claim, every part measured
     capsys.readouterr()
     bench.main(["--tiny", "--out", str(tmp_path), "--only", "variations"])  # only that section is measured again
     again = json.loads((tmp_path / "claims.json").read_text())
     assert again["sweep"] == result["sweep"] and again["text_diffs"] == result["text_diffs"]
+
+
+def test_the_claims_summary_draws_binding_verdicts_from_intervals_and_says_when_it_cannot():
+    from benchmarks.claims import summary_rows
+
+    def seeds(share):
+        return {"colour swap share": share, "correct": [0.1, 0.1, 0.1], "readable": [0.5, 0.5, 0.5]}
+
+    nan = float("nan")
+    worse = {"binding": {"results": {"unCLIP": seeds([0.4, 0.45, 0.5]), "GLIDE-like": seeds([0.1, 0.12, 0.08])}}}
+    assert summary_rows(worse)[0]["course"] == "yes"  # unCLIP swaps more often, as the paper found
+    better = {"binding": {"results": {"unCLIP": seeds([0.1, 0.12, 0.08]), "GLIDE-like": seeds([0.4, 0.45, 0.5])}}}
+    assert summary_rows(better)[0]["course"] == "no"
+    empty = {"binding": {"results": {"unCLIP": seeds([nan, 0.2, 0.3]), "GLIDE-like": seeds([0.4, 0.45, 0.5])}}}
+    assert summary_rows(empty)[0]["course"] == "not measurable"
+    assert summary_rows({}) == []
