@@ -115,3 +115,19 @@ def test_course_recipe_reaches_the_target_when_retrained():
     """Retrains the course checkpoint's recipe (about 18 minutes on 2 cores) and checks the lesson's target."""
     curve = guidance.build(replace(guidance.PRESETS["cpu"], steps=1500), progress=False, eval_every=1500).curve
     assert curve[-1]["all"] >= 0.8, curve
+
+
+def test_the_guidance_scale_is_picked_on_validation_captions_not_the_scored_ones(monkeypatch):
+    from types import SimpleNamespace
+
+    seen = {}
+
+    def fake_evaluate(model, schedule, cond, attrs, scale, steps=50, **kw):
+        seen.setdefault("attrs", attrs)
+        return SimpleNamespace(all_correct={1.0: 0.5, 3.0: 0.9, 8.0: 0.7}[scale])
+
+    monkeypatch.setattr(guidance, "evaluate", fake_evaluate)
+    best, rates = guidance.pick_scale(None, None, (1.0, 3.0, 8.0), n=32, condition="attributes")
+    assert best == 3.0 and rates == {"1": 0.5, "3": 0.9, "8": 0.7}
+    _, scored, _ = guidance.eval_conditions("attributes", 32)  # the test captions builders and lessons score
+    assert not torch.equal(seen["attrs"], scored), "validation captions must not be the scored test captions"
