@@ -58,11 +58,12 @@ REBUILD_COMMANDS: dict[str, str] = {
               "--ema-decay 0.0 --lr-schedule constant",
     "dalle1-v2": "python -m dalle2_lessons.dalle1 --profile cpu --tokenizer-steps 1500 --tokenizer-batch-size 128 "
                  "--steps 2000 --eval-every 500 --version v2",
-    # meant to cost what prior-v2's 5000 steps and decoder-v2's 2600 cost together. 3540 came from 12-step builds
-    # timed side by side (0.283, 1.236, 1.308 s per step), which overcharged this model for its first steps; the
-    # medians of glide.step_seconds in two cpu runs of lesson 15 (0.386, 1.261, 1.010 s and 0.385, 0.927, 1.029 s)
-    # match 5156 and 4213 steps: this checkpoint had 70 to 85% of unCLIP's budget (session 20's closing note, #22)
-    "glide-v2": "python -m dalle2_lessons.glide --profile cpu --steps 3540 --eval-every 500 --version v2 "
+    # 4700 steps cost what prior-v2's 5000 steps and decoder-v2's 2600 cost together at the medians of
+    # glide.step_seconds on this 2-core CPU (4213 to 5156 in three runs of lesson 15; 4831 at session 21's two-thread
+    # medians). The previous 3540-step checkpoint (from 12-step builds side by side, which overcharged this model) had
+    # 70 to 85% of that budget; with the full budget it judged no better (all right at guidance 3 on 256 test
+    # captions: 44.9% against 50.4%; session 22's closing note, #22).
+    "glide-v2": "python -m dalle2_lessons.glide --profile cpu --steps 4700 --eval-every 500 --version v2 "
                 "--batch-size 64",
     # The binding experiment (binding.py, lesson 15): every stage that reads captions, on two-object scenes, built in
     # this order. Smaller budgets than the single-object stages' (prior 4000 steps, decoder 1600), so that the four

@@ -106,9 +106,10 @@ def test_guidance_sweep_pairs_settings_seed_by_seed():
 @pytest.mark.slow
 def test_guidance_costs_the_glide_like_model_its_diversity_and_not_unclip():
     # Measured (benchmarks/CLAIMS.md: one caption of every partial kind × K = 16 × seeds 0-2, DDIM-25, both models at
-    # 32×32): from guidance 1 to 8 the GLIDE-like model's diversity falls 1.02 → 0.68 (paired change -0.34 [-0.41,
-    # -0.27]) and unCLIP's decoder's 0.99 → 0.96 (-0.03 [-0.08, +0.02]); at 8 unCLIP's is higher by 0.28 [+0.12,
-    # +0.43]; unCLIP's fidelity rises 77% → 98% (+0.21 [+0.08, +0.33]). About 5 min alone on 2 cores.
+    # 32×32; glide-v2 at its matched 4700 steps): from guidance 1 to 8 the GLIDE-like model's diversity falls 1.01 →
+    # 0.72 (paired change -0.30 [-0.45, -0.14]) and unCLIP's decoder's 0.99 → 0.96 (-0.03 [-0.08, +0.02]); at 8
+    # unCLIP's is higher by 0.24 [+0.04, +0.44]; unCLIP's fidelity rises 77% → 98% (+0.21 [+0.08, +0.33]). About 5 min
+    # alone on 2 cores.
     from dalle2_lessons import glide
 
     pipe, glide_model = UnCLIP.load(version="v2"), glide.load_glide(version="v2")
