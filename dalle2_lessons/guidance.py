@@ -310,11 +310,13 @@ def evaluate(
 #: distribution that no lesson, scorecard or benchmark scores (they use other seeds), so the scale that lesson 13
 #: compares the families at was not chosen on the captions it is scored on.
 VALIDATION_SEED = 4242
+#: How many validation captions :func:`pick_scale` judges, and with how many DDIM steps.
+VALIDATION_N, VALIDATION_STEPS = 128, 25
 
 
 def pick_scale(
-    model: ConditionalUNet, clip_model: CLIP | None, scales: tuple[float, ...], n: int = 128, steps: int = 25,
-    condition: str = "clip", version: str = "v2", device: str | torch.device = "cpu",
+    model: ConditionalUNet, clip_model: CLIP | None, scales: tuple[float, ...], n: int = VALIDATION_N,
+    steps: int = VALIDATION_STEPS, condition: str = "clip", version: str = "v2", device: str | torch.device = "cpu",
 ) -> tuple[float, dict[str, float]]:
     """The guidance scale whose samples the strict judge reads all-right most often on ``n`` validation captions
     (:data:`VALIDATION_SEED`), DDIM-``steps``: ``(best scale, {str(scale): all-correct rate})``."""
@@ -442,10 +444,11 @@ def main(argv: list[str] | None = None) -> None:
                                   eval_every=args.eval_every, version=args.version, batch_size=args.batch_size,
                                   prediction_type=args.prediction_type)
     name = checkpoints.versioned(CHECKPOINT if cfg.condition == "clip" else f"{CHECKPOINT}-attributes", cfg.version)
+    picked_on = (f"validation captions: guidance.pick_scale, {VALIDATION_N} full captions (guidance.VALIDATION_SEED), "
+                 f"DDIM-{VALIDATION_STEPS}")
     builders.save_build(name, built, args, {"eval": results, "best_scale": best, "best_scale_validation": validation,
-                                        "best_scale_on": "validation captions: guidance.pick_scale, 128 full captions "
-                                                         "(guidance.VALIDATION_SEED), DDIM-25"}, rebuild,
-                           parents={"clip": clip} if clip is not None else None)
+                                            "best_scale_on": picked_on}, rebuild,
+                        parents={"clip": clip} if clip is not None else None)
 
 
 if __name__ == "__main__":
