@@ -43,11 +43,13 @@ class ClaimsSettings:
     seeds: tuple[int, ...] = (0, 1, 2)
     budget_steps: int = 6  #: training steps per model timed to match the GLIDE-like model's budget (glide.step_seconds)
     binding_captions: int = 48  #: two-object test captions per seed in the binding experiment (:mod:`~.binding`)
+    probe_scenes: int = 2000  #: relation renders the linear probe of the relation CLIP's embedding learns from
 
 
 PRESETS: dict[str, ClaimsSettings] = {
     "ci": ClaimsSettings(variation_images=4, diff_images=4, sweep_scales=(1.0, 8.0), sweep_kinds=("colour",),
-                         sweep_k=4, decoder_steps=5, budget_steps=2, binding_captions=4),
+                         sweep_k=4, decoder_steps=5, budget_steps=2, binding_captions=4,
+                         probe_scenes=64),
     "cpu": ClaimsSettings(variation_images=48, diff_images=24, sweep_scales=(1.0, 3.0, 8.0),
                           sweep_kinds=("colour", "shape", "size+position")),
     "gpu": ClaimsSettings(variation_images=128, diff_images=64, sweep_scales=(1.0, 2.0, 3.0, 5.0, 8.0),

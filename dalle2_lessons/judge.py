@@ -125,6 +125,18 @@ class AttributeJudge(nn.Module):
             pred[~self._readable(images, logits)] = -1
         return pred
 
+    def verdict_on(self, images: torch.Tensor, names: tuple[str, ...], threshold: float = 0.9) -> torch.Tensor:
+        """``(B, 3, R, R)`` → ``(B, len(names))`` int64: only the attributes ``names`` (e.g. the colours and the
+        relation of a two-object scene), or -1 for all of them where the judge is not sure of every one of *those*
+        (confidence ≥ ``threshold``) or the image is not :func:`plausible`. Unlike :meth:`verdict` it does not ask the
+        ``readable`` head: that head refuses soft edges, which hide a shape but not a colour or which object is on
+        top, so a blob can still be read for what a blob shows."""
+        logits = self.logits(images)
+        pred = torch.stack([logits[n].argmax(-1) for n in names], dim=1)
+        sure = torch.stack([logits[n].softmax(-1).max(-1).values for n in names], dim=1).min(1).values >= threshold
+        pred[~(sure & plausible(images, around=self.version != "v1"))] = -1
+        return pred
+
     # what the public methods read from one pass of :meth:`logits`
     def _classes(self, logits: dict[str, torch.Tensor]) -> torch.Tensor:
         return torch.stack([logits[n].argmax(-1) for n in self.attribute_names], dim=1)

@@ -168,13 +168,16 @@ def test_the_claims_summary_draws_binding_verdicts_from_intervals_and_says_when_
     from benchmarks.claims import summary_rows
 
     def seeds(share):
-        return {"colour swap share": share, "correct": [0.1, 0.1, 0.1], "readable": [0.5, 0.5, 0.5]}
+        return {"colour swap share": share, "both colours": [0.3, 0.3, 0.3], "correct": [0.1, 0.1, 0.1]}
 
     nan = float("nan")
-    worse = {"binding": {"results": {"unCLIP": seeds([0.4, 0.45, 0.5]), "GLIDE-like": seeds([0.1, 0.12, 0.08])}}}
+    worse = {"binding": {"results": {"unCLIP": seeds([0.3, 0.35, 0.4]), "GLIDE-like": seeds([0.1, 0.12, 0.08])}}}
     assert summary_rows(worse)[0]["course"] == "yes"  # unCLIP swaps more often, as the paper found
-    better = {"binding": {"results": {"unCLIP": seeds([0.1, 0.12, 0.08]), "GLIDE-like": seeds([0.4, 0.45, 0.5])}}}
+    better = {"binding": {"results": {"unCLIP": seeds([0.1, 0.12, 0.08]), "GLIDE-like": seeds([0.3, 0.35, 0.4])}}}
     assert summary_rows(better)[0]["course"] == "no"
+    chance = {"binding": {"results": {"unCLIP": seeds([0.45, 0.55, 0.5]), "GLIDE-like": seeds([0.5, 0.45, 0.55])}}}
+    assert summary_rows(chance)[0]["course"] == "not told apart; neither binds"  # both at 0.5: colours at random
     empty = {"binding": {"results": {"unCLIP": seeds([nan, 0.2, 0.3]), "GLIDE-like": seeds([0.4, 0.45, 0.5])}}}
-    assert summary_rows(empty)[0]["course"] == "not measurable"
+    assert summary_rows(empty)[0]["course"] == "not measurable" and "both colours: unCLIP 30%" in \
+        summary_rows(empty)[0]["measured"]
     assert summary_rows({}) == []
