@@ -87,51 +87,20 @@ def sweep_verdicts(sweep: dict) -> list[str]:
 
 
 def summary_rows(result: dict) -> list[dict[str, str]]:
-    """The paper's claims beside this benchmark's stored measurements, one row each, every verdict computed from an
-    interval (the same table as lesson 15's last, on the benchmark's sizes). Parts not measured yet are left out."""
+    """The paper's claims beside this benchmark's stored measurements (:func:`dalle2_lessons.claims.claim_rows`, the
+    function that draws lesson 15's last table, on the stored json). Parts not measured yet are left out."""
     from dalle2_lessons.metrics import Interval
 
-    yes = {"higher": "yes", "lower": "no", "cannot tell": "not told apart"}
-    rows = []
-    if result.get("variations"):
-        r = {name: {p: Interval(**iv) for p, iv in v.items()} for name, v in result["variations"]["results"].items()}
-        named = [r["kept − chance"][p] for p in claims.PROPERTIES[:4]]
-        bg = r["kept − chance"]["background"]
-        rows += [{"claim": "§3.1 variations keep what captions name", "paper": "yes (Fig. 3)",
-                  "course": "yes" if min(d.low for d in named) > 0 else "no",
-                  "measured": "kept − chance, lowest low end over the named attributes "
-                              f"{min(d.low for d in named):+.2f}"},
-                 {"claim": "§3.1 … and vary details the embedding lacks", "paper": "yes (Fig. 3)",
-                  "course": "yes" if claims.direction(bg.low, bg.high) == "cannot tell" else "no",
-                  "measured": f"background kept {r['kept']['background'].mean:.0%} vs chance "
-                              f"{r['chance']['background'].mean:.0%} (kept − chance [{bg.low:+.2f}, {bg.high:+.2f}])"}]
-    if result.get("text_diffs"):
-        r = {float(w): {m: Interval(**iv) for m, iv in v.items()} for w, v in result["text_diffs"]["results"].items()}
-        w = max((w for w in r if w > 0), key=lambda w: r[w]["both"].mean)
-        both, none = r[w]["both"], r[0.0]["both"]
-        rows.append({"claim": "§3.3 text diffs from inverted noise edit by words", "paper": "yes (Fig. 5)",
-                     "course": "yes" if both.low > none.high else "not shown",
-                     "measured": f"target changed and the rest kept: {both.mean:.0%} ± "
-                                 f"{(both.high - both.low) / 2:.0%} at weight {w:g}, {none.mean:.0%} at weight 0"})
+    def intervals(table: dict) -> dict:
+        return {key: {m: Interval(**iv) for m, iv in row.items()} for key, row in table.items()}
+
     sweep = {m: {float(s): v for s, v in d["results"].items()} for m, d in result.get("sweep", {}).items()}
-    if len(sweep) == 2:
-        (a, b), scales = sweep, sorted(next(iter(sweep.values())))
-        lo, hi = scales[0], scales[-1]
-        fid = {m: claims.sweep_difference(sweep, "fidelity", (m, hi), (m, lo)) for m in sweep}
-        rows.append({"claim": "§5.3 guidance raises fidelity", "paper": "yes (both models)",
-                     "course": " / ".join(f"{m}: {yes[claims.direction(d.low, d.high)]}" for m, d in fid.items()),
-                     "measured": f"guidance {lo:g} → {hi:g}: " + "; ".join(
-                         f"{m} {d.mean:+.2f} [{d.low:+.2f}, {d.high:+.2f}]" for m, d in fid.items())})
-        gap = claims.sweep_difference(sweep, "diversity", (a, hi), (b, hi))
-        rows.append({"claim": "§5.3 unCLIP keeps more diversity under guidance",
-                     "paper": "yes: 70.5% ± 2.8% human preference", "course": yes[claims.direction(gap.low, gap.high)],
-                     "measured": f"diversity at guidance {hi:g}, {a} − {b}: {gap.mean:+.2f} "
-                                 f"[{gap.low:+.2f}, {gap.high:+.2f}]"})
-    if result.get("binding"):
-        course, measured = binding.binding_claim(result["binding"]["results"])
-        rows.append({"claim": "§7 unCLIP binds attributes worse than GLIDE", "paper": "yes (Figs. 14–15)",
-                     "course": course, "measured": measured})
-    return rows
+    return claims.claim_rows(
+        keep=intervals(result["variations"]["results"]) if result.get("variations") else None,
+        diffs={float(w): r for w, r in intervals(result["text_diffs"]["results"]).items()}
+        if result.get("text_diffs") else None,
+        sweep=sweep if len(sweep) == 2 else None,
+        bind=result["binding"]["results"] if result.get("binding") else None)
 
 
 def summary_markdown(result: dict) -> str:

@@ -241,21 +241,25 @@ def binding_difference(per_seed: dict[str, dict[str, list[float]]], measure: str
 
 
 def binding_claim(per_seed: dict[str, dict[str, list[float]]], a: str = "unCLIP", b: str = "GLIDE-like",
-                  ) -> tuple[str, str]:
+                  direction: Callable[[float, float], str] | None = None) -> tuple[str, str]:
     """The paper's §7 claim, "unCLIP binds attributes worse than GLIDE", judged from :func:`binding_rates`' per-seed
     colour swap shares: ``(verdict, measured)``. The verdict is ``"yes"`` (``a`` swaps more often than ``b``: the
-    paired interval of the difference lies above 0), ``"no"`` (below), ``"not told apart"``, or ``"not measurable"``
+    paired interval of the difference lies above 0, as ``direction`` reads it; default
+    :func:`~.claims.direction`), ``"no"`` (below), ``"not told apart"``, or ``"not measurable"``
     (in some seed no picture had both colours to swap); where neither model's own interval excludes 0.5 (colours put
-    down at random), it adds that neither binds. ``measured`` states the numbers the verdict was read from. Lesson 15
-    and ``benchmarks.claims`` both call this, so their tables cannot disagree."""
+    down at random), it adds that neither binds. ``measured`` states the numbers the verdict was read from
+    (:func:`~.claims.claim_rows` puts it in the paper-beside-the-course table)."""
     measure = "colour swap share"
     intervals = binding_intervals({m: per_seed[m] for m in (a, b)})
     if not measurable({m: per_seed[m] for m in (a, b)}, measure):
         return "not measurable", ("too few pictures with both colours in the right arrangement to count swaps "
                                   "(both colours: " + ", ".join(f"{m} {r['both colours'].mean:.0%}"
                                                                 for m, r in intervals.items()) + ")")
+    from .claims import YES
+    from .claims import direction as package_direction
+
     d = binding_difference(per_seed, measure, a, b)
-    verdict = "yes" if d.low > 0 else "no" if d.high < 0 else "not told apart"
+    verdict = YES[(direction or package_direction)(d.low, d.high)]
     if all(r[measure].low <= 0.5 <= r[measure].high for r in intervals.values()):
         verdict += "; neither binds"
     shares = ", ".join(f"{m} {r[measure].mean:.0%} ± {(r[measure].high - r[measure].low) / 2:.0%}"

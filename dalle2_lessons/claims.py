@@ -295,3 +295,80 @@ def format_guidance_sweep(sweep: dict[str, dict[float, dict]]) -> str:
                          f"{cell(row['diversity'], '{:.2f}'):>16s}{cell(row['fid'], '{:.0f}'):>16s}"
                          f"{cell(row['fid_floor'], '{:.0f}'):>14s}")
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# The paper beside the course.
+
+#: the course's word for a verdict of :func:`direction` on "a − b" where the paper says a > b
+YES = {"higher": "yes", "lower": "no", "cannot tell": "not told apart"}
+
+
+def claim_rows(keep: dict[str, dict[str, metrics.Interval]] | None = None,
+               diffs: dict[float, dict[str, metrics.Interval]] | None = None,
+               sweep: dict[str, dict[float, dict]] | None = None,
+               bind: dict[str, dict[str, list[float]]] | None = None,
+               direction: Callable[[float, float], str] = direction) -> list[dict[str, str]]:
+    """The paper's claims beside the course's measurements: one row ``{"claim", "paper", "course", "measured"}`` per
+    claim whose experiment is given, every verdict read from an interval by ``direction`` (lesson 15 passes the
+    learner's). Lesson 15's last table and ``benchmarks.claims``' summary both call this, so they cannot disagree.
+
+    Args:
+        keep: :func:`variation_keep_rates`' intervals. diffs: :func:`text_diff_rates`'. sweep: :func:`guidance_sweep`'s
+            result for two models, unCLIP's first. bind: :func:`~.binding.binding_rates`' per-seed values.
+    """
+    rows = []
+    if keep is not None:
+        named = [keep["kept − chance"][p] for p in PROPERTIES[:4]]
+        bg = keep["kept − chance"]["background"]
+        rows += [{"claim": "§3.1 variations keep what captions name", "paper": "yes (Fig. 3)",
+                  "course": "yes" if all(direction(d.low, d.high) == "higher" for d in named) else "no",
+                  "measured": "kept − chance, lowest low end over the named attributes "
+                              f"{min(d.low for d in named):+.2f}"},
+                 {"claim": "§3.1 … and vary details the embedding lacks", "paper": "yes (Fig. 3)",
+                  "course": "yes" if direction(bg.low, bg.high) == "cannot tell" else "no",
+                  "measured": f"background kept {keep['kept']['background'].mean:.0%} vs chance "
+                              f"{keep['chance']['background'].mean:.0%} "
+                              f"(kept − chance [{bg.low:+.2f}, {bg.high:+.2f}])"}]
+    if diffs is not None:
+        w = best_edit_weight(diffs)
+        both, none = diffs[w]["both"], diffs[0.0]["both"]
+        # the two intervals apart (not a paired difference): the edits land more often than at w = 0 beyond overlap
+        rows.append({"claim": "§3.3 text diffs from inverted noise edit by words", "paper": "yes (Fig. 5)",
+                     "course": "yes" if direction(both.low - none.high, both.high - none.low) == "higher"
+                     else "not shown",
+                     "measured": f"target changed and the rest kept: {both.mean:.0%} ± "
+                                 f"{(both.high - both.low) / 2:.0%} at weight {w:g}, {none.mean:.0%} at weight 0"})
+    if sweep is not None:
+        (a, b), scales = sweep, sorted(next(iter(sweep.values())))
+        lo, hi = scales[0], scales[-1]
+        fid = {m: sweep_difference(sweep, "fidelity", (m, hi), (m, lo)) for m in sweep}
+        rows.append({"claim": "§5.3 guidance raises fidelity", "paper": "yes (both models)",
+                     "course": " / ".join(f"{m}: {YES[direction(d.low, d.high)]}" for m, d in fid.items()),
+                     "measured": f"guidance {lo:g} → {hi:g}: " + "; ".join(
+                         f"{m} {d.mean:+.2f} [{d.low:+.2f}, {d.high:+.2f}]" for m, d in fid.items())})
+        gap = sweep_difference(sweep, "diversity", (a, hi), (b, hi))
+        rows.append({"claim": "§5.3 unCLIP keeps more diversity under guidance",
+                     "paper": "yes: 70.5% ± 2.8% human preference", "course": YES[direction(gap.low, gap.high)],
+                     "measured": f"diversity at guidance {hi:g}, {a} − {b}: {gap.mean:+.2f} "
+                                 f"[{gap.low:+.2f}, {gap.high:+.2f}]"})
+    if bind is not None:
+        from .binding import binding_claim
+
+        course, measured = binding_claim(bind, direction=direction)
+        rows.append({"claim": "§7 unCLIP binds attributes worse than GLIDE", "paper": "yes (Figs. 14–15)",
+                     "course": course, "measured": measured})
+    return rows
+
+
+def best_edit_weight(diffs: dict[float, dict[str, metrics.Interval]]) -> float:
+    """The text-diff weight above 0 whose edits land most often ("both": target changed, the rest kept)."""
+    return max((w for w in diffs if w > 0), key=lambda w: diffs[w]["both"].mean)
+
+
+def format_claim_rows(rows: list[dict[str, str]]) -> str:
+    """:func:`claim_rows` as aligned text, one line per claim."""
+    keys = ("claim", "paper", "course", "measured")
+    widths = {k: max(len(k), *(len(r[k]) for r in rows)) for k in keys[:3]} if rows else {}
+    return "\n".join("  ".join(f"{r[k]:{widths[k]}s}" if k in widths else r[k] for k in keys)
+                     for r in [dict(zip(keys, keys)), *rows])

@@ -120,3 +120,18 @@ def test_guidance_costs_the_glide_like_model_its_diversity_and_not_unclip():
     assert claims.sweep_difference(sweep, "diversity", ("GLIDE-like", 8.0), ("GLIDE-like", 1.0)).high < 0
     assert claims.sweep_difference(sweep, "diversity", ("unCLIP decoder", 8.0), ("GLIDE-like", 8.0)).low > 0
     assert claims.sweep_difference(sweep, "fidelity", ("unCLIP decoder", 8.0), ("unCLIP decoder", 1.0)).low > 0
+
+
+def test_claim_rows_reads_every_verdict_with_the_direction_it_is_given():
+    named = {p: interval95([0.5, 0.6, 0.55]) for p in claims.PROPERTIES[:4]}
+    keep = {"kept": {p: interval95([0.9, 0.95, 0.9]) for p in claims.PROPERTIES},
+            "chance": {p: interval95([0.4, 0.35, 0.4]) for p in claims.PROPERTIES},
+            "kept − chance": named | {"background": interval95([-0.05, 0.1, 0.0])}}
+    diffs = {0.0: {"both": interval95([0.0, 0.0, 0.0])}, 0.25: {"both": interval95([0.2, 0.3, 0.25])},
+             0.5: {"both": interval95([0.5, 0.6, 0.55])}}
+    rows = claims.claim_rows(keep=keep, diffs=diffs)
+    assert [r["course"] for r in rows] == ["yes", "yes", "yes"] and "weight 0.5" in rows[2]["measured"]
+    never = claims.claim_rows(keep=keep, diffs=diffs, direction=lambda low, high: "cannot tell")
+    assert [r["course"] for r in never] == ["no", "yes", "not shown"]  # the verdicts are the given function's
+    table = claims.format_claim_rows(rows).splitlines()
+    assert len(table) == 4 and table[0].startswith("claim") and table[1].startswith("§3.1")
