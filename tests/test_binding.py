@@ -85,7 +85,7 @@ def test_neither_relation_model_binds_colours_and_the_decoder_loses_it_even_from
     # relation checkpoints): colour swap share unCLIP 49.0% ± 19.3, GLIDE-like 52.9% ± 7.5 (0.5: colours placed at
     # random; difference -0.04 [-0.18, +0.10]); both colours drawn unCLIP 32.8%, GLIDE-like 79.2% (-0.46 [-0.70,
     # -0.23]). The decoder fed the renders' own embeddings swapped 52%, 46%, 42% of its qualifying pictures per seed;
-    # a linear probe reads the first object's colour 92%, the second's 29% (chance 12.5%). About 8 min on 2 cores.
+    # a linear probe reads the first object's colour 92%, the second's 29% (chance 12.5%). 378 s alone on 2 cores.
     pipe, glide_model = binding.load_models()
     models = binding.generators(pipe, glide_model)
     per_seed = binding.binding_rates({"unCLIP": models["unCLIP"], "GLIDE-like": models["GLIDE-like"],
