@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoints, clip, decoder, glide, metrics, prior, shapes, tokenizer
+from . import checkpoints, claims, clip, decoder, glide, metrics, prior, shapes, tokenizer
 from .clip import CLIP, CLIPConfig, caption_tokens
 from .clip_embeddings import CaptionBank, embed_images, linear_probe
 from .judge import AttributeJudge, load_judge
@@ -241,11 +241,11 @@ def binding_difference(per_seed: dict[str, dict[str, list[float]]], measure: str
 
 
 def binding_claim(per_seed: dict[str, dict[str, list[float]]], a: str = "unCLIP", b: str = "GLIDE-like",
-                  direction: Callable[[float, float], str] | None = None) -> tuple[str, str]:
+                  direction: Callable[[float, float], str] = claims.direction) -> tuple[str, str]:
     """The paper's §7 claim, "unCLIP binds attributes worse than GLIDE", judged from :func:`binding_rates`' per-seed
     colour swap shares: ``(verdict, measured)``. The verdict is ``"yes"`` (``a`` swaps more often than ``b``: the
-    paired interval of the difference lies above 0, as ``direction`` reads it; default
-    :func:`~.claims.direction`), ``"no"`` (below), ``"not told apart"``, or ``"not measurable"``
+    paired interval of the difference lies above 0, as ``direction`` reads it), ``"no"`` (below), ``"not told
+    apart"``, or ``"not measurable"``
     (in some seed no picture had both colours to swap); where neither model's own interval excludes 0.5 (colours put
     down at random), it adds that neither binds. ``measured`` states the numbers the verdict was read from
     (:func:`~.claims.claim_rows` puts it in the paper-beside-the-course table)."""
@@ -255,11 +255,8 @@ def binding_claim(per_seed: dict[str, dict[str, list[float]]], a: str = "unCLIP"
         return "not measurable", ("too few pictures with both colours in the right arrangement to count swaps "
                                   "(both colours: " + ", ".join(f"{m} {r['both colours'].mean:.0%}"
                                                                 for m, r in intervals.items()) + ")")
-    from .claims import YES
-    from .claims import direction as package_direction
-
     d = binding_difference(per_seed, measure, a, b)
-    verdict = YES[(direction or package_direction)(d.low, d.high)]
+    verdict = claims.YES[direction(d.low, d.high)]
     if all(r[measure].low <= 0.5 <= r[measure].high for r in intervals.values()):
         verdict += "; neither binds"
     shares = ", ".join(f"{m} {r[measure].mean:.0%} ± {(r[measure].high - r[measure].low) / 2:.0%}"
@@ -288,11 +285,9 @@ def generators(pipe, glide_model: glide.Glide, steps: int = 25, scale: float = 3
     pathway (the caption's token features as extra attention context, which the paper's decoder kept), and the
     GLIDE-like model. Every decoder is guided by ``scale`` with ``steps`` DDIM steps; the generators are lesson 15's
     (:mod:`~.claims`), so both experiments draw pictures the same way."""
-    from .claims import glide_generator, unclip_base_generators
-
-    return {"unCLIP": unclip_base_generators(pipe, steps)(scale),
-            "unCLIP + caption pathway": unclip_base_generators(pipe, steps, caption_pathway=True)(scale),
-            "GLIDE-like": glide_generator(glide_model, scale, steps)}
+    return {"unCLIP": claims.unclip_base_generators(pipe, steps)(scale),
+            "unCLIP + caption pathway": claims.unclip_base_generators(pipe, steps, caption_pathway=True)(scale),
+            "GLIDE-like": claims.glide_generator(glide_model, scale, steps)}
 
 
 def render_generator(pipe, steps: int = 25, scale: float = 3.0) -> Callable[[list[str], int], torch.Tensor]:

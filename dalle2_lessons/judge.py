@@ -132,17 +132,18 @@ class AttributeJudge(nn.Module):
         ``readable`` head: that head refuses soft edges, which hide a shape but not a colour or which object is on
         top, so a blob can still be read for what a blob shows."""
         logits = self.logits(images)
-        pred = torch.stack([logits[n].argmax(-1) for n in names], dim=1)
-        sure = torch.stack([logits[n].softmax(-1).max(-1).values for n in names], dim=1).min(1).values >= threshold
-        pred[~(sure & plausible(images, around=self.version != "v1"))] = -1
+        pred = self._classes(logits, names)
+        pred[~((self._confidence(logits, names) >= threshold) & plausible(images, around=self.version != "v1"))] = -1
         return pred
 
     # what the public methods read from one pass of :meth:`logits`
-    def _classes(self, logits: dict[str, torch.Tensor]) -> torch.Tensor:
-        return torch.stack([logits[n].argmax(-1) for n in self.attribute_names], dim=1)
+    def _classes(self, logits: dict[str, torch.Tensor], names: tuple[str, ...] | None = None) -> torch.Tensor:
+        return torch.stack([logits[n].argmax(-1) for n in names or self.attribute_names], dim=1)
 
-    def _confidence(self, logits: dict[str, torch.Tensor]) -> torch.Tensor:
-        return torch.stack([logits[n].softmax(-1).max(-1).values for n in self.attribute_names], dim=1).min(1).values
+    def _confidence(self, logits: dict[str, torch.Tensor], names: tuple[str, ...] | None = None) -> torch.Tensor:
+        """The least certain of the attributes ``names`` (default: all)."""
+        return torch.stack([logits[n].softmax(-1).max(-1).values for n in names or self.attribute_names],
+                           dim=1).min(1).values
 
     def _readable(self, images: torch.Tensor, logits: dict[str, torch.Tensor], threshold: float = 0.9) -> torch.Tensor:
         sure = self._confidence(logits) >= threshold
