@@ -11,6 +11,9 @@ writes ``benchmarks/shapes_v2.json`` and ``benchmarks/SHAPES_V2.md``.
    captions and set sizes as section 2, for real renders made worse in known ways (a Gaussian blur of σ px; rendered
    at the decoder's 32 px and enlarged by bicubic interpolation or by the course upsampler, the cascade's ceiling:
    what a perfect decoder would score).
+4. **Where the cascade loses its FID** (:func:`~dalle2_lessons.scorecard.stage_generators`): unCLIP's own decoder
+   samples, scored after the upsampler (section 2's row, the same images), enlarged by bicubic interpolation instead,
+   and upsampled after a Gaussian blur of their input (the corruption the upsampler was trained to undo).
 
 About 15 minutes on 2 CPU cores (``--tiny``: a smoke run of a minute whose numbers mean nothing).
 """
@@ -33,6 +36,7 @@ FULL = {"seeds": (0, 1, 2), "ablation_captions": 2, "ablation_k": 64, "card_capt
         "decoder_steps": 25, "upsampler_steps": 15}
 TINY = {"seeds": (0, 1), "ablation_captions": 1, "ablation_k": 8, "card_captions": 1, "card_k": 4,
         "decoder_steps": 2, "upsampler_steps": 2}
+STAGE_BLURS = (0.5,)  #: σ (px at 32) of section 4's blurred-input rows
 
 
 def sampling() -> dict[str, str]:
@@ -50,6 +54,8 @@ def main(argv: list[str] | None = None) -> None:
                         "(section 1 reads no decoder or upsampler)")
     p.add_argument("--reuse-scorecard", action="store_true",
                    help="keep section 2 from the last run's shapes_v2.json if it used the same checkpoints and sizes")
+    p.add_argument("--reuse-calibration", action="store_true",
+                   help="keep section 3 from the last run's shapes_v2.json if it used the same checkpoints and sizes")
     args = p.parse_args(argv)
     size = TINY if args.tiny else FULL
     out = Path(args.out)
@@ -88,13 +94,27 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{name}\n{scorecard.format_scorecard(cards[name])}", flush=True)
     seconds.setdefault("scorecard", round(time.time() - t0))
     t0 = time.time()
-    cal = scorecard.fid_calibration(size["seeds"], size["card_captions"], size["card_k"], base=pipe.decoder.config.unet
-                                    .resolution, upsample_fn=lambda low, seed: pipe.upsample(
-                                        low, size["upsampler_steps"], torch.Generator().manual_seed(seed)))
+    same_run = last is not None and last["checkpoints"] == shas and last["sizes"] == {
+        **size, "seeds": list(size["seeds"])}
+    if args.reuse_calibration and same_run and "calibration" in last:
+        cal, seconds["calibration"] = last["calibration"], last["seconds"]["calibration"]
+        print("section 3 reused from the last run (same checkpoints and sizes)")
+    else:
+        cal = scorecard.fid_calibration(size["seeds"], size["card_captions"], size["card_k"],
+                                        base=pipe.decoder.config.unet.resolution,
+                                        upsample_fn=lambda low, seed: pipe.upsample(
+                                            low, size["upsampler_steps"], torch.Generator().manual_seed(seed)))
     print(scorecard.format_calibration(cal, cards), flush=True)
-    seconds["calibration"] = round(time.time() - t0)
+    seconds.setdefault("calibration", round(time.time() - t0))
+    t0 = time.time()
+    stage_gens = scorecard.stage_generators(pipe, STAGE_BLURS, size["upsampler_steps"],
+                                            decoder_steps=size["decoder_steps"])
+    stages = {name: scorecard.scorecard(gen, size["seeds"], size["card_captions"], size["card_k"])
+              for name, gen in stage_gens.items()}
+    print(format_stages(stages), flush=True)
+    seconds["stages"] = round(time.time() - t0)
     result = {"sizes": size, "checkpoints": shas, "sampling": sampling(), "ablation": ablation, "scorecard": cards,
-              "calibration": cal,
+              "calibration": cal, "stages": stages,
               "seconds": seconds,
               "threads": torch.get_num_threads()}
     (out / "shapes_v2.json").write_text(json.dumps(result, indent=1) + "\n")
@@ -102,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
           f"Checkpoints (sha256 prefixes): {', '.join(f'`{k}` {v}' for k, v in shas.items())}. Sizes: {size}. "
           f"Sampling: {', '.join(f'{k} {v}' for k, v in sampling().items())}. "
           f"{torch.get_num_threads()} threads; {' + '.join(f'{v} s' for v in seconds.values())} "
-          "(sections 1, 2, 3).\n",
+          "(sections 1, 2, 3, 4).\n",
           "## 1. Prior ablation in embedding space\n",
           "Energy distance to K real image embeddings of each caption (lower is better; `floor` = K other real "
           "renders), mean ± half-width of the 95% interval over seeds; last column the prior's spread ratio.\n",
@@ -115,9 +135,36 @@ def main(argv: list[str] | None = None) -> None:
            "made worse in known ways: a Gaussian blur of σ pixels at 64×64; rendered at the decoder's resolution and "
            "enlarged by bicubic interpolation, or by the course upsampler (what the cascade would score with a "
            "perfect decoder). Mean ± half-width of the 95% interval over seeds.\n",
-           "```\n" + scorecard.format_calibration(cal, cards) + "\n```\n"]
+           "```\n" + scorecard.format_calibration(cal, cards) + "\n```\n",
+           "## 4. Where the cascade loses its Shapes FID\n",
+           "unCLIP's own 32-px decoder samples (the prior, guidance 3, the DDIM steps of section 2), brought to 64 px "
+           "three ways and scored as in section 2 (the first row *is* section 2's unCLIP row: the same images): by the "
+           "course upsampler; by bicubic interpolation; by the upsampler after a Gaussian blur of its input (σ px at "
+           "32 px, inside the range of the blur it was trained to undo). Mean ± half-width of the 95% interval over "
+           "seeds; the floor is section 2's.\n",
+           "```\n" + format_stages(stages) + "\n```\n"]
     (out / "SHAPES_V2.md").write_text("\n".join(md))
     print(f"wrote {out / 'SHAPES_V2.md'} ({time.time() - start:.0f} s)")
+
+
+def format_stages(stages: dict[str, dict]) -> str:
+    """Section 4's table: per way of reaching 64 px, fidelity and Shapes FID (with its floor) on full and partial
+    captions, ``mean±half-width`` of the 95% interval."""
+
+    def cell(iv: dict[str, float], pct: bool = False) -> str:
+        half = (iv["high"] - iv["low"]) / 2
+        return f"{iv['mean']:.1%}±{half:.1%}" if pct else f"{iv['mean']:.0f}±{half:.0f}"
+
+    width = max(len(name) for name in stages) + 2
+    groups = ("full", scorecard.PARTIAL)
+    head = f"{'32 px → 64 px':{width}s}" + "".join(f"{f'{m} {g}':>18s}" for g in groups for m in ("fidelity", "FID"))
+    lines = [head, "-" * len(head)]
+    lines += [f"{name:{width}s}" + "".join(f"{cell(card[g]['fidelity'], True):>18s}{cell(card[g]['fid']):>18s}"
+                                           for g in groups) for name, card in stages.items()]
+    card = next(iter(stages.values()))
+    lines.append(f"{'floor (real vs real)':{width}s}" + "".join(f"{'':>18s}{cell(card[g]['fid_floor']):>18s}"
+                                                               for g in groups))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

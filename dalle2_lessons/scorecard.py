@@ -274,3 +274,45 @@ def pipeline_generator(pipe, batch_size: int = 128, **generate_kwargs) -> Genera
                           for i in range(0, len(texts), batch_size)])
 
     return generate
+
+
+def stage_generators(pipe, blurs: tuple[float, ...] = (), upsampler_steps: int = 25, batch_size: int = 128,
+                     **generate_kwargs) -> dict[str, Generator]:
+    """Where a cascade loses its Shapes FID: :data:`Generator` s that share *one* run of the pipeline per (captions,
+    seed) and differ only in how the decoder's 32-px samples reach 64 px.
+
+    * ``"decoder + upsampler"``: the pipeline's own images (exactly :func:`pipeline_generator`'s, same seeds);
+    * ``"decoder + bicubic"``: the same decoder samples enlarged by interpolation, no upsampler;
+    * ``"decoder + upsampler, input blurred σ=…"`` for each of ``blurs``: the upsampler run on the decoder's samples
+      after a Gaussian blur of σ px at 32 px, the corruption it was trained to undo (:func:`~.upsampler.degrade`).
+
+    Scoring the first two with :func:`scorecard` splits the distance from the real renders into what the decoder's
+    samples already carry and what the upsampler adds or removes. ``generate_kwargs`` go to
+    :meth:`~.unclip.UnCLIP.generate` (``upsampler_steps`` is the upsampler's, for every row)."""
+    from . import upsampler  # the resampling functions; a top-level import would be circular (profiles)
+
+    runs: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # (captions, seed) → (32-px samples, final images)
+
+    def run(texts: list[str], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (tuple(texts), seed)
+        if key not in runs:
+            gens = [pipe.generate(texts[i:i + batch_size], n=1, seed=1000 * seed + i // batch_size, progress=False,
+                                  upsampler_steps=upsampler_steps, **generate_kwargs)
+                    for i in range(0, len(texts), batch_size)]
+            runs[key] = torch.cat([g.low for g in gens]), torch.cat([g.images for g in gens])
+        return runs[key]
+
+    def blurred(sigma: float) -> Generator:
+        def generate(texts: list[str], seed: int) -> torch.Tensor:
+            low = run(texts, seed)[0]
+            low = upsampler.gaussian_blur(low, torch.full((len(low),), sigma))
+            return pipe.upsample(low, upsampler_steps, torch.Generator().manual_seed(1000 * seed))
+        return generate
+
+    out: dict[str, Generator] = {
+        "decoder + upsampler": lambda texts, seed: run(texts, seed)[1],
+        "decoder + bicubic": lambda texts, seed: upsampler.upsample(run(texts, seed)[0], 2 * run(texts, seed)[0]
+                                                                    .shape[-1]),
+    }
+    out |= {f"decoder + upsampler, input blurred σ={b:g}": blurred(b) for b in blurs}
+    return out

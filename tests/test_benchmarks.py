@@ -140,6 +140,23 @@ def test_shapes_v2_benchmark_runs_in_its_tiny_mode(tmp_path):
         assert {"full", "partial"} <= set(card) and 0 <= card["full"]["fidelity"]["mean"] <= 1
     text = (tmp_path / "SHAPES_V2.md").read_text()
     assert "## 1. Prior ablation in embedding space" in text and "## 2. End to end at 64×64" in text
+    # section 4 scores section 2's unCLIP images again (one shared run), then the same decoder samples other ways
+    assert "## 4. Where the cascade loses its Shapes FID" in text
+    assert list(result["stages"])[:2] == ["decoder + upsampler", "decoder + bicubic"]
+    assert result["stages"]["decoder + upsampler"] == result["scorecard"]["unCLIP (prior)"]
+
+
+def test_shapes_v2_benchmark_reuses_sections_it_stored(tmp_path, capsys):
+    from benchmarks import shapes_v2
+
+    shapes_v2.main(["--tiny", "--out", str(tmp_path)])
+    first = json.loads((tmp_path / "shapes_v2.json").read_text())
+    capsys.readouterr()
+    shapes_v2.main(["--tiny", "--out", str(tmp_path), "--reuse-ablation", "--reuse-scorecard", "--reuse-calibration"])
+    out = capsys.readouterr().out
+    assert all(f"section {n} reused" in out for n in (1, 2, 3))
+    second = json.loads((tmp_path / "shapes_v2.json").read_text())
+    assert all(second[k] == first[k] for k in ("ablation", "scorecard", "calibration", "stages"))
 
 
 def test_claims_benchmark_runs_in_its_tiny_mode_and_reuses_what_it_stored(tmp_path, capsys):

@@ -110,3 +110,38 @@ def test_the_fid_calibration_ladder_rises_with_the_blur_and_places_a_model_on_it
     middle = (cal["full"]["blur σ=0.5"]["mean"] + cal["full"]["blur σ=0.8"]["mean"]) / 2
     assert scorecard.blur_equivalent(cal, middle).startswith("between renders blurred by σ = 0.5 and 0.8 px")
     assert "samples: m" in scorecard.format_calibration(cal, {"m": {g: {"fid": cal[g]["floor"]} for g in cal}})
+
+
+def test_stage_generators_share_one_pipeline_run_and_differ_only_after_the_decoder():
+    """The rows of the stage split see the same decoder samples: the pipeline runs once per (captions, seed), the
+    bicubic row is those samples enlarged, the blurred row feeds the upsampler a blurred copy of them."""
+    from types import SimpleNamespace
+
+    from dalle2_lessons import upsampler
+
+    calls, upsampled = [], []
+
+    class FakePipe:
+        def generate(self, texts, n, seed, progress, upsampler_steps, **kw):
+            calls.append((tuple(texts), seed))
+            g = torch.Generator().manual_seed(seed)
+            low = torch.rand(len(texts), 3, 8, 8, generator=g) * 2 - 1
+            return SimpleNamespace(low=low, images=-torch.ones(len(texts), 3, 16, 16))
+
+        def upsample(self, low, steps, generator):
+            upsampled.append(low)
+            return torch.zeros(len(low), 3, 16, 16)
+
+    gens = scorecard.stage_generators(FakePipe(), blurs=(0.5,), upsampler_steps=3, batch_size=2)
+    texts = ["a", "b", "c"]
+    finals = gens["decoder + upsampler"](texts, 1)
+    bicubic = gens["decoder + bicubic"](texts, 1)
+    blurred = gens["decoder + upsampler, input blurred σ=0.5"](texts, 1)
+    assert calls == [(("a", "b"), 1000), (("c",), 1001)]  # one run, batched and seeded as pipeline_generator's
+    assert torch.equal(finals, -torch.ones(3, 3, 16, 16)) and blurred.shape == (3, 3, 16, 16)
+    low = torch.cat([FakePipe.generate(None, ["a", "b"], 1, 1000, False, 3).low,
+                     FakePipe.generate(None, ["c"], 1, 1001, False, 3).low])
+    assert torch.allclose(bicubic, upsampler.upsample(low, 16))
+    assert torch.allclose(upsampled[0], upsampler.gaussian_blur(low, torch.full((3,), 0.5)))
+    gens["decoder + bicubic"](texts, 2)
+    assert len(calls) == 2 + 2 + 2  # a new seed is a new run (the two direct calls above count too)
