@@ -104,20 +104,24 @@ class UnCLIP:
         return decoder_lib.sample(self.decoder, z, tokens, mask, self.schedule, scale, steps, eta, generator, x_T)
 
     def upsample(self, low: torch.Tensor, steps: int = 25, generator: torch.Generator | None = None,
-                 eta: float = 1.0) -> torch.Tensor:
-        """Stage 4: ``(B, 3, R, R)`` → ``(B, 3, 2R, 2R)`` (η = 1 by default: it measured better here, lesson 08)."""
-        return upsampler_lib.sample(self.upsampler, low, steps, eta, schedule=self.schedule, generator=generator)
+                 eta: float = 1.0, input_blur: float = 0.0) -> torch.Tensor:
+        """Stage 4: ``(B, 3, R, R)`` → ``(B, 3, 2R, 2R)`` (η = 1 by default: it measured better here, lesson 08).
+        ``input_blur``: σ px of a Gaussian blur on ``low`` first (see :func:`~dalle2_lessons.upsampler.sample`)."""
+        return upsampler_lib.sample(self.upsampler, low, steps, eta, schedule=self.schedule, generator=generator,
+                                    input_blur=input_blur)
 
     @torch.no_grad()
     def generate(
         self, prompts: str | list[str], n: int = 1, seed: int = 0, prior_scale: float = 1.0, decoder_scale: float = 3.0,
         prior_steps: int = 64, decoder_steps: int = 50, upsampler_steps: int = 25, candidates: int = 2,
         use_prior: bool = True, caption: bool = False, progress: bool = True, decoder_eta: float = 0.0,
-        upsampler_eta: float = 1.0,
+        upsampler_eta: float = 1.0, upsampler_input_blur: float = 0.0,
     ) -> Generation:
         """``n`` images per prompt: text → prior → decoder → upsampler, with a progress bar over the stages.
 
         ``decoder_eta`` / ``upsampler_eta``: DDIM's η for those stages (η = 1 with all 1000 steps is DDPM's sampler).
+        ``upsampler_input_blur``: σ px of a Gaussian blur on the decoder's samples before the upsampler reads them
+        (:func:`~dalle2_lessons.upsampler.sample`; ``benchmarks/SHAPES_V2.md`` section 4 measures it).
 
         ``caption=True`` also gives the decoder the caption's tokens (GLIDE's pathway, which unCLIP kept);
         by default the decoder sees only the image embedding, so every word reaches the picture through CLIP.
@@ -143,7 +147,7 @@ class UnCLIP:
                           mask=mask if caption else None, eta=decoder_eta)
         stage("decoder", t0)
         t0 = time.perf_counter()
-        images = self.upsample(low, upsampler_steps, gen, upsampler_eta)
+        images = self.upsample(low, upsampler_steps, gen, upsampler_eta, upsampler_input_blur)
         stage("upsampler", t0)
         bar.close()
         return Generation([p for p in prompts for _ in range(n)], z, low, images, seconds)

@@ -139,9 +139,14 @@ def predict_eps(model: UNet, x_t: torch.Tensor, t: torch.Tensor, low: torch.Tens
 def sample(
     model: UNet, low: torch.Tensor, steps: int = 25, eta: float = 1.0, schedule: diffusion.NoiseSchedule | None = None,
     generator: torch.Generator | None = None, progress: bool = False, batch_size: int = 128, consistent: bool = True,
-    keep_fn: Callable | None = None, eps_fn: Callable | None = None,
+    keep_fn: Callable | None = None, eps_fn: Callable | None = None, input_blur: float = 0.0,
 ) -> torch.Tensor:
     """Low-resolution images ``(B, 3, r, r)`` in [-1, 1] → ``(B, 3, 2r, 2r)`` (DDIM, whole images; v2: 32 → 64).
+
+    ``input_blur``: a Gaussian blur of σ px applied to ``low`` first, a fixed level of the corruption the upsampler
+    was trained to undo (conditioning augmentation at sampling time, as in cascaded diffusion models, Ho et al.
+    2021). It moves a *generated* input — the decoder's samples, whose edges wobble at the pixel scale — towards what
+    the upsampler saw in training; ``benchmarks/SHAPES_V2.md`` section 4 measures it.
 
     ``consistent``: keep every step's x̂0 faithful to the input's low frequencies (``keep_fn``, default
     :func:`keep_low_frequencies`). ``eps_fn(model, x_t, t, low)`` replaces :func:`predict_eps`. Both defaults are
@@ -152,6 +157,8 @@ def sample(
     device = next(model.parameters()).device
     schedule = schedule or diffusion.cosine_schedule()
     out = []
+    if input_blur > 0:
+        low = gaussian_blur(low, torch.full((len(low),), float(input_blur)))
     for chunk in low.split(batch_size):
         chunk = chunk.to(device)
         fn = lambda x, t, chunk=chunk: (eps_fn or predict_eps)(model, x, t, chunk)  # noqa: E731

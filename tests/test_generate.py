@@ -97,3 +97,10 @@ def test_drawing_leaves_autograd_on_for_the_program_around_it(tmp_path):
     main(["a red circle", "-n", "1", "-o", str(tmp_path / "g.png"), "--prior-steps", "1", "--decoder-steps", "1",
           "--upsampler-steps", "1", "--device", "cpu"])
     assert torch.is_grad_enabled()
+
+
+@pytest.mark.parametrize("width", ["-0.1", "3"])
+def test_an_upsampler_input_blur_outside_0_to_2_pixels_is_refused(capsys, width):
+    with pytest.raises(SystemExit) as exit_:
+        main(["a red circle", "--upsampler-input-blur", width])
+    assert exit_.value.code == 2 and "--upsampler-input-blur" in capsys.readouterr().err

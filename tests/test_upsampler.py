@@ -45,6 +45,13 @@ def test_a_tiny_upsampler_trains_and_samples():
     out = upsampler.sample(ema.module, upsampler.downsample(high[:2]), steps=5, schedule=sched,
                            generator=torch.Generator().manual_seed(0))
     assert out.shape == (2, 3, 32, 32) and out.abs().max() <= 1
+    # input_blur is the same sampler on a blurred copy of its input (same noise), and 0 leaves the input alone
+    low = upsampler.downsample(high[:2])
+    run = lambda x, **kw: upsampler.sample(ema.module, x, steps=3, schedule=sched,  # noqa: E731
+                                           generator=torch.Generator().manual_seed(1), **kw)
+    assert torch.equal(run(low, input_blur=0.5), run(upsampler.gaussian_blur(low, torch.full((2,), 0.5))))
+    assert torch.equal(run(low, input_blur=0.0), run(low))
+    assert not torch.equal(run(low, input_blur=0.5), run(low))
 
 
 def test_the_learners_functions_are_what_trains_and_samples():
