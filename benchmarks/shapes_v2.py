@@ -13,7 +13,8 @@ writes ``benchmarks/shapes_v2.json`` and ``benchmarks/SHAPES_V2.md``.
    what a perfect decoder would score).
 4. **Where the cascade loses its FID** (:func:`~dalle2_lessons.scorecard.stage_generators`): unCLIP's own decoder
    samples, scored after the upsampler (section 2's row, the same images), enlarged by bicubic interpolation instead,
-   and upsampled after a Gaussian blur of their input (the corruption the upsampler was trained to undo).
+   and upsampled after a Gaussian blur of their input (the corruption the upsampler was trained to undo), its σ
+   picked on the captions of other evaluation seeds (:func:`pick_input_blur`).
 
 About 15 minutes on 2 CPU cores (``--tiny``: a smoke run of a minute whose numbers mean nothing).
 """
@@ -36,7 +37,22 @@ FULL = {"seeds": (0, 1, 2), "ablation_captions": 2, "ablation_k": 64, "card_capt
         "decoder_steps": 25, "upsampler_steps": 15}
 TINY = {"seeds": (0, 1), "ablation_captions": 1, "ablation_k": 8, "card_captions": 1, "card_k": 4,
         "decoder_steps": 2, "upsampler_steps": 2}
-STAGE_BLURS = (0.5,)  #: σ (px at 32) of section 4's blurred-input rows
+#: Section 4 picks the blur of the upsampler's input on captions of these evaluation seeds (none of the scored ones)
+VALIDATION_SEEDS = {"full": (10, 11, 12), "tiny": (10, 11)}
+CANDIDATE_BLURS = (0.3, 0.5, 0.6, 0.7, 0.8)  #: σ (px at 32) tried; the upsampler trained on blurs in [0, 0.8]
+
+
+def pick_input_blur(pipe, size: dict, seeds: tuple[int, ...]) -> tuple[float, dict[str, dict]]:
+    """Score unCLIP's decoder samples of ``seeds``' captions through the upsampler with each of
+    :data:`CANDIDATE_BLURS` on its input (and without), and pick the σ with the lowest mean Shapes FID on partial
+    captions (whose floor, unlike full captions', is well above 0). Returns ``(σ, {row: scorecard})``."""
+    gens = scorecard.stage_generators(pipe, CANDIDATE_BLURS, size["upsampler_steps"],
+                                      decoder_steps=size["decoder_steps"])
+    cards = {name: scorecard.scorecard(gen, seeds, size["card_captions"], size["card_k"]) for name, gen in gens.items()
+             if name != "decoder + bicubic"}
+    fid = {b: cards[f"decoder + upsampler, input blurred σ={b:g}"][scorecard.PARTIAL]["fid"]["mean"]
+           for b in CANDIDATE_BLURS}
+    return min(fid, key=fid.get), cards
 
 
 def sampling() -> dict[str, str]:
@@ -54,6 +70,9 @@ def main(argv: list[str] | None = None) -> None:
                         "(section 1 reads no decoder or upsampler)")
     p.add_argument("--reuse-scorecard", action="store_true",
                    help="keep section 2 from the last run's shapes_v2.json if it used the same checkpoints and sizes")
+    p.add_argument("--reuse-stages", action="store_true",
+                   help="keep section 4 (its validation pick, and its rows if the pick is the same) from the last run "
+                        "if it used the same checkpoints and sizes")
     p.add_argument("--reuse-calibration", action="store_true",
                    help="keep section 3 from the last run's shapes_v2.json if it used the same checkpoints and sizes")
     args = p.parse_args(argv)
@@ -107,14 +126,27 @@ def main(argv: list[str] | None = None) -> None:
     print(scorecard.format_calibration(cal, cards), flush=True)
     seconds.setdefault("calibration", round(time.time() - t0))
     t0 = time.time()
-    stage_gens = scorecard.stage_generators(pipe, STAGE_BLURS, size["upsampler_steps"],
-                                            decoder_steps=size["decoder_steps"])
-    stages = {name: scorecard.scorecard(gen, size["seeds"], size["card_captions"], size["card_k"])
-              for name, gen in stage_gens.items()}
+    reuse = args.reuse_stages and same_run
+    if reuse and "validation" in last:
+        blur, validation = last["validation"]["pick"], last["validation"]["cards"]
+        print(f"section 4's validation reused from the last run: σ = {blur:g}")
+    else:
+        blur, validation = pick_input_blur(pipe, size, VALIDATION_SEEDS["tiny" if args.tiny else "full"])
+        print(f"picked on validation captions: σ = {blur:g}\n{format_stages(validation)}", flush=True)
+    blurred_row = f"decoder + upsampler, input blurred σ={blur:g}"
+    if reuse and blurred_row in last.get("stages", {}):
+        stages = last["stages"]
+        print("section 4's rows reused from the last run (same checkpoints, sizes and σ)")
+    else:
+        stage_gens = scorecard.stage_generators(pipe, (blur,), size["upsampler_steps"],
+                                                decoder_steps=size["decoder_steps"])
+        stages = {name: scorecard.scorecard(gen, size["seeds"], size["card_captions"], size["card_k"])
+                  for name, gen in stage_gens.items()}
     print(format_stages(stages), flush=True)
     seconds["stages"] = round(time.time() - t0)
     result = {"sizes": size, "checkpoints": shas, "sampling": sampling(), "ablation": ablation, "scorecard": cards,
-              "calibration": cal, "stages": stages,
+              "calibration": cal, "stages": stages, "validation": {
+                  "seeds": VALIDATION_SEEDS["tiny" if args.tiny else "full"], "pick": blur, "cards": validation},
               "seconds": seconds,
               "threads": torch.get_num_threads()}
     (out / "shapes_v2.json").write_text(json.dumps(result, indent=1) + "\n")
@@ -142,7 +174,11 @@ def main(argv: list[str] | None = None) -> None:
            "course upsampler; by bicubic interpolation; by the upsampler after a Gaussian blur of its input (σ px at "
            "32 px, inside the range of the blur it was trained to undo). Mean ± half-width of the 95% interval over "
            "seeds; the floor is section 2's.\n",
-           "```\n" + format_stages(stages) + "\n```\n"]
+           "```\n" + format_stages(stages) + "\n```\n",
+           f"σ = {blur:g} was picked from {', '.join(f'{b:g}' for b in CANDIDATE_BLURS)} by the lowest Shapes FID on "
+           f"partial captions of other evaluation seeds ({', '.join(map(str, result['validation']['seeds']))}), "
+           "none of those scored above:\n",
+           "```\n" + format_stages(validation) + "\n```\n"]
     (out / "SHAPES_V2.md").write_text("\n".join(md))
     print(f"wrote {out / 'SHAPES_V2.md'} ({time.time() - start:.0f} s)")
 

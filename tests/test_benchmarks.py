@@ -144,6 +144,9 @@ def test_shapes_v2_benchmark_runs_in_its_tiny_mode(tmp_path):
     assert "## 4. Where the cascade loses its Shapes FID" in text
     assert list(result["stages"])[:2] == ["decoder + upsampler", "decoder + bicubic"]
     assert result["stages"]["decoder + upsampler"] == result["scorecard"]["unCLIP (prior)"]
+    pick = result["validation"]["pick"]
+    assert pick in shapes_v2.CANDIDATE_BLURS and f"decoder + upsampler, input blurred σ={pick:g}" in result["stages"]
+    assert set(result["validation"]["seeds"]).isdisjoint(result["sizes"]["seeds"])  # picked on captions not scored
 
 
 def test_shapes_v2_benchmark_reuses_sections_it_stored(tmp_path, capsys):
@@ -152,11 +155,13 @@ def test_shapes_v2_benchmark_reuses_sections_it_stored(tmp_path, capsys):
     shapes_v2.main(["--tiny", "--out", str(tmp_path)])
     first = json.loads((tmp_path / "shapes_v2.json").read_text())
     capsys.readouterr()
-    shapes_v2.main(["--tiny", "--out", str(tmp_path), "--reuse-ablation", "--reuse-scorecard", "--reuse-calibration"])
+    shapes_v2.main(["--tiny", "--out", str(tmp_path), "--reuse-ablation", "--reuse-scorecard", "--reuse-calibration",
+                    "--reuse-stages"])
     out = capsys.readouterr().out
     assert all(f"section {n} reused" in out for n in (1, 2, 3))
+    assert "section 4's validation reused" in out and "section 4's rows reused" in out
     second = json.loads((tmp_path / "shapes_v2.json").read_text())
-    assert all(second[k] == first[k] for k in ("ablation", "scorecard", "calibration", "stages"))
+    assert all(second[k] == first[k] for k in ("ablation", "scorecard", "calibration", "stages", "validation"))
 
 
 def test_claims_benchmark_runs_in_its_tiny_mode_and_reuses_what_it_stored(tmp_path, capsys):
