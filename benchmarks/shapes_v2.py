@@ -170,10 +170,11 @@ def main(argv: list[str] | None = None) -> None:
            "```\n" + scorecard.format_calibration(cal, cards) + "\n```\n",
            "## 4. Where the cascade loses its Shapes FID\n",
            "unCLIP's own 32-px decoder samples (the prior, guidance 3, the DDIM steps of section 2), brought to 64 px "
-           "three ways and scored as in section 2 (the first row *is* section 2's unCLIP row: the same images): by the "
-           "course upsampler; by bicubic interpolation; by the upsampler after a Gaussian blur of its input (σ px at "
-           "32 px, inside the range of the blur it was trained to undo). Mean ± half-width of the 95% interval over "
-           "seeds; the floor is section 2's.\n",
+           "three ways and scored as in section 2 (the first row makes the same calls with the same seeds as "
+           "section 2's unCLIP row; a section reused from an earlier run can differ from it by the floating-point "
+           "round-off of code changed since): by the course upsampler; by bicubic interpolation; by the upsampler "
+           "after a Gaussian blur of its input (σ px at 32 px, inside the range of the blur it was trained to "
+           "undo). Mean ± half-width of the 95% interval over seeds; the floor is section 2's.\n",
            "```\n" + format_stages(stages) + "\n```\n",
            f"σ = {blur:g} was picked from {', '.join(f'{b:g}' for b in CANDIDATE_BLURS)} by the lowest Shapes FID on "
            f"partial captions of other evaluation seeds ({', '.join(map(str, result['validation']['seeds']))}), "

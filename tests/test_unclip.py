@@ -129,3 +129,26 @@ def test_the_v2_pipeline_reads_partial_captions_and_draws_64_pixels():
     assert out.low.shape == (4, 3, 32, 32) and out.images.shape == (4, 3, 64, 64)
     assert out.images.min() >= -1 and out.images.max() <= 1
     assert pipe.embed(out.images).shape == (4, pipe.clip.config.embed_dim)
+
+
+@pytest.mark.slow
+def test_the_cascade_meets_issue_21s_targets_when_the_upsampler_reads_a_blurred_input(measured):
+    """``benchmarks/SHAPES_V2.md`` section 4 at its sizes (3 seeds × 12 captions × 16 samples; about 25 minutes on 2
+    cores): unCLIP end to end at 64×64 draws what full and partial captions name, varies what they leave free, and,
+    once the upsampler reads the decoder's samples through a blur of σ = 0.5 px, is within twice the real-vs-real
+    floor in Shapes FID on partial captions; reading them as they are, the upsampler is not."""
+    from dalle2_lessons import scorecard
+
+    pipe = unclip.UnCLIP.load(version="v2")
+    gens = scorecard.stage_generators(pipe, (0.5,), upsampler_steps=15, decoder_steps=25)
+    cards = {name: scorecard.scorecard(gens[name], (0, 1, 2), 2, 16)
+             for name in ("decoder + upsampler, input blurred σ=0.5", "decoder + upsampler")}
+    blurred, plain = cards.values()
+    full, part = blurred["full"], blurred[scorecard.PARTIAL]
+    assert measured("fidelity full", full["fidelity"]["mean"]) >= 0.95  # measured 100%
+    assert measured("fidelity partial", part["fidelity"]["mean"]) >= 0.90  # measured 99.0%
+    assert measured("diversity partial", part["diversity"]["mean"]) >= 0.8  # measured 0.98
+    floor = part["fid_floor"]["mean"]  # measured 289
+    assert measured("FID partial, blurred input", part["fid"]["mean"]) <= 2 * floor  # measured 435
+    assert measured("FID partial, plain", plain[scorecard.PARTIAL]["fid"]["mean"]) > 2 * floor  # measured 1020
+    assert part["fid"]["high"] < plain[scorecard.PARTIAL]["fid"]["low"]  # intervals apart: 258-613 vs 989-1050
