@@ -28,15 +28,15 @@ from pathlib import Path
 import torch
 
 from dalle2_lessons import binding, checkpoints, claims, glide
-from dalle2_lessons.unclip import UnCLIP
+from dalle2_lessons.unclip import UPSAMPLER_INPUT_BLUR, UnCLIP
 
 HERE = Path(__file__).resolve().parent
 FULL = {"seeds": (0, 1, 2), "scales": claims.GUIDANCE_SCALES, "sweep_captions": 1, "sweep_k": 16, "steps": 25,
         "variation_images": 48, "diff_images": 36, "diff_weights": (0.0, 0.25, 0.5, 0.75), "upsampler_steps": 15,
-        "binding_captions": 128, "binding_scale": 3.0}
+        "upsampler_input_blur": UPSAMPLER_INPUT_BLUR, "binding_captions": 128, "binding_scale": 3.0}
 TINY = {"seeds": (0, 1), "scales": (1.0, 8.0), "sweep_captions": 1, "sweep_k": 4, "steps": 2,
         "variation_images": 4, "diff_images": 4, "diff_weights": (0.0, 0.5), "upsampler_steps": 2,
-        "binding_captions": 4, "binding_scale": 3.0}
+        "upsampler_input_blur": UPSAMPLER_INPUT_BLUR, "binding_captions": 4, "binding_scale": 3.0}
 SECTIONS = ("sweep", "variations", "text_diffs", "binding")
 #: the checkpoints each part reads (the judge reads every one)
 READS = {"unCLIP decoder": ("clip-v2", "prior-v2", "decoder-v2"), "GLIDE-like": ("glide-v2",),
@@ -160,11 +160,13 @@ def main(argv: list[str] | None = None) -> None:
         print(claims.format_guidance_sweep(sweep), *sweep_verdicts(sweep), sep="\n", flush=True)
 
     # 2 and 3: variations and text diffs
-    runs = {"variations": (("seeds", "variation_images", "steps", "upsampler_steps"),
+    # the pipeline's upsampler reads the decoder's samples through its default blur: recorded so a change re-runs these
+    runs = {"variations": (("seeds", "variation_images", "steps", "upsampler_steps", "upsampler_input_blur"),
                            lambda: claims.variation_keep_rates(pipe, size["seeds"], size["variation_images"],
                                                                decoder_steps=size["steps"],
                                                                upsampler_steps=size["upsampler_steps"])),
-            "text_diffs": (("seeds", "diff_images", "diff_weights", "steps", "upsampler_steps"),
+            "text_diffs": (("seeds", "diff_images", "diff_weights", "steps", "upsampler_steps",
+                            "upsampler_input_blur"),
                            lambda: claims.text_diff_rates(pipe, size["seeds"], size["diff_images"],
                                                           size["diff_weights"], size["steps"],
                                                           upsampler_steps=size["upsampler_steps"]))}

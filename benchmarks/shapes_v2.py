@@ -5,16 +5,18 @@ writes ``benchmarks/shapes_v2.json`` and ``benchmarks/SHAPES_V2.md``.
    candidate) vs no prior vs nearest neighbour, energy distance to K = 64 real image embeddings per caption and spread
    ratio, by caption kind, 95% intervals over 3 evaluation seeds.
 2. **End to end at 64×64** (:mod:`dalle2_lessons.scorecard`): text → prior (or the text embedding: "no prior") →
-   32-px decoder → 64-px upsampler; fidelity (all mentioned attributes read right by the strict judge), diversity of
-   the free attributes and the background, Shapes FID next to its real-vs-real floor; 3 seeds.
+   32-px decoder → 64-px upsampler (reading the decoder's samples through the blur of
+   :data:`~dalle2_lessons.unclip.UPSAMPLER_INPUT_BLUR`, section 4's pick); fidelity (all mentioned attributes read
+   right by the strict judge), diversity of the free attributes and the background, Shapes FID next to its
+   real-vs-real floor; 3 seeds.
 3. **What a Shapes FID means** (:func:`~dalle2_lessons.scorecard.fid_calibration`): the same FID, on the same
    captions and set sizes as section 2, for real renders made worse in known ways (a Gaussian blur of σ px; rendered
    at the decoder's 32 px and enlarged by bicubic interpolation or by the course upsampler, the cascade's ceiling:
    what a perfect decoder would score).
 4. **Where the cascade loses its FID** (:func:`~dalle2_lessons.scorecard.stage_generators`): unCLIP's own decoder
-   samples, scored after the upsampler (section 2's row, the same images), enlarged by bicubic interpolation instead,
-   and upsampled after a Gaussian blur of their input (the corruption the upsampler was trained to undo), its σ
-   picked on the captions of other evaluation seeds (:func:`pick_input_blur`).
+   samples, scored after the upsampler reading them as they are, enlarged by bicubic interpolation instead, and
+   upsampled after a Gaussian blur of their input (the corruption the upsampler was trained to undo), its σ picked on
+   the captions of other evaluation seeds (:func:`pick_input_blur`) and made the pipeline's default.
 
 About 15 minutes on 2 CPU cores (``--tiny``: a smoke run of a minute whose numbers mean nothing).
 """
@@ -30,7 +32,7 @@ from pathlib import Path
 import torch
 
 from dalle2_lessons import checkpoints, decoder, diffusion, prior, prior_ablation, scorecard
-from dalle2_lessons.unclip import UnCLIP
+from dalle2_lessons.unclip import UPSAMPLER_INPUT_BLUR, UnCLIP
 
 HERE = Path(__file__).resolve().parent
 FULL = {"seeds": (0, 1, 2), "ablation_captions": 2, "ablation_k": 64, "card_captions": 2, "card_k": 16,
@@ -47,7 +49,7 @@ def pick_input_blur(pipe, size: dict, seeds: tuple[int, ...]) -> tuple[float, di
     :data:`CANDIDATE_BLURS` on its input (and without), and pick the σ with the lowest mean Shapes FID on partial
     captions (whose floor, unlike full captions', is well above 0). Returns ``(σ, {row: scorecard})``."""
     gens = scorecard.stage_generators(pipe, CANDIDATE_BLURS, size["upsampler_steps"],
-                                      decoder_steps=size["decoder_steps"])
+                                      decoder_steps=size["decoder_steps"], upsampler_input_blur=0.0)
     cards = {name: scorecard.scorecard(gen, seeds, size["card_captions"], size["card_k"]) for name, gen in gens.items()
              if name != "decoder + bicubic"}
     fid = {b: cards[f"decoder + upsampler, input blurred σ={b:g}"][scorecard.PARTIAL]["fid"]["mean"]
@@ -56,9 +58,11 @@ def pick_input_blur(pipe, size: dict, seeds: tuple[int, ...]) -> tuple[float, di
 
 
 def sampling() -> dict[str, str]:
-    """How the pictures were sampled, beside the checkpoints' hashes: the DDIM timestep spacing of each stage."""
+    """How the pictures were sampled, beside the checkpoints' hashes: the DDIM timestep spacing of each stage and the
+    blur the pipeline puts on the decoder's samples before the upsampler reads them."""
     default = inspect.signature(diffusion.sample_ddim).parameters["spacing"].default  # the upsampler's and prior's
-    return {"decoder spacing": decoder.SPACING, "upsampler spacing": default, "prior spacing": default}
+    return {"decoder spacing": decoder.SPACING, "upsampler spacing": default, "prior spacing": default,
+            "upsampler input blur": f"σ = {UPSAMPLER_INPUT_BLUR:g} px"}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -69,12 +73,14 @@ def main(argv: list[str] | None = None) -> None:
                    help="keep section 1 from the last run's shapes_v2.json if it used the same CLIP, prior and sizes "
                         "(section 1 reads no decoder or upsampler)")
     p.add_argument("--reuse-scorecard", action="store_true",
-                   help="keep section 2 from the last run's shapes_v2.json if it used the same checkpoints and sizes")
+                   help="keep section 2 from the last run's shapes_v2.json if it used the same checkpoints, sizes "
+                        "and sampling")
     p.add_argument("--reuse-stages", action="store_true",
                    help="keep section 4 (its validation pick, and its rows if the pick is the same) from the last run "
-                        "if it used the same checkpoints and sizes")
+                        "if it used the same checkpoints, sizes and DDIM spacings")
     p.add_argument("--reuse-calibration", action="store_true",
-                   help="keep section 3 from the last run's shapes_v2.json if it used the same checkpoints and sizes")
+                   help="keep section 3 from the last run's shapes_v2.json if it used the same checkpoints, sizes "
+                        "and sampling")
     args = p.parse_args(argv)
     size = TINY if args.tiny else FULL
     out = Path(args.out)
@@ -99,11 +105,16 @@ def main(argv: list[str] | None = None) -> None:
     print(prior_ablation.format_summary(ablation), flush=True)
     seconds.setdefault("ablation", round(time.time() - t0))
     t0 = time.time()
-    if args.reuse_scorecard and last is not None and last["checkpoints"] == shas and {
+    # sections 2 and 3 run the pipeline with its defaults; section 4 names the upsampler's input blur of every row
+    how = sampling()
+    same_sampling = last is not None and last.get("sampling") == how
+    steps_of = lambda d: {k: v for k, v in d.items() if k != "upsampler input blur"}  # noqa: E731
+    same_steps = last is not None and steps_of(last.get("sampling", {})) == steps_of(how)
+    if args.reuse_scorecard and same_sampling and last["checkpoints"] == shas and {
             k: v for k, v in last["sizes"].items() if k != "seeds"} == {k: v for k, v in size.items() if k != "seeds"} \
             and tuple(last["sizes"]["seeds"]) == size["seeds"]:
         cards, seconds["scorecard"] = last["scorecard"], last["seconds"]["scorecard"]
-        print("section 2 reused from the last run (same checkpoints and sizes)")
+        print("section 2 reused from the last run (same checkpoints, sizes and sampling)")
     else:
         cards = {}
         for name, kwargs in (("unCLIP (prior)", {}), ("no prior (text embedding)", {"use_prior": False})):
@@ -115,9 +126,9 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.time()
     same_run = last is not None and last["checkpoints"] == shas and last["sizes"] == {
         **size, "seeds": list(size["seeds"])}
-    if args.reuse_calibration and same_run and "calibration" in last:
+    if args.reuse_calibration and same_run and same_sampling and "calibration" in last:
         cal, seconds["calibration"] = last["calibration"], last["seconds"]["calibration"]
-        print("section 3 reused from the last run (same checkpoints and sizes)")
+        print("section 3 reused from the last run (same checkpoints, sizes and sampling)")
     else:
         cal = scorecard.fid_calibration(size["seeds"], size["card_captions"], size["card_k"],
                                         base=pipe.decoder.config.unet.resolution,
@@ -126,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     print(scorecard.format_calibration(cal, cards), flush=True)
     seconds.setdefault("calibration", round(time.time() - t0))
     t0 = time.time()
-    reuse = args.reuse_stages and same_run
+    reuse = args.reuse_stages and same_run and same_steps
     if reuse and "validation" in last:
         blur, validation = last["validation"]["pick"], last["validation"]["cards"]
         print(f"section 4's validation reused from the last run: σ = {blur:g}")
@@ -139,12 +150,12 @@ def main(argv: list[str] | None = None) -> None:
         print("section 4's rows reused from the last run (same checkpoints, sizes and σ)")
     else:
         stage_gens = scorecard.stage_generators(pipe, (blur,), size["upsampler_steps"],
-                                                decoder_steps=size["decoder_steps"])
+                                                decoder_steps=size["decoder_steps"], upsampler_input_blur=0.0)
         stages = {name: scorecard.scorecard(gen, size["seeds"], size["card_captions"], size["card_k"])
                   for name, gen in stage_gens.items()}
     print(format_stages(stages), flush=True)
     seconds["stages"] = round(time.time() - t0)
-    result = {"sizes": size, "checkpoints": shas, "sampling": sampling(), "ablation": ablation, "scorecard": cards,
+    result = {"sizes": size, "checkpoints": shas, "sampling": how, "ablation": ablation, "scorecard": cards,
               "calibration": cal, "stages": stages, "validation": {
                   "seeds": VALIDATION_SEEDS["tiny" if args.tiny else "full"], "pick": blur, "cards": validation},
               "seconds": seconds,
@@ -170,18 +181,25 @@ def main(argv: list[str] | None = None) -> None:
            "```\n" + scorecard.format_calibration(cal, cards) + "\n```\n",
            "## 4. Where the cascade loses its Shapes FID\n",
            "unCLIP's own 32-px decoder samples (the prior, guidance 3, the DDIM steps of section 2), brought to 64 px "
-           "three ways and scored as in section 2 (the first row makes the same calls with the same seeds as "
-           "section 2's unCLIP row; a section reused from an earlier run can differ from it by the floating-point "
-           "round-off of code changed since): by the course upsampler; by bicubic interpolation; by the upsampler "
+           "three ways and scored as in section 2: by the course upsampler reading them as they are (the pipeline "
+           "as it was before this section: `upsampler_input_blur=0`); by bicubic interpolation; by the upsampler "
            "after a Gaussian blur of its input (σ px at 32 px, inside the range of the blur it was trained to "
-           "undo). Mean ± half-width of the 95% interval over seeds; the floor is section 2's.\n",
+           "undo; conditioning augmentation at sampling time). Mean ± half-width of the 95% interval over seeds; "
+           "the floor is section 2's.\n",
            "```\n" + format_stages(stages) + "\n```\n",
            f"σ = {blur:g} was picked from {', '.join(f'{b:g}' for b in CANDIDATE_BLURS)} by the lowest Shapes FID on "
            f"partial captions of other evaluation seeds ({', '.join(map(str, result['validation']['seeds']))}), "
            "none of those scored above:\n",
-           "```\n" + format_stages(validation) + "\n```\n"]
+           "```\n" + format_stages(validation) + "\n```\n",
+           (f"The pipeline reads its decoder's samples through this blur by default (`unclip.UPSAMPLER_INPUT_BLUR` = "
+            f"{UPSAMPLER_INPUT_BLUR:g}): sections 2 and 3 ran with it.\n" if blur == UPSAMPLER_INPUT_BLUR else
+            f"**The pick differs from the pipeline's default** (`unclip.UPSAMPLER_INPUT_BLUR` = "
+            f"{UPSAMPLER_INPUT_BLUR:g}, with which sections 2 and 3 ran).\n")]
     (out / "SHAPES_V2.md").write_text("\n".join(md))
     print(f"wrote {out / 'SHAPES_V2.md'} ({time.time() - start:.0f} s)")
+
+
+SHOWN = {"decoder + upsampler": "decoder + upsampler, input as it is"}  #: section 4 runs it with no input blur
 
 
 def format_stages(stages: dict[str, dict]) -> str:
@@ -192,12 +210,13 @@ def format_stages(stages: dict[str, dict]) -> str:
         half = (iv["high"] - iv["low"]) / 2
         return f"{iv['mean']:.1%}±{half:.1%}" if pct else f"{iv['mean']:.0f}±{half:.0f}"
 
-    width = max(len(name) for name in stages) + 2
+    width = max(len(SHOWN.get(name, name)) for name in stages) + 2
     groups = ("full", scorecard.PARTIAL)
     head = f"{'32 px → 64 px':{width}s}" + "".join(f"{f'{m} {g}':>18s}" for g in groups for m in ("fidelity", "FID"))
     lines = [head, "-" * len(head)]
-    lines += [f"{name:{width}s}" + "".join(f"{cell(card[g]['fidelity'], True):>18s}{cell(card[g]['fid']):>18s}"
-                                           for g in groups) for name, card in stages.items()]
+    lines += [f"{SHOWN.get(name, name):{width}s}" + "".join(
+        f"{cell(card[g]['fidelity'], True):>18s}{cell(card[g]['fid']):>18s}" for g in groups)
+        for name, card in stages.items()]
     card = next(iter(stages.values()))
     lines.append(f"{'floor (real vs real)':{width}s}" + "".join(f"{'':>18s}{cell(card[g]['fid_floor']):>18s}"
                                                                for g in groups))

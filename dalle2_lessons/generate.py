@@ -87,9 +87,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--prior-steps", type=int, default=64, help="DDIM steps of the prior (default: 64)")
     p.add_argument("--decoder-steps", type=int, default=50, help="DDIM steps of the decoder (default: 50)")
     p.add_argument("--upsampler-steps", type=int, default=25, help="DDIM steps of the upsampler (default: 25)")
-    p.add_argument("--upsampler-input-blur", type=float, default=0.0, metavar="SIGMA",
-                   help="blur the decoder's 32-px samples by SIGMA px before the upsampler reads them; "
-                        "benchmarks/SHAPES_V2.md section 4 measures 0.5 (default: 0)")
+    p.add_argument("--upsampler-input-blur", type=float, default=None, metavar="SIGMA",
+                   help="blur the decoder's 32-px samples by SIGMA px before the upsampler reads them (0: not at all; "
+                        "default: the pipeline's, unclip.UPSAMPLER_INPUT_BLUR, picked in benchmarks/SHAPES_V2.md "
+                        "section 4)")
     p.add_argument("--batch-size", type=int, default=64,
                    help="images drawn at once; more is faster and takes more memory (default: 64)")
     p.add_argument("--no-prior", action="store_true",
@@ -102,7 +103,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for flag in ("num", "prior_steps", "decoder_steps", "upsampler_steps", "batch_size"):
         if getattr(args, flag) < 1:
             p.error(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
-    if not 0 <= args.upsampler_input_blur <= 2:
+    if args.upsampler_input_blur is not None and not 0 <= args.upsampler_input_blur <= 2:
         p.error(f"--upsampler-input-blur is a blur width in pixels between 0 and 2, got {args.upsampler_input_blur}")
     return args
 
@@ -189,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     wanted = [p for p in args.prompts for _ in range(args.num)]
+    blur = {} if args.upsampler_input_blur is None else {"upsampler_input_blur": args.upsampler_input_blur}
     t0 = time.perf_counter()
     images = []
     # no_grad, not set_grad_enabled(False): main() may run inside another program (the tests) whose autograd must work
@@ -198,8 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             result = model.generate(batch, n=1, seed=args.seed + k, prior_scale=args.prior_scale,
                                     decoder_scale=args.decoder_scale, prior_steps=args.prior_steps,
                                     decoder_steps=args.decoder_steps, upsampler_steps=args.upsampler_steps,
-                                    upsampler_input_blur=args.upsampler_input_blur, use_prior=not args.no_prior,
-                                    progress=False)
+                                    use_prior=not args.no_prior, progress=False, **blur)
             images.append(result.images.cpu())
             bar.update(len(batch))
     seconds = time.perf_counter() - t0

@@ -281,10 +281,13 @@ def stage_generators(pipe, blurs: tuple[float, ...] = (), upsampler_steps: int =
     """Where a cascade loses its Shapes FID: :data:`Generator` s that share *one* run of the pipeline per (captions,
     seed) and differ only in how the decoder's 32-px samples reach 64 px.
 
-    * ``"decoder + upsampler"``: the pipeline's own images (exactly :func:`pipeline_generator`'s, same seeds);
+    * ``"decoder + upsampler"``: the pipeline's own images (exactly :func:`pipeline_generator`'s with the same
+      ``generate_kwargs`` and seeds; its upsampler reads the decoder's samples through the blur of
+      ``upsampler_input_blur``, by default :data:`~.unclip.UPSAMPLER_INPUT_BLUR`);
     * ``"decoder + bicubic"``: the same decoder samples enlarged by interpolation, no upsampler;
-    * ``"decoder + upsampler, input blurred σ=…"`` for each of ``blurs``: the upsampler run on the decoder's samples
-      after a Gaussian blur of σ px at 32 px, the corruption it was trained to undo (:func:`~.upsampler.degrade`).
+    * ``"decoder + upsampler, input blurred σ=…"`` for each of ``blurs``: the upsampler run on the same decoder samples
+      after a Gaussian blur of σ px at 32 px (0: none), the corruption it was trained to undo
+      (:func:`~.upsampler.degrade`), with its own noise (seeded from ``seed``, the same for every σ).
 
     Scoring the first two with :func:`scorecard` splits the distance from the real renders into what the decoder's
     samples already carry and what the upsampler adds or removes. ``generate_kwargs`` go to
@@ -304,9 +307,8 @@ def stage_generators(pipe, blurs: tuple[float, ...] = (), upsampler_steps: int =
 
     def blurred(sigma: float) -> Generator:
         def generate(texts: list[str], seed: int) -> torch.Tensor:
-            low = run(texts, seed)[0]
-            low = upsampler.gaussian_blur(low, torch.full((len(low),), sigma))
-            return pipe.upsample(low, upsampler_steps, torch.Generator().manual_seed(1000 * seed))
+            return pipe.upsample(run(texts, seed)[0], upsampler_steps, torch.Generator().manual_seed(1000 * seed),
+                                 input_blur=sigma)
         return generate
 
     out: dict[str, Generator] = {

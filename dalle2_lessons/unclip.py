@@ -27,6 +27,12 @@ from .tokenizer import Tokenizer, for_version
 from .unet import UNet
 from .upsampler import load_upsampler
 
+#: σ (px at the decoder's resolution) of the Gaussian blur the pipeline applies to the decoder's samples before the
+#: upsampler reads them: conditioning augmentation at sampling time, inside the range of blurs the upsampler was
+#: trained to undo. Picked on validation captions (``benchmarks/SHAPES_V2.md`` section 4) by Shapes FID; it helps on
+#: perfect inputs too (section 3's "upsampler from 32"), because the upsampler learnt to expect a softened input.
+UPSAMPLER_INPUT_BLUR = 0.5
+
 
 def slerp(a: torch.Tensor, b: torch.Tensor, w: float | torch.Tensor) -> torch.Tensor:
     """Spherical interpolation between unit vectors ``a`` and ``b`` ``(..., D)``: ``w = 0`` gives ``a``,
@@ -104,9 +110,10 @@ class UnCLIP:
         return decoder_lib.sample(self.decoder, z, tokens, mask, self.schedule, scale, steps, eta, generator, x_T)
 
     def upsample(self, low: torch.Tensor, steps: int = 25, generator: torch.Generator | None = None,
-                 eta: float = 1.0, input_blur: float = 0.0) -> torch.Tensor:
+                 eta: float = 1.0, input_blur: float = UPSAMPLER_INPUT_BLUR) -> torch.Tensor:
         """Stage 4: ``(B, 3, R, R)`` → ``(B, 3, 2R, 2R)`` (η = 1 by default: it measured better here, lesson 08).
-        ``input_blur``: σ px of a Gaussian blur on ``low`` first (see :func:`~dalle2_lessons.upsampler.sample`)."""
+        ``input_blur``: σ px of a Gaussian blur on ``low`` first (default :data:`UPSAMPLER_INPUT_BLUR`; 0 reads ``low``
+        as it is; see :func:`~dalle2_lessons.upsampler.sample`)."""
         return upsampler_lib.sample(self.upsampler, low, steps, eta, schedule=self.schedule, generator=generator,
                                     input_blur=input_blur)
 
@@ -115,13 +122,13 @@ class UnCLIP:
         self, prompts: str | list[str], n: int = 1, seed: int = 0, prior_scale: float = 1.0, decoder_scale: float = 3.0,
         prior_steps: int = 64, decoder_steps: int = 50, upsampler_steps: int = 25, candidates: int = 2,
         use_prior: bool = True, caption: bool = False, progress: bool = True, decoder_eta: float = 0.0,
-        upsampler_eta: float = 1.0, upsampler_input_blur: float = 0.0,
+        upsampler_eta: float = 1.0, upsampler_input_blur: float = UPSAMPLER_INPUT_BLUR,
     ) -> Generation:
         """``n`` images per prompt: text → prior → decoder → upsampler, with a progress bar over the stages.
 
         ``decoder_eta`` / ``upsampler_eta``: DDIM's η for those stages (η = 1 with all 1000 steps is DDPM's sampler).
         ``upsampler_input_blur``: σ px of a Gaussian blur on the decoder's samples before the upsampler reads them
-        (:func:`~dalle2_lessons.upsampler.sample`; ``benchmarks/SHAPES_V2.md`` section 4 measures it).
+        (default :data:`UPSAMPLER_INPUT_BLUR`; ``benchmarks/SHAPES_V2.md`` section 4 measures it).
 
         ``caption=True`` also gives the decoder the caption's tokens (GLIDE's pathway, which unCLIP kept);
         by default the decoder sees only the image embedding, so every word reaches the picture through CLIP.

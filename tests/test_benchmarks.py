@@ -131,6 +131,7 @@ def test_decoder_prediction_benchmark_runs_in_its_tiny_mode(tmp_path, prediction
 
 def test_shapes_v2_benchmark_runs_in_its_tiny_mode(tmp_path):
     from benchmarks import shapes_v2
+    from dalle2_lessons import scorecard, unclip
 
     shapes_v2.main(["--tiny", "--out", str(tmp_path)])
     result = json.loads((tmp_path / "shapes_v2.json").read_text())
@@ -140,10 +141,15 @@ def test_shapes_v2_benchmark_runs_in_its_tiny_mode(tmp_path):
         assert {"full", "partial"} <= set(card) and 0 <= card["full"]["fidelity"]["mean"] <= 1
     text = (tmp_path / "SHAPES_V2.md").read_text()
     assert "## 1. Prior ablation in embedding space" in text and "## 2. End to end at 64×64" in text
-    # section 4 scores section 2's unCLIP images again (one shared run), then the same decoder samples other ways
+    # section 2 runs the pipeline as it ships: its upsampler reads the decoder's samples through the default blur
+    assert result["sampling"]["upsampler input blur"] == f"σ = {unclip.UPSAMPLER_INPUT_BLUR:g} px"
+    # section 4 scores the pipeline's images with no input blur (one shared run), then the same decoder samples other
+    # ways: its first row is exactly what the pipeline makes with upsampler_input_blur=0
     assert "## 4. Where the cascade loses its Shapes FID" in text
     assert list(result["stages"])[:2] == ["decoder + upsampler", "decoder + bicubic"]
-    assert result["stages"]["decoder + upsampler"] == result["scorecard"]["unCLIP (prior)"]
+    plain = scorecard.pipeline_generator(unclip.UnCLIP.load(version="v2"), decoder_steps=2, upsampler_steps=2,
+                                         upsampler_input_blur=0.0)
+    assert result["stages"]["decoder + upsampler"] == json.loads(json.dumps(scorecard.scorecard(plain, (0, 1), 1, 4)))
     pick = result["validation"]["pick"]
     assert pick in shapes_v2.CANDIDATE_BLURS and f"decoder + upsampler, input blurred σ={pick:g}" in result["stages"]
     assert set(result["validation"]["seeds"]).isdisjoint(result["sizes"]["seeds"])  # picked on captions not scored
@@ -162,6 +168,17 @@ def test_shapes_v2_benchmark_reuses_sections_it_stored(tmp_path, capsys):
     assert "section 4's validation reused" in out and "section 4's rows reused" in out
     second = json.loads((tmp_path / "shapes_v2.json").read_text())
     assert all(second[k] == first[k] for k in ("ablation", "scorecard", "calibration", "stages", "validation"))
+    # a run made with another default input blur: sections 2 and 3 (the pipeline's defaults) are measured again,
+    # section 4 (whose rows name their blur) is kept
+    (tmp_path / "shapes_v2.json").write_text(json.dumps({**second, "sampling": {
+        **second["sampling"], "upsampler input blur": "σ = 0 px"}}))
+    shapes_v2.main(["--tiny", "--out", str(tmp_path), "--reuse-ablation", "--reuse-scorecard", "--reuse-calibration",
+                    "--reuse-stages"])
+    out = capsys.readouterr().out
+    assert "section 1 reused" in out and "section 4's rows reused" in out
+    assert "section 2 reused" not in out and "section 3 reused" not in out
+    third = json.loads((tmp_path / "shapes_v2.json").read_text())
+    assert third["scorecard"] == first["scorecard"] and third["sampling"] == first["sampling"]  # deterministic
 
 
 def test_claims_benchmark_runs_in_its_tiny_mode_and_reuses_what_it_stored(tmp_path, capsys):

@@ -114,7 +114,7 @@ def test_the_fid_calibration_ladder_rises_with_the_blur_and_places_a_model_on_it
 
 def test_stage_generators_share_one_pipeline_run_and_differ_only_after_the_decoder():
     """The rows of the stage split see the same decoder samples: the pipeline runs once per (captions, seed), the
-    bicubic row is those samples enlarged, the blurred row feeds the upsampler a blurred copy of them."""
+    bicubic row is those samples enlarged, the blurred row asks the upsampler to read them through its blur."""
     from types import SimpleNamespace
 
     from dalle2_lessons import upsampler
@@ -128,8 +128,8 @@ def test_stage_generators_share_one_pipeline_run_and_differ_only_after_the_decod
             low = torch.rand(len(texts), 3, 8, 8, generator=g) * 2 - 1
             return SimpleNamespace(low=low, images=-torch.ones(len(texts), 3, 16, 16))
 
-        def upsample(self, low, steps, generator):
-            upsampled.append(low)
+        def upsample(self, low, steps, generator, input_blur):
+            upsampled.append((low, input_blur))
             return torch.zeros(len(low), 3, 16, 16)
 
     gens = scorecard.stage_generators(FakePipe(), blurs=(0.5,), upsampler_steps=3, batch_size=2)
@@ -142,6 +142,6 @@ def test_stage_generators_share_one_pipeline_run_and_differ_only_after_the_decod
     low = torch.cat([FakePipe.generate(None, ["a", "b"], 1, 1000, False, 3).low,
                      FakePipe.generate(None, ["c"], 1, 1001, False, 3).low])
     assert torch.allclose(bicubic, upsampler.upsample(low, 16))
-    assert torch.allclose(upsampled[0], upsampler.gaussian_blur(low, torch.full((3,), 0.5)))
+    assert torch.equal(upsampled[0][0], low) and upsampled[0][1] == 0.5  # the upsampler blurs its input itself
     gens["decoder + bicubic"](texts, 2)
     assert len(calls) == 2 + 2 + 2  # a new seed is a new run (the two direct calls above count too)
