@@ -147,6 +147,8 @@ def main(argv: list[str] | None = None) -> None:
     blurred_row = f"decoder + upsampler, input blurred σ={blur:g}"
     if reuse and blurred_row in last.get("stages", {}):
         stages = last["stages"]
+        if "validation" in last:  # nothing of section 4 measured now: its time is the last run's
+            seconds["stages"] = last["seconds"]["stages"]
         print("section 4's rows reused from the last run (same checkpoints, sizes and σ)")
     else:
         stage_gens = scorecard.stage_generators(pipe, (blur,), size["upsampler_steps"],
@@ -154,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
         stages = {name: scorecard.scorecard(gen, size["seeds"], size["card_captions"], size["card_k"])
                   for name, gen in stage_gens.items()}
     print(format_stages(stages), flush=True)
-    seconds["stages"] = round(time.time() - t0)
+    seconds.setdefault("stages", round(time.time() - t0))
     result = {"sizes": size, "checkpoints": shas, "sampling": how, "ablation": ablation, "scorecard": cards,
               "calibration": cal, "stages": stages, "validation": {
                   "seeds": VALIDATION_SEEDS["tiny" if args.tiny else "full"], "pick": blur, "cards": validation},
