@@ -110,9 +110,9 @@ def main(argv: list[str] | None = None) -> None:
     same_sampling = last is not None and last.get("sampling") == how
     steps_of = lambda d: {k: v for k, v in d.items() if k != "upsampler input blur"}  # noqa: E731
     same_steps = last is not None and steps_of(last.get("sampling", {})) == steps_of(how)
-    if args.reuse_scorecard and same_sampling and last["checkpoints"] == shas and {
-            k: v for k, v in last["sizes"].items() if k != "seeds"} == {k: v for k, v in size.items() if k != "seeds"} \
-            and tuple(last["sizes"]["seeds"]) == size["seeds"]:
+    same_run = last is not None and last["checkpoints"] == shas and last["sizes"] == {
+        **size, "seeds": list(size["seeds"])}
+    if args.reuse_scorecard and same_run and same_sampling:
         cards, seconds["scorecard"] = last["scorecard"], last["seconds"]["scorecard"]
         print("section 2 reused from the last run (same checkpoints, sizes and sampling)")
     else:
@@ -124,8 +124,6 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{name}\n{scorecard.format_scorecard(cards[name])}", flush=True)
     seconds.setdefault("scorecard", round(time.time() - t0))
     t0 = time.time()
-    same_run = last is not None and last["checkpoints"] == shas and last["sizes"] == {
-        **size, "seeds": list(size["seeds"])}
     if args.reuse_calibration and same_run and same_sampling and "calibration" in last:
         cal, seconds["calibration"] = last["calibration"], last["seconds"]["calibration"]
         print("section 3 reused from the last run (same checkpoints, sizes and sampling)")
