@@ -109,6 +109,7 @@ def run(sections: tuple[str, ...], sizes: dict, out: Path, command: str = "pytho
                                                          sizes.get("prior_steps", 64))
         elif section == "quality":
             results["quality"], results["quality_seconds"] = quality.run(tiny)
+            results["quality_data"] = quality.DATA
         elif section == "libraries":
             results["decoder_vs_libraries"] = libraries.decoder_vs_libraries(
                 sizes["decoder_budget_s"], **sizes["decoder"])
@@ -165,8 +166,16 @@ def report(results: dict, sizes: dict) -> str:
                   "and upsampler, both with the sampler named. DDPM-1000 is DDIM with all 1000 steps and η = 1.\n\n",
                   table(results["sampling"])]
     if "quality" in results:
-        parts += ["\n## Quality per training minute\n\n", (quality.__doc__ or "").split("\n\n", 1)[1],
-                  "\n![quality per minute](quality_per_minute.png)\n"]
+        parts += ["\n## Quality per training minute\n\n"]
+        if results.get("quality_data") != quality.DATA:  # runs before the v2 rewrite stored no version: Shapes v1
+            parts += [f"**Stale: the tables below were measured on Shapes {results.get('quality_data', 'v1')}** "
+                      "with that version's measures (the prior's columns are mean cosines to one true image embedding "
+                      "of a full caption, which cannot see what the prior is for). `benchmarks/quality.py` now "
+                      f"trains and measures on Shapes {quality.DATA}; run `python -m benchmarks --only quality` "
+                      "again.\n"]
+        else:
+            parts += [(quality.__doc__ or "").split("\n\n", 1)[1]]
+        parts += ["\n![quality per minute](quality_per_minute.png)\n"]
         for name, points in results["quality"].items():
             parts += [f"\n**{name}**\n\n", table(points)]
     if "decoder_vs_libraries" in results:

@@ -160,16 +160,19 @@ def main(argv: list[str] | None = None) -> None:
         print(claims.format_guidance_sweep(sweep), *sweep_verdicts(sweep), sep="\n", flush=True)
 
     # 2 and 3: variations and text diffs
-    # the pipeline's upsampler reads the decoder's samples through its default blur: recorded so a change re-runs these
+    # the upsampler reads the decoder's samples through the blur of the sizes (the pipeline's default), so a change of
+    # the default re-runs these
     runs = {"variations": (("seeds", "variation_images", "steps", "upsampler_steps", "upsampler_input_blur"),
                            lambda: claims.variation_keep_rates(pipe, size["seeds"], size["variation_images"],
                                                                decoder_steps=size["steps"],
-                                                               upsampler_steps=size["upsampler_steps"])),
+                                                               upsampler_steps=size["upsampler_steps"],
+                                                               upsampler_input_blur=size["upsampler_input_blur"])),
             "text_diffs": (("seeds", "diff_images", "diff_weights", "steps", "upsampler_steps",
                             "upsampler_input_blur"),
                            lambda: claims.text_diff_rates(pipe, size["seeds"], size["diff_images"],
                                                           size["diff_weights"], size["steps"],
-                                                          upsampler_steps=size["upsampler_steps"]))}
+                                                          upsampler_steps=size["upsampler_steps"],
+                                                          upsampler_input_blur=size["upsampler_input_blur"]))}
     def run_binding() -> dict:
         rel_pipe, rel_glide = binding.load_models()
         return binding.binding_rates(binding.generators(rel_pipe, rel_glide, size["steps"], size["binding_scale"]),

@@ -80,15 +80,22 @@ def agreement_by_chance(read: torch.Tensor, truth: torch.Tensor, n_values: tuple
     return torch.stack(out).float()
 
 
+def _blur(sigma: float | None) -> dict[str, float]:
+    """``UnCLIP.upsample``'s keyword for an input blur of ``sigma`` px; none for None: the pipeline's default holds."""
+    return {} if sigma is None else {"input_blur": sigma}
+
+
 @torch.no_grad()
 def variation_keep_rates(pipe, seeds: tuple[int, ...] = (0, 1, 2), n_images: int = 32, scale: float = 3.0,
                          decoder_steps: int = 25, upsampler_steps: int | None = 15,
                          judge: AttributeJudge | None = None, chance_fn: Callable = agreement_by_chance,
-                         ) -> dict[str, dict[str, metrics.Interval]]:
+                         upsampler_input_blur: float | None = None) -> dict[str, dict[str, metrics.Interval]]:
     """One variation of each of ``n_images`` fresh test renders per seed (64×64 → CLIP image embedding → decoder with
     fresh noise → upsampler, or the decoder's own 32×32 if ``upsampler_steps`` is None), judged. Returns ``{"kept" |
     "chance" | "kept − chance": {property: 95% interval over seeds}}`` for every property in :data:`PROPERTIES`.
-    ``pipe``: an :class:`~.unclip.UnCLIP`; ``chance_fn``: :func:`agreement_by_chance` or a learner's."""
+    ``pipe``: an :class:`~.unclip.UnCLIP`; ``chance_fn``: :func:`agreement_by_chance` or a learner's;
+    ``upsampler_input_blur``: σ px of the blur on the decoder's samples before the upsampler (None: the pipeline's
+    default, :data:`~.unclip.UPSAMPLER_INPUT_BLUR`)."""
     judge = judge or load_judge("single", version="v2")
     per_seed: dict[str, list[torch.Tensor]] = {"kept": [], "chance": []}
     for seed in seeds:
@@ -97,7 +104,7 @@ def variation_keep_rates(pipe, seeds: tuple[int, ...] = (0, 1, 2), n_images: int
         gen = torch.Generator().manual_seed(seed)
         images = pipe.decode(pipe.embed(shapes.render(scenes, 64)), scale, decoder_steps, gen)
         if upsampler_steps is not None:
-            images = pipe.upsample(images, upsampler_steps, gen)
+            images = pipe.upsample(images, upsampler_steps, gen, **_blur(upsampler_input_blur))
         read = strict_readings(judge, images)
         per_seed["kept"].append((read == truth).float().mean(0))
         per_seed["chance"].append(chance_fn(read, truth, scorecard.N_VALUES))
@@ -141,12 +148,14 @@ def edit_outcomes(read: torch.Tensor, truth: torch.Tensor, target: torch.Tensor,
 def text_diff_rates(pipe, seeds: tuple[int, ...] = (0, 1, 2), n_images: int = 36,
                     weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75), steps: int = 25, scale: float = 1.0,
                     upsampler_steps: int | None = 15, judge: AttributeJudge | None = None,
-                    outcome_fn: Callable = edit_outcomes) -> dict[float, dict[str, metrics.Interval]]:
+                    outcome_fn: Callable = edit_outcomes,
+                    upsampler_input_blur: float | None = None) -> dict[float, dict[str, metrics.Interval]]:
     """The paper's text diffs (its section 3.3) with each picture's own noise. For every fresh test render: its x_T by
     DDIM inversion under its own CLIP embedding (:meth:`~.unclip.UnCLIP.invert`), its full caption, and the same
     caption with one attribute changed (colour, shape, size and position in turn, each to a random other value);
     decode ``text_diff(z_image, z_text(caption), z_text(edited), w)`` from x_T with η = 0, upsample (unless
-    ``upsampler_steps`` is None: the decoder's own 32×32), judge; ``outcome_fn``: :func:`edit_outcomes` or a learner's.
+    ``upsampler_steps`` is None: the decoder's own 32×32; ``upsampler_input_blur`` as in :func:`variation_keep_rates`),
+    judge; ``outcome_fn``: :func:`edit_outcomes` or a learner's.
 
     Returns, per weight ``w`` (``w = 0``: the reconstruction), 95% intervals over seeds of ``changed`` (the edited
     attribute reads as its new value), ``kept`` (every other attribute and the background read as the source's) and
@@ -175,7 +184,8 @@ def text_diff_rates(pipe, seeds: tuple[int, ...] = (0, 1, 2), n_images: int = 36
         for w in weights:
             images = pipe.decode(text_diff(z, t_from, t_to, w), scale, steps, x_T=x_T)
             if upsampler_steps is not None:
-                images = pipe.upsample(images, upsampler_steps, torch.Generator().manual_seed(seed))
+                images = pipe.upsample(images, upsampler_steps, torch.Generator().manual_seed(seed),
+                                       **_blur(upsampler_input_blur))
             read = strict_readings(judge, images)
             changed, kept = outcome_fn(read, truth, target, new_value)
             for name, ok in (("changed", changed), ("kept", kept), ("both", changed & kept)):

@@ -31,6 +31,8 @@ def test_tiny_benchmark_writes_every_section(tmp_path):
     assert [(r["notebook"], r["error"]) for r in results["runtime"]] == [("00_welcome.ipynb", "")]
     assert set(results["quality"]) == {"CLIP", "text → pixels diffusion", "unCLIP prior", "unCLIP decoder"}
     assert all(len(points) >= 1 and "train_minutes" in points[0] for points in results["quality"].values())
+    assert set(results["quality"]["unCLIP prior"][0]) == {"step", "train_minutes", "prior", "no_prior", "floor"}
+    assert results["quality_data"] == "v2" and "Stale" not in text
     assert (tmp_path / "quality_per_minute.png").stat().st_size > 1000
     decoders, priors = results["decoder_vs_libraries"], results["prior_vs_dalle2_pytorch"]
     assert [r["model"].split(":")[0] for r in decoders] == [
@@ -61,6 +63,19 @@ def test_tiny_benchmark_writes_every_section(tmp_path):
     assert [r["notebook"] for r in again["runtime"]] == ["00_welcome.ipynb", "03_forward_diffusion.ipynb"]
     assert again["runtime"][0] == results["runtime"][0] and again["runtime"][1]["error"] == ""
     assert "`ci`: 2 notebooks in" in (tmp_path / "RESULTS.md").read_text()
+
+
+def test_a_quality_run_on_other_data_is_reported_as_stale():
+    from benchmarks import __main__ as bench
+    from benchmarks import quality
+
+    results = json.loads((ROOT / "benchmarks" / "results.json").read_text())
+    results["quality_data"] = quality.DATA
+    current = bench.report(results, bench.FULL)
+    assert "Stale" not in current and "energy distance" in current
+    del results["quality_data"]  # what a run from before the v2 rewrite stored
+    stale = bench.report(results, bench.FULL)
+    assert "**Stale: the tables below were measured on Shapes v1**" in stale and "energy distance" not in stale
 
 
 def test_race_gives_each_contender_the_steps_that_fit_its_budget():

@@ -60,6 +60,23 @@ def test_text_diffs_from_the_inverted_noise_change_the_target_and_mostly_keep_th
     assert rates[0.0]["kept"].mean > rates[0.75]["kept"].mean
 
 
+@pytest.mark.parametrize("blur, expected", [(None, {}), (0.0, {"input_blur": 0.0}), (0.3, {"input_blur": 0.3})])
+def test_variations_and_text_diffs_hand_the_upsampler_the_blur_they_are_given(monkeypatch, blur, expected):
+    pipe = UnCLIP.load(version="v2")
+    asked = []
+
+    def upsample(low, steps, generator, **kwargs):  # the decoder's samples, enlarged: no upsampler network needed
+        asked.append(kwargs)
+        return torch.nn.functional.interpolate(low, scale_factor=2)
+
+    monkeypatch.setattr(pipe, "upsample", upsample)
+    claims.variation_keep_rates(pipe, (0, 1), n_images=2, decoder_steps=1, upsampler_steps=1,
+                                upsampler_input_blur=blur)
+    claims.text_diff_rates(pipe, (0, 1), n_images=2, weights=(0.5,), steps=1, upsampler_steps=1,
+                           upsampler_input_blur=blur)
+    assert asked == [expected] * 4  # None leaves the pipeline's default (UnCLIP.upsample's) in charge
+
+
 def test_edit_outcomes_agrees_with_a_loop_over_pictures():
     g = torch.Generator().manual_seed(0)
     read, truth = torch.randint(-1, 3, (50, 5), generator=g), torch.randint(0, 3, (50, 5), generator=g)
