@@ -17,8 +17,12 @@ writes ``benchmarks/shapes_v2.json`` and ``benchmarks/SHAPES_V2.md``.
    samples, scored after the upsampler reading them as they are, enlarged by bicubic interpolation instead, and
    upsampled after a Gaussian blur of their input (the corruption the upsampler was trained to undo), its σ picked on
    the captions of other evaluation seeds (:func:`pick_input_blur`) and made the pipeline's default.
+5. **The decoder's guidance scale** (:func:`pick_decoder_scale`): the pipeline end to end at each of
+   :data:`CANDIDATE_SCALES` on the captions of the same other seeds, and the scale picked there made the pipeline's
+   default (:data:`~dalle2_lessons.unclip.DECODER_SCALE`).
 
-About 15 minutes on 2 CPU cores (``--tiny``: a smoke run of a minute whose numbers mean nothing).
+About two and a half hours on 2 CPU cores; every section can be kept from the last run with its ``--reuse-…`` flag
+when what it depends on is unchanged (``--tiny``: a smoke run of minutes whose numbers mean nothing).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from pathlib import Path
 import torch
 
 from dalle2_lessons import checkpoints, decoder, diffusion, prior, prior_ablation, scorecard
-from dalle2_lessons.unclip import UPSAMPLER_INPUT_BLUR, UnCLIP
+from dalle2_lessons.unclip import DECODER_SCALE, UPSAMPLER_INPUT_BLUR, UnCLIP
 
 HERE = Path(__file__).resolve().parent
 FULL = {"seeds": (0, 1, 2), "ablation_captions": 2, "ablation_k": 64, "card_captions": 2, "card_k": 16,
@@ -42,6 +46,10 @@ TINY = {"seeds": (0, 1), "ablation_captions": 1, "ablation_k": 8, "card_captions
 #: Section 4 picks the blur of the upsampler's input on captions of these evaluation seeds (none of the scored ones)
 VALIDATION_SEEDS = {"full": (10, 11, 12), "tiny": (10, 11)}
 CANDIDATE_BLURS = (0.3, 0.5, 0.6, 0.7, 0.8)  #: σ (px at 32) tried; the upsampler trained on blurs in [0, 0.8]
+#: Section 4's decoder guidance: the pipeline's when σ was picked, kept so its rows stay what they measured
+STAGES_DECODER_SCALE = 3.0
+CANDIDATE_SCALES = (1.5, 2.0, 2.5, 3.0)  #: decoder guidance scales section 5 tries (3: the pipeline's before it)
+TARGETS = {"full": 0.95, scorecard.PARTIAL: 0.90}  #: issue #21's fidelity targets, which a picked scale must meet
 
 
 def pick_input_blur(pipe, size: dict, seeds: tuple[int, ...]) -> tuple[float, dict[str, dict]]:
@@ -49,7 +57,8 @@ def pick_input_blur(pipe, size: dict, seeds: tuple[int, ...]) -> tuple[float, di
     :data:`CANDIDATE_BLURS` on its input (and without), and pick the σ with the lowest mean Shapes FID on partial
     captions (whose floor, unlike full captions', is well above 0). Returns ``(σ, {row: scorecard})``."""
     gens = scorecard.stage_generators(pipe, CANDIDATE_BLURS, size["upsampler_steps"],
-                                      decoder_steps=size["decoder_steps"], upsampler_input_blur=0.0)
+                                      decoder_steps=size["decoder_steps"], upsampler_input_blur=0.0,
+                                      decoder_scale=STAGES_DECODER_SCALE)
     cards = {name: scorecard.scorecard(gen, seeds, size["card_captions"], size["card_k"]) for name, gen in gens.items()
              if name != "decoder + bicubic"}
     fid = {b: cards[f"decoder + upsampler, input blurred σ={b:g}"][scorecard.PARTIAL]["fid"]["mean"]
@@ -57,12 +66,26 @@ def pick_input_blur(pipe, size: dict, seeds: tuple[int, ...]) -> tuple[float, di
     return min(fid, key=fid.get), cards
 
 
+def pick_decoder_scale(pipe, size: dict, seeds: tuple[int, ...]) -> tuple[float, dict[str, dict]]:
+    """Score the pipeline end to end (its input blur, section 2's DDIM steps) with each of :data:`CANDIDATE_SCALES` as
+    the decoder's guidance on ``seeds``' captions, and pick, among the scales whose mean fidelity meets
+    :data:`TARGETS` on both caption groups, the one with the lowest mean Shapes FID on partial captions (the same
+    rule as :func:`pick_input_blur`; if none meets them, among all). Returns ``(scale, {row: scorecard})``."""
+    cards = {f"decoder guidance {g:g}": scorecard.scorecard(
+        scorecard.pipeline_generator(pipe, decoder_steps=size["decoder_steps"], upsampler_steps=size["upsampler_steps"],
+                                     decoder_scale=g), seeds, size["card_captions"], size["card_k"])
+        for g in CANDIDATE_SCALES}
+    card_of = {g: cards[f"decoder guidance {g:g}"] for g in CANDIDATE_SCALES}
+    meets = [g for g, card in card_of.items() if all(card[k]["fidelity"]["mean"] >= t for k, t in TARGETS.items())]
+    return min(meets or CANDIDATE_SCALES, key=lambda g: card_of[g][scorecard.PARTIAL]["fid"]["mean"]), cards
+
+
 def sampling() -> dict[str, str]:
-    """How the pictures were sampled, beside the checkpoints' hashes: the DDIM timestep spacing of each stage and the
-    blur the pipeline puts on the decoder's samples before the upsampler reads them."""
+    """How the pictures were sampled, beside the checkpoints' hashes: the DDIM timestep spacing of each stage, the
+    blur the pipeline puts on the decoder's samples before the upsampler reads them, and the decoder's guidance."""
     default = inspect.signature(diffusion.sample_ddim).parameters["spacing"].default  # the upsampler's and prior's
     return {"decoder spacing": decoder.SPACING, "upsampler spacing": default, "prior spacing": default,
-            "upsampler input blur": f"σ = {UPSAMPLER_INPUT_BLUR:g} px"}
+            "upsampler input blur": f"σ = {UPSAMPLER_INPUT_BLUR:g} px", "decoder guidance": f"{DECODER_SCALE:g}"}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -78,9 +101,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--reuse-stages", action="store_true",
                    help="keep section 4 (its validation pick, and its rows if the pick is the same) from the last run "
                         "if it used the same checkpoints, sizes and DDIM spacings")
+    p.add_argument("--reuse-guidance", action="store_true",
+                   help="keep section 5 from the last run if it used the same checkpoints, sizes and sampling other "
+                        "than the decoder's guidance (which section 5 sets itself)")
     p.add_argument("--reuse-calibration", action="store_true",
                    help="keep section 3 from the last run's shapes_v2.json if it used the same checkpoints, sizes "
-                        "and sampling")
+                        "and sampling but for the decoder's guidance (section 3 has no decoder)")
     args = p.parse_args(argv)
     size = TINY if args.tiny else FULL
     out = Path(args.out)
@@ -108,8 +134,12 @@ def main(argv: list[str] | None = None) -> None:
     # sections 2 and 3 run the pipeline with its defaults; section 4 names the upsampler's input blur of every row
     how = sampling()
     same_sampling = last is not None and last.get("sampling") == how
-    steps_of = lambda d: {k: v for k, v in d.items() if k != "upsampler input blur"}  # noqa: E731
-    same_steps = last is not None and steps_of(last.get("sampling", {})) == steps_of(how)
+    # section 4 names its rows' input blur and decoder guidance; section 5 sets the guidance of its own
+    without = lambda d, *keys: {k: v for k, v in d.items() if k not in keys}  # noqa: E731
+    same_steps = last is not None and without(last.get("sampling", {}), "upsampler input blur", "decoder guidance") \
+        == without(how, "upsampler input blur", "decoder guidance")
+    same_but_guidance = last is not None and without(last.get("sampling", {}), "decoder guidance") == without(
+        how, "decoder guidance")
     same_run = last is not None and last["checkpoints"] == shas and last["sizes"] == {
         **size, "seeds": list(size["seeds"])}
     if args.reuse_scorecard and same_run and same_sampling:
@@ -124,9 +154,9 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{name}\n{scorecard.format_scorecard(cards[name])}", flush=True)
     seconds.setdefault("scorecard", round(time.time() - t0))
     t0 = time.time()
-    if args.reuse_calibration and same_run and same_sampling and "calibration" in last:
+    if args.reuse_calibration and same_run and same_but_guidance and "calibration" in last:  # no decoder in it
         cal, seconds["calibration"] = last["calibration"], last["seconds"]["calibration"]
-        print("section 3 reused from the last run (same checkpoints, sizes and sampling)")
+        print("section 3 reused from the last run (same checkpoints, sizes and upsampler sampling)")
     else:
         cal = scorecard.fid_calibration(size["seeds"], size["card_captions"], size["card_k"],
                                         base=pipe.decoder.config.unet.resolution,
@@ -150,14 +180,25 @@ def main(argv: list[str] | None = None) -> None:
         print("section 4's rows reused from the last run (same checkpoints, sizes and σ)")
     else:
         stage_gens = scorecard.stage_generators(pipe, (blur,), size["upsampler_steps"],
-                                                decoder_steps=size["decoder_steps"], upsampler_input_blur=0.0)
+                                                decoder_steps=size["decoder_steps"], upsampler_input_blur=0.0,
+                                                decoder_scale=STAGES_DECODER_SCALE)
         stages = {name: scorecard.scorecard(gen, size["seeds"], size["card_captions"], size["card_k"])
                   for name, gen in stage_gens.items()}
     print(format_stages(stages), flush=True)
     seconds.setdefault("stages", round(time.time() - t0))
+    t0 = time.time()
+    validation_seeds = VALIDATION_SEEDS["tiny" if args.tiny else "full"]
+    if args.reuse_guidance and same_run and same_but_guidance and "guidance" in last:
+        guidance, seconds["guidance"] = last["guidance"], last["seconds"]["guidance"]
+        print(f"section 5 reused from the last run: decoder guidance {guidance['pick']:g}")
+    else:
+        scale, scale_cards = pick_decoder_scale(pipe, size, validation_seeds)
+        guidance = {"seeds": validation_seeds, "pick": scale, "cards": scale_cards}
+    print(format_stages(guidance["cards"], "decoder guidance"), flush=True)
+    seconds.setdefault("guidance", round(time.time() - t0))
     result = {"sizes": size, "checkpoints": shas, "sampling": how, "ablation": ablation, "scorecard": cards,
               "calibration": cal, "stages": stages, "validation": {
-                  "seeds": VALIDATION_SEEDS["tiny" if args.tiny else "full"], "pick": blur, "cards": validation},
+                  "seeds": validation_seeds, "pick": blur, "cards": validation}, "guidance": guidance,
               "seconds": seconds,
               "threads": torch.get_num_threads()}
     (out / "shapes_v2.json").write_text(json.dumps(result, indent=1) + "\n")
@@ -165,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
           f"Checkpoints (sha256 prefixes): {', '.join(f'`{k}` {v}' for k, v in shas.items())}. Sizes: {size}. "
           f"Sampling: {', '.join(f'{k} {v}' for k, v in sampling().items())}. "
           f"{torch.get_num_threads()} threads; {' + '.join(f'{v} s' for v in seconds.values())} "
-          "(sections 1, 2, 3, 4).\n",
+          "(sections 1, 2, 3, 4, 5).\n",
           "## 1. Prior ablation in embedding space\n",
           "Energy distance to K real image embeddings of each caption (lower is better; `floor` = K other real "
           "renders), mean ± half-width of the 95% interval over seeds; last column the prior's spread ratio.\n",
@@ -180,7 +221,8 @@ def main(argv: list[str] | None = None) -> None:
            "perfect decoder). Mean ± half-width of the 95% interval over seeds.\n",
            "```\n" + scorecard.format_calibration(cal, cards) + "\n```\n",
            "## 4. Where the cascade loses its Shapes FID\n",
-           "unCLIP's own 32-px decoder samples (the prior, guidance 3, the DDIM steps of section 2), brought to 64 px "
+           f"unCLIP's own 32-px decoder samples (the prior, decoder guidance {STAGES_DECODER_SCALE:g}, the DDIM "
+           "steps of section 2), brought to 64 px "
            "three ways and scored as in section 2: by the course upsampler reading them as they are (the pipeline "
            "as it was before this section: `upsampler_input_blur=0`); by bicubic interpolation; by the upsampler "
            "after a Gaussian blur of its input (σ px at 32 px, inside the range of the blur it was trained to "
@@ -194,7 +236,20 @@ def main(argv: list[str] | None = None) -> None:
            (f"The pipeline reads its decoder's samples through this blur by default (`unclip.UPSAMPLER_INPUT_BLUR` = "
             f"{UPSAMPLER_INPUT_BLUR:g}): sections 2 and 3 ran with it.\n" if blur == UPSAMPLER_INPUT_BLUR else
             f"**The pick differs from the pipeline's default** (`unclip.UPSAMPLER_INPUT_BLUR` = "
-            f"{UPSAMPLER_INPUT_BLUR:g}, with which sections 2 and 3 ran).\n")]
+            f"{UPSAMPLER_INPUT_BLUR:g}, with which sections 2 and 3 ran).\n"),
+           "## 5. The decoder's guidance scale\n",
+           "The pipeline end to end, as in section 2 (the prior, the upsampler's input blur σ = "
+           f"{UPSAMPLER_INPUT_BLUR:g}), with each decoder guidance scale, on the captions of the validation seeds "
+           f"({', '.join(map(str, validation_seeds))}); none of them scored in sections 2–4. Classifier-free guidance "
+           "trades the spread of a caption's samples for their fidelity (lesson 05); a Shapes FID sees both. The pick: "
+           "among the scales whose mean fidelity meets the targets (≥ "
+           f"{TARGETS['full']:.0%} on full, ≥ {TARGETS[scorecard.PARTIAL]:.0%} on partial captions), the lowest "
+           "Shapes FID on partial captions, the rule of section 4. Mean ± half-width of the 95% interval over seeds.\n",
+           "```\n" + format_stages(guidance["cards"], "decoder guidance") + "\n```\n",
+           (f"Picked: {guidance['pick']:g}, the pipeline's default (`unclip.DECODER_SCALE`); sections 2 and 3 ran "
+            "with it.\n" if guidance["pick"] == DECODER_SCALE else
+            f"**The pick ({guidance['pick']:g}) differs from the pipeline's default** (`unclip.DECODER_SCALE` = "
+            f"{DECODER_SCALE:g}, with which sections 2 and 3 ran).\n")]
     (out / "SHAPES_V2.md").write_text("\n".join(md))
     print(f"wrote {out / 'SHAPES_V2.md'} ({time.time() - start:.0f} s)")
 
@@ -202,9 +257,9 @@ def main(argv: list[str] | None = None) -> None:
 SHOWN = {"decoder + upsampler": "decoder + upsampler, input as it is"}  #: section 4 runs it with no input blur
 
 
-def format_stages(stages: dict[str, dict]) -> str:
-    """Section 4's table: per way of reaching 64 px, fidelity and Shapes FID (with its floor) on full and partial
-    captions, ``mean±half-width`` of the 95% interval."""
+def format_stages(stages: dict[str, dict], label: str = "32 px → 64 px") -> str:
+    """Sections 4 and 5's tables: per row (a way of reaching 64 px, or a decoder guidance scale: ``label``), fidelity
+    and Shapes FID (with its floor) on full and partial captions, ``mean±half-width`` of the 95% interval."""
 
     def cell(iv: dict[str, float], pct: bool = False) -> str:
         half = (iv["high"] - iv["low"]) / 2
@@ -212,7 +267,7 @@ def format_stages(stages: dict[str, dict]) -> str:
 
     width = max(len(SHOWN.get(name, name)) for name in stages) + 2
     groups = ("full", scorecard.PARTIAL)
-    head = f"{'32 px → 64 px':{width}s}" + "".join(f"{f'{m} {g}':>18s}" for g in groups for m in ("fidelity", "FID"))
+    head = f"{label:{width}s}" + "".join(f"{f'{m} {g}':>18s}" for g in groups for m in ("fidelity", "FID"))
     lines = [head, "-" * len(head)]
     lines += [f"{SHOWN.get(name, name):{width}s}" + "".join(
         f"{cell(card[g]['fidelity'], True):>18s}{cell(card[g]['fid']):>18s}" for g in groups)

@@ -82,8 +82,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="random seed: the same seed and arguments draw the same pictures (default: 0)")
     p.add_argument("--prior-scale", type=float, default=1.0,
                    help="classifier-free guidance of the prior (default: 1.0)")
-    p.add_argument("--decoder-scale", type=float, default=3.0,
-                   help="classifier-free guidance of the decoder (default: 3.0)")
+    p.add_argument("--decoder-scale", type=float, default=None,
+                   help="classifier-free guidance of the decoder (default: the pipeline's, unclip.DECODER_SCALE, "
+                        "picked in benchmarks/SHAPES_V2.md section 5)")
     p.add_argument("--prior-steps", type=int, default=64, help="DDIM steps of the prior (default: 64)")
     p.add_argument("--decoder-steps", type=int, default=50, help="DDIM steps of the decoder (default: 50)")
     p.add_argument("--upsampler-steps", type=int, default=25, help="DDIM steps of the upsampler (default: 25)")
@@ -190,7 +191,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     wanted = [p for p in args.prompts for _ in range(args.num)]
-    blur = {} if args.upsampler_input_blur is None else {"upsampler_input_blur": args.upsampler_input_blur}
+    # options left unset keep the pipeline's defaults (unclip.py's constants, which this module does not import)
+    defaults = {k: v for k, v in (("upsampler_input_blur", args.upsampler_input_blur),
+                                  ("decoder_scale", args.decoder_scale)) if v is not None}
     t0 = time.perf_counter()
     images = []
     # no_grad, not set_grad_enabled(False): main() may run inside another program (the tests) whose autograd must work
@@ -198,9 +201,9 @@ def main(argv: list[str] | None = None) -> int:
         for k, start in enumerate(range(0, len(wanted), args.batch_size)):
             batch = wanted[start:start + args.batch_size]
             result = model.generate(batch, n=1, seed=args.seed + k, prior_scale=args.prior_scale,
-                                    decoder_scale=args.decoder_scale, prior_steps=args.prior_steps,
-                                    decoder_steps=args.decoder_steps, upsampler_steps=args.upsampler_steps,
-                                    use_prior=not args.no_prior, progress=False, **blur)
+                                    prior_steps=args.prior_steps, decoder_steps=args.decoder_steps,
+                                    upsampler_steps=args.upsampler_steps, use_prior=not args.no_prior,
+                                    progress=False, **defaults)
             images.append(result.images.cpu())
             bar.update(len(batch))
     seconds = time.perf_counter() - t0

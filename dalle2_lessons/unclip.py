@@ -33,6 +33,11 @@ from .upsampler import load_upsampler
 #: perfect inputs too (section 3's "upsampler from 32"), because the upsampler learnt to expect a softened input.
 UPSAMPLER_INPUT_BLUR = 0.5
 
+#: Classifier-free guidance of the decoder when the pipeline draws from text (:meth:`UnCLIP.generate`). Picked on
+#: validation captions (``benchmarks/SHAPES_V2.md`` section 5) by Shapes FID among the scales that keep the fidelity
+#: targets: guidance trades a caption's spread of samples for fidelity, and a distribution distance sees both.
+DECODER_SCALE = 2.0
+
 
 def slerp(a: torch.Tensor, b: torch.Tensor, w: float | torch.Tensor) -> torch.Tensor:
     """Spherical interpolation between unit vectors ``a`` and ``b`` ``(..., D)``: ``w = 0`` gives ``a``,
@@ -119,13 +124,14 @@ class UnCLIP:
 
     @torch.no_grad()
     def generate(
-        self, prompts: str | list[str], n: int = 1, seed: int = 0, prior_scale: float = 1.0, decoder_scale: float = 3.0,
-        prior_steps: int = 64, decoder_steps: int = 50, upsampler_steps: int = 25, candidates: int = 2,
-        use_prior: bool = True, caption: bool = False, progress: bool = True, decoder_eta: float = 0.0,
-        upsampler_eta: float = 1.0, upsampler_input_blur: float = UPSAMPLER_INPUT_BLUR,
+        self, prompts: str | list[str], n: int = 1, seed: int = 0, prior_scale: float = 1.0,
+        decoder_scale: float = DECODER_SCALE, prior_steps: int = 64, decoder_steps: int = 50, upsampler_steps: int = 25,
+        candidates: int = 2, use_prior: bool = True, caption: bool = False, progress: bool = True,
+        decoder_eta: float = 0.0, upsampler_eta: float = 1.0, upsampler_input_blur: float = UPSAMPLER_INPUT_BLUR,
     ) -> Generation:
         """``n`` images per prompt: text → prior → decoder → upsampler, with a progress bar over the stages.
 
+        ``decoder_scale``: the decoder's classifier-free guidance (default :data:`DECODER_SCALE`).
         ``decoder_eta`` / ``upsampler_eta``: DDIM's η for those stages (η = 1 with all 1000 steps is DDPM's sampler).
         ``upsampler_input_blur``: σ px of a Gaussian blur on the decoder's samples before the upsampler reads them
         (default :data:`UPSAMPLER_INPUT_BLUR`; ``benchmarks/SHAPES_V2.md`` section 4 measures it).

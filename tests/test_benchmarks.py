@@ -162,12 +162,40 @@ def test_shapes_v2_benchmark_runs_in_its_tiny_mode(tmp_path):
     # ways: its first row is exactly what the pipeline makes with upsampler_input_blur=0
     assert "## 4. Where the cascade loses its Shapes FID" in text
     assert list(result["stages"])[:2] == ["decoder + upsampler", "decoder + bicubic"]
-    plain = scorecard.pipeline_generator(unclip.UnCLIP.load(version="v2"), decoder_steps=2, upsampler_steps=2,
-                                         upsampler_input_blur=0.0)
+    pipe = unclip.UnCLIP.load(version="v2")
+    plain = scorecard.pipeline_generator(pipe, decoder_steps=2, upsampler_steps=2, upsampler_input_blur=0.0,
+                                         decoder_scale=shapes_v2.STAGES_DECODER_SCALE)
     assert result["stages"]["decoder + upsampler"] == json.loads(json.dumps(scorecard.scorecard(plain, (0, 1), 1, 4)))
     pick = result["validation"]["pick"]
     assert pick in shapes_v2.CANDIDATE_BLURS and f"decoder + upsampler, input blurred σ={pick:g}" in result["stages"]
     assert set(result["validation"]["seeds"]).isdisjoint(result["sizes"]["seeds"])  # picked on captions not scored
+    # section 5: the pipeline as it ships but for the decoder's guidance, on the same validation captions
+    assert "## 5. The decoder's guidance scale" in text
+    assert result["sampling"]["decoder guidance"] == f"{unclip.DECODER_SCALE:g}"
+    guidance = result["guidance"]
+    assert guidance["seeds"] == result["validation"]["seeds"] and guidance["pick"] in shapes_v2.CANDIDATE_SCALES
+    assert list(guidance["cards"]) == [f"decoder guidance {g:g}" for g in shapes_v2.CANDIDATE_SCALES]
+    at_2 = scorecard.pipeline_generator(pipe, decoder_steps=2, upsampler_steps=2, decoder_scale=2.0)
+    assert guidance["cards"]["decoder guidance 2"] == json.loads(json.dumps(scorecard.scorecard(at_2, (10, 11), 1, 4)))
+
+
+def test_the_decoder_scale_is_picked_by_partial_fid_among_the_scales_that_meet_the_fidelity_targets(monkeypatch):
+    from benchmarks import shapes_v2
+    from dalle2_lessons import scorecard
+
+    # (full fidelity, partial fidelity, partial FID) per scale: 1.5 has the lowest FID but misses a target
+    made = {1.5: (0.99, 0.85, 100.0), 2.0: (0.99, 0.95, 300.0), 2.5: (0.96, 0.97, 250.0), 3.0: (1.0, 0.98, 400.0)}
+
+    def card(full, partial, fid):
+        iv = lambda v: {"mean": v, "low": v, "high": v, "n": 3}  # noqa: E731
+        return {"full": {"fidelity": iv(full), "fid": iv(50.0)}, scorecard.PARTIAL: {"fidelity": iv(partial),
+                                                                                      "fid": iv(fid)}}
+
+    monkeypatch.setattr(scorecard, "pipeline_generator", lambda pipe, **kwargs: kwargs["decoder_scale"])
+    monkeypatch.setattr(scorecard, "scorecard", lambda scale, *args: card(*made[scale]))
+    assert shapes_v2.pick_decoder_scale(None, shapes_v2.TINY, (10, 11))[0] == 2.5
+    made = {g: (0.5, 0.5, fid) for g, (_, _, fid) in made.items()}  # none meets them: the lowest FID of all
+    assert shapes_v2.pick_decoder_scale(None, shapes_v2.TINY, (10, 11))[0] == 1.5
 
 
 def test_shapes_v2_benchmark_reuses_sections_it_stored(tmp_path, capsys):
@@ -176,24 +204,33 @@ def test_shapes_v2_benchmark_reuses_sections_it_stored(tmp_path, capsys):
     shapes_v2.main(["--tiny", "--out", str(tmp_path)])
     first = json.loads((tmp_path / "shapes_v2.json").read_text())
     capsys.readouterr()
-    shapes_v2.main(["--tiny", "--out", str(tmp_path), "--reuse-ablation", "--reuse-scorecard", "--reuse-calibration",
-                    "--reuse-stages"])
+    reuse_all = ["--tiny", "--out", str(tmp_path), "--reuse-ablation", "--reuse-scorecard", "--reuse-calibration",
+                 "--reuse-stages", "--reuse-guidance"]
+    shapes_v2.main(reuse_all)
     out = capsys.readouterr().out
-    assert all(f"section {n} reused" in out for n in (1, 2, 3))
+    assert all(f"section {n} reused" in out for n in (1, 2, 3, 5))
     assert "section 4's validation reused" in out and "section 4's rows reused" in out
     second = json.loads((tmp_path / "shapes_v2.json").read_text())
-    assert all(second[k] == first[k] for k in ("ablation", "scorecard", "calibration", "stages", "validation"))
-    # a run made with another default input blur: sections 2 and 3 (the pipeline's defaults) are measured again,
+    assert all(second[k] == first[k] for k in ("ablation", "scorecard", "calibration", "stages", "validation",
+                                               "guidance"))
+    # a run made with another default input blur: sections 2, 3 and 5 (the pipeline's blur) are measured again,
     # section 4 (whose rows name their blur) is kept
     (tmp_path / "shapes_v2.json").write_text(json.dumps({**second, "sampling": {
         **second["sampling"], "upsampler input blur": "σ = 0 px"}}))
-    shapes_v2.main(["--tiny", "--out", str(tmp_path), "--reuse-ablation", "--reuse-scorecard", "--reuse-calibration",
-                    "--reuse-stages"])
+    shapes_v2.main(reuse_all)
     out = capsys.readouterr().out
     assert "section 1 reused" in out and "section 4's rows reused" in out
-    assert "section 2 reused" not in out and "section 3 reused" not in out
+    assert not any(f"section {n} reused" in out for n in (2, 3, 5))
     third = json.loads((tmp_path / "shapes_v2.json").read_text())
     assert third["scorecard"] == first["scorecard"] and third["sampling"] == first["sampling"]  # deterministic
+    assert third["guidance"] == first["guidance"]
+    # another default decoder guidance: section 2 is measured again; 3 has no decoder, 4 and 5 set their own guidance
+    (tmp_path / "shapes_v2.json").write_text(json.dumps({**third, "sampling": {
+        **third["sampling"], "decoder guidance": "7"}}))
+    shapes_v2.main(reuse_all)
+    out = capsys.readouterr().out
+    assert all(f"section {n} reused" in out for n in (1, 3, 5)) and "section 4's rows reused" in out
+    assert "section 2 reused" not in out
 
 
 def test_claims_benchmark_runs_in_its_tiny_mode_and_reuses_what_it_stored(tmp_path, capsys):

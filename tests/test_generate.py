@@ -104,3 +104,24 @@ def test_an_upsampler_input_blur_outside_0_to_2_pixels_is_refused(capsys, width)
     with pytest.raises(SystemExit) as exit_:
         main(["a red circle", "--upsampler-input-blur", width])
     assert exit_.value.code == 2 and "--upsampler-input-blur" in capsys.readouterr().err
+
+
+def test_options_left_unset_keep_the_pipelines_defaults(tmp_path, monkeypatch):
+    import torch
+
+    from dalle2_lessons.unclip import Generation, UnCLIP
+
+    asked = []
+
+    class Recorder:
+        def generate(self, prompts, **kwargs):
+            asked.append(kwargs)
+            return Generation(prompts, torch.zeros(len(prompts), 4), torch.zeros(len(prompts), 3, 32, 32),
+                              torch.zeros(len(prompts), 3, 64, 64))
+
+    monkeypatch.setattr(UnCLIP, "load", classmethod(lambda cls, *args, **kwargs: Recorder()))
+    assert main(["a red circle", "-o", str(tmp_path / "a.png"), "--device", "cpu"]) == 0
+    assert main(["a red circle", "-o", str(tmp_path / "b.png"), "--device", "cpu", "--decoder-scale", "1.5",
+                 "--upsampler-input-blur", "0"]) == 0
+    assert "decoder_scale" not in asked[0] and "upsampler_input_blur" not in asked[0]  # UnCLIP.generate's own
+    assert asked[1]["decoder_scale"] == 1.5 and asked[1]["upsampler_input_blur"] == 0.0

@@ -59,20 +59,25 @@ def test_every_builder_trains_as_before(stage, course_clip, one_thread):
 def test_sampling_the_course_checkpoints_is_as_before(course_clip, one_thread):
     system = unclip.UnCLIP.load(clip=course_clip, version="v2")
     prompts = ["a small red circle in the top left", "a large blue square in the centre"]
-    out = system.generate(prompts, n=2, prior_steps=4, decoder_steps=4, upsampler_steps=3, progress=False, seed=0)
+    steps = {"n": 2, "prior_steps": 4, "decoder_steps": 4, "upsampler_steps": 3, "progress": False, "seed": 0}
+    out = system.generate(prompts, **steps)  # the defaults: decoder guidance 2, the upsampler reads a blurred input
     assert float(out.image_embeddings.sum()) == pytest.approx(-1.43199, rel=1e-3)
-    assert float(out.low.abs().sum()) == pytest.approx(11333.72, rel=REL)
-    assert float(out.images.abs().sum()) == pytest.approx(45313.40, rel=REL)  # the upsampler reads a blurred input
-    plain = system.generate(prompts, n=2, prior_steps=4, decoder_steps=4, upsampler_steps=3, progress=False, seed=0,
-                            upsampler_input_blur=0.0)
-    assert torch.equal(plain.low, out.low)
-    assert float(plain.images.abs().sum()) == pytest.approx(45356.86, rel=REL)  # as pinned before the default blur
+    assert float(out.low.abs().sum()) == pytest.approx(11396.59, rel=REL)
+    assert float(out.images.abs().sum()) == pytest.approx(45584.49, rel=REL)
+    # the defaults before them, each pinned as it was: decoder guidance 3 (SHAPES_V2 section 5), then no input blur
+    at_3 = system.generate(prompts, decoder_scale=3.0, **steps)
+    assert torch.equal(at_3.image_embeddings, out.image_embeddings)  # the prior does not see the decoder's guidance
+    assert float(at_3.low.abs().sum()) == pytest.approx(11333.72, rel=REL)
+    assert float(at_3.images.abs().sum()) == pytest.approx(45313.40, rel=REL)
+    plain = system.generate(prompts, decoder_scale=3.0, upsampler_input_blur=0.0, **steps)
+    assert torch.equal(plain.low, at_3.low)
+    assert float(plain.images.abs().sum()) == pytest.approx(45356.86, rel=REL)
     # the guided prior (two passes per step) and the decoder's caption pathway
     out = system.generate(prompts[:1], n=2, prior_steps=4, prior_scale=2.0, caption=True, decoder_steps=4,
                           upsampler_steps=3, progress=False, seed=1)
     assert float(out.image_embeddings.sum()) == pytest.approx(0.22796, rel=1e-3)
-    assert float(out.low.abs().sum()) == pytest.approx(3082.170, rel=REL)
-    assert float(out.images.abs().sum()) == pytest.approx(12325.83, rel=REL)
+    assert float(out.low.abs().sum()) == pytest.approx(3285.835, rel=REL)
+    assert float(out.images.abs().sum()) == pytest.approx(13142.39, rel=REL)
 
     text_diffusion = guidance.load_text_diffusion(clip=course_clip, version="v2")
     cond, _, _ = guidance.eval_conditions("clip", 4, course_clip, version="v2")

@@ -149,6 +149,22 @@ def test_the_pipeline_blurs_the_decoders_samples_before_upsampling_by_default(mo
     assert seen == [unclip.UPSAMPLER_INPUT_BLUR, 0.0, unclip.UPSAMPLER_INPUT_BLUR] and 0 < seen[0] <= 0.8
 
 
+def test_the_pipeline_draws_at_its_decoder_guidance_unless_told_otherwise(monkeypatch):
+    pipe = unclip.UnCLIP.load(version="v2")
+    seen = []
+    real = unclip.decoder_lib.sample
+
+    def spy(decoder, z, tokens, mask, schedule, scale, *args, **kwargs):
+        seen.append(scale)
+        return real(decoder, z, tokens, mask, schedule, scale, *args, **kwargs)
+
+    monkeypatch.setattr(unclip.decoder_lib, "sample", spy)
+    steps = {"prior_steps": 2, "decoder_steps": 2, "upsampler_steps": 2, "progress": False}
+    pipe.generate(["a red circle"], **steps)
+    pipe.generate(["a red circle"], decoder_scale=4.0, **steps)
+    assert seen == [unclip.DECODER_SCALE, 4.0] and 1 < unclip.DECODER_SCALE <= 3  # picked in SHAPES_V2 section 5
+
+
 @pytest.mark.slow
 def test_the_cascade_meets_issue_21s_partial_caption_targets(measured):
     """``benchmarks/SHAPES_V2.md`` sections 2 and 4 at their sizes (3 seeds × 12 captions × 16 samples; about 25
