@@ -68,7 +68,8 @@ def load_families(profile: str | None = None, device: str | torch.device = "cpu"
     def unclip_sample(captions: list[str], g: torch.Generator) -> torch.Tensor:
         text, token_features, mask = system.encode_text(captions)
         z = system.image_embeddings(text, token_features, mask, steps=prior_steps, generator=g)
-        return system.decode(z, scale=3.0, steps=diffusion_steps, generator=g)
+        # the pipeline's decoder guidance, picked on validation captions (SHAPES_V2 section 5) as GLIDE's was
+        return system.decode(z, scale=unclip.DECODER_SCALE, steps=diffusion_steps, generator=g)
 
     reads_clip = {"clip": clip_model}
     v = lambda name: checkpoints.versioned(name, version)  # noqa: E731  (the checkpoint names of this version)
@@ -90,7 +91,8 @@ def load_families(profile: str | None = None, device: str | torch.device = "cpu"
                (v("text-diffusion"),), f"DDIM {diffusion_steps}, guidance {glide_scale:g}",
                {**reads_clip, "text-diffusion": glide}),
         Family("unCLIP (prior + decoder)", unclip_sample, (v("prior"), v("decoder")),
-               f"prior DDIM {prior_steps} ×2 candidates, decoder DDIM {diffusion_steps}",
+               f"prior DDIM {prior_steps} ×2 candidates, decoder DDIM {diffusion_steps}, guidance "
+               f"{unclip.DECODER_SCALE:g}",
                {**reads_clip, "prior": system.prior, "decoder": system.decoder}),
     ]
     return {f.name: f for f in families}
