@@ -246,10 +246,10 @@ def main(argv: list[str] | None = None) -> None:
            f"{TARGETS['full']:.0%} on full, ≥ {TARGETS[scorecard.PARTIAL]:.0%} on partial captions), the lowest "
            "Shapes FID on partial captions, the rule of section 4. Mean ± half-width of the 95% interval over seeds.\n",
            "```\n" + format_stages(guidance["cards"], "decoder guidance") + "\n```\n",
-           (f"Picked: {guidance['pick']:g}, the pipeline's default (`unclip.DECODER_SCALE`); sections 2 and 3 ran "
-            "with it.\n" if guidance["pick"] == DECODER_SCALE else
+           (f"Picked: {guidance['pick']:g}, the pipeline's default (`unclip.DECODER_SCALE`); section 2 ran with "
+            "it.\n" if guidance["pick"] == DECODER_SCALE else
             f"**The pick ({guidance['pick']:g}) differs from the pipeline's default** (`unclip.DECODER_SCALE` = "
-            f"{DECODER_SCALE:g}, with which sections 2 and 3 ran).\n")]
+            f"{DECODER_SCALE:g}, with which section 2 ran).\n")]
     (out / "SHAPES_V2.md").write_text("\n".join(md))
     print(f"wrote {out / 'SHAPES_V2.md'} ({time.time() - start:.0f} s)")
 
