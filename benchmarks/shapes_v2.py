@@ -5,10 +5,10 @@ writes ``benchmarks/shapes_v2.json`` and ``benchmarks/SHAPES_V2.md``.
    candidate) vs no prior vs nearest neighbour, energy distance to K = 64 real image embeddings per caption and spread
    ratio, by caption kind, 95% intervals over 3 evaluation seeds.
 2. **End to end at 64×64** (:mod:`dalle2_lessons.scorecard`): text → prior (or the text embedding: "no prior") →
-   32-px decoder → 64-px upsampler (reading the decoder's samples through the blur of
-   :data:`~dalle2_lessons.unclip.UPSAMPLER_INPUT_BLUR`, section 4's pick); fidelity (all mentioned attributes read
-   right by the strict judge), diversity of the free attributes and the background, Shapes FID next to its
-   real-vs-real floor; 3 seeds.
+   32-px decoder (guidance :data:`~dalle2_lessons.unclip.DECODER_SCALE`, section 5's pick) → 64-px upsampler
+   (reading the decoder's samples through the blur of :data:`~dalle2_lessons.unclip.UPSAMPLER_INPUT_BLUR`, section 4's
+   pick); fidelity (all mentioned attributes read right by the strict judge), diversity of the free attributes and
+   the background, Shapes FID next to its real-vs-real floor; 3 seeds.
 3. **What a Shapes FID means** (:func:`~dalle2_lessons.scorecard.fid_calibration`): the same FID, on the same
    captions and set sizes as section 2, for real renders made worse in known ways (a Gaussian blur of σ px; rendered
    at the decoder's 32 px and enlarged by bicubic interpolation or by the course upsampler, the cascade's ceiling:
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     print(prior_ablation.format_summary(ablation), flush=True)
     seconds.setdefault("ablation", round(time.time() - t0))
     t0 = time.time()
-    # sections 2 and 3 run the pipeline with its defaults; section 4 names the upsampler's input blur of every row
+    # section 2 runs the pipeline with its defaults, section 3 its upsampler with its input blur
     how = sampling()
     same_sampling = last is not None and last.get("sampling") == how
     # section 4 names its rows' input blur and decoder guidance; section 5 sets the guidance of its own
