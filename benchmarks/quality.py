@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-from dalle2_lessons import clip, clip_embeddings, decoder, guidance, prior, prior_ablation, shapes, tokenizer
+from dalle2_lessons import claims, clip, clip_embeddings, decoder, guidance, prior, prior_ablation, shapes, tokenizer
 from dalle2_lessons.training import Curve
 
 DATA = "v2"  #: the Shapes version every curve trains and measures on (the profiles' default)
@@ -65,11 +65,10 @@ def prior_curve(steps: int | None, every: int, profile: str = "cpu", captions: i
     cfg = replace(cfg, steps=steps or cfg.steps, version=DATA)
     clip_model = clip.load_clip(version=cfg.version)
     data = prior.PriorData.build(clip_model, cfg.n_train, version=cfg.version)
-    partial = tuple(kind for kind in prior_ablation.MENTION_TYPES if kind != "full")
 
     def measure(m) -> dict[str, float]:
         rows = prior_ablation.ablation(m.eval(), clip_model, data, cfg, (0,), captions, k, version=cfg.version,
-                                       kinds=partial, one_candidate=False)
+                                       kinds=claims.PARTIAL_KINDS, one_candidate=False)
         return {name: sum(r["energy"][name] for r in rows) / len(rows) for name in ("prior", "no_prior", "floor")}
 
     curve = Curve(cfg.steps, every, measure)
