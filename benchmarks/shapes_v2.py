@@ -20,6 +20,10 @@ writes ``benchmarks/shapes_v2.json`` and ``benchmarks/SHAPES_V2.md``.
 5. **The decoder's guidance scale** (:func:`pick_decoder_scale`): the pipeline end to end at each of
    :data:`CANDIDATE_SCALES` on the captions of the same other seeds, and the scale picked there made the pipeline's
    default (:data:`~dalle2_lessons.unclip.DECODER_SCALE`).
+6. **Full captions at a larger set** (:func:`full_caption_set`): section 2's unCLIP row and section 3's rows on
+   full captions only, :data:`FULL_CAPTIONS` of them per seed instead of section 2's two, where the floor is far from
+   0; with one more row, the decoder fed the CLIP embeddings of real renders (a perfect prior), so the gap to the
+   floor splits into what the upsampler, the decoder and the prior each add.
 
 About two and a half hours on 2 CPU cores; every section can be kept from the last run with its ``--reuse-…`` flag
 when what it depends on is unchanged (``--tiny``: a smoke run of minutes whose numbers mean nothing).
@@ -50,6 +54,8 @@ CANDIDATE_BLURS = (0.3, 0.5, 0.6, 0.7, 0.8)  #: σ (px at 32) tried; the upsampl
 STAGES_DECODER_SCALE = 3.0
 CANDIDATE_SCALES = (1.5, 2.0, 2.5, 3.0)  #: decoder guidance scales section 5 tries (3: the pipeline's before it)
 TARGETS = {"full": 0.95, scorecard.PARTIAL: 0.90}  #: issue #21's fidelity targets, which a picked scale must meet
+#: Section 6's full captions per seed (section 2 scores two of each kind: a floor of 32 renders is mostly noise)
+FULL_CAPTIONS = {"full": 8, "tiny": 2}
 
 
 def pick_input_blur(pipe, size: dict, seeds: tuple[int, ...]) -> tuple[float, dict[str, dict]]:
@@ -80,6 +86,28 @@ def pick_decoder_scale(pipe, size: dict, seeds: tuple[int, ...]) -> tuple[float,
     return min(meets or CANDIDATE_SCALES, key=lambda g: card_of[g][scorecard.PARTIAL]["fid"]["mean"]), cards
 
 
+def full_caption_set(pipe, size: dict, n_captions: int) -> dict[str, dict]:
+    """Section 6: on ``n_captions`` full captions per seed (``size``'s seeds, K and DDIM steps), the pipeline's
+    scorecard (:func:`~dalle2_lessons.scorecard.scorecard` of its defaults, as section 2) and the rows of
+    :func:`~dalle2_lessons.scorecard.fid_calibration`, with the cascade run from real 32-px renders (the upsampler
+    alone: a perfect decoder) and from their CLIP image embeddings (decoder and upsampler: a perfect prior).
+    Returns ``{"card": scorecard, "calibration": {"full": {row: interval}}}``."""
+
+    def from_embeddings(low: torch.Tensor, seed: int) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(1000 * seed)
+        decoded = pipe.decode(pipe.embed(low), DECODER_SCALE, size["decoder_steps"], gen)
+        return pipe.upsample(decoded, size["upsampler_steps"], gen)
+
+    gen = scorecard.pipeline_generator(pipe, decoder_steps=size["decoder_steps"],
+                                       upsampler_steps=size["upsampler_steps"])
+    card = scorecard.scorecard(gen, size["seeds"], n_captions, size["card_k"], kinds=("full",))
+    cal = scorecard.fid_calibration(size["seeds"], n_captions, size["card_k"], base=pipe.decoder.config.unet.resolution,
+                                    upsample_fn=lambda low, seed: pipe.upsample(
+                                        low, size["upsampler_steps"], torch.Generator().manual_seed(seed)),
+                                    groups=("full",), reconstruct_fn=from_embeddings)
+    return {"card": card, "calibration": cal}
+
+
 def sampling() -> dict[str, str]:
     """How the pictures were sampled, beside the checkpoints' hashes: the DDIM timestep spacing of each stage, the
     blur the pipeline puts on the decoder's samples before the upsampler reads them, and the decoder's guidance."""
@@ -104,6 +132,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--reuse-guidance", action="store_true",
                    help="keep section 5 from the last run if it used the same checkpoints, sizes and sampling other "
                         "than the decoder's guidance (which section 5 sets itself)")
+    p.add_argument("--reuse-full-set", action="store_true",
+                   help="keep section 6 from the last run if it used the same checkpoints, sizes and sampling")
     p.add_argument("--reuse-calibration", action="store_true",
                    help="keep section 3 from the last run's shapes_v2.json if it used the same checkpoints, sizes "
                         "and sampling but for the decoder's guidance (section 3 has no decoder)")
@@ -196,17 +226,27 @@ def main(argv: list[str] | None = None) -> None:
         guidance = {"seeds": validation_seeds, "pick": scale, "cards": scale_cards}
     print(format_stages(guidance["cards"], "decoder guidance"), flush=True)
     seconds.setdefault("guidance", round(time.time() - t0))
+    t0 = time.time()
+    n_full = FULL_CAPTIONS["tiny" if args.tiny else "full"]
+    if args.reuse_full_set and same_run and same_sampling and last.get("full_set", {}).get("captions") == n_full:
+        full_set, seconds["full_set"] = last["full_set"], last["seconds"]["full_set"]
+        print("section 6 reused from the last run (same checkpoints, sizes and sampling)")
+    else:
+        full_set = {"captions": n_full, **full_caption_set(pipe, size, n_full)}
+    full_table = scorecard.format_calibration(full_set["calibration"], {"unCLIP (prior)": full_set["card"]})
+    print(full_table, flush=True)
+    seconds.setdefault("full_set", round(time.time() - t0))
     result = {"sizes": size, "checkpoints": shas, "sampling": how, "ablation": ablation, "scorecard": cards,
               "calibration": cal, "stages": stages, "validation": {
                   "seeds": validation_seeds, "pick": blur, "cards": validation}, "guidance": guidance,
-              "seconds": seconds,
+              "full_set": full_set, "seconds": seconds,
               "threads": torch.get_num_threads()}
     (out / "shapes_v2.json").write_text(json.dumps(result, indent=1) + "\n")
     md = ["# Shapes v2: what the prior is for, measured (issue #21)\n",
           f"Checkpoints (sha256 prefixes): {', '.join(f'`{k}` {v}' for k, v in shas.items())}. Sizes: {size}. "
           f"Sampling: {', '.join(f'{k} {v}' for k, v in sampling().items())}. "
           f"{torch.get_num_threads()} threads; {' + '.join(f'{v} s' for v in seconds.values())} "
-          "(sections 1, 2, 3, 4, 5).\n",
+          "(sections 1, 2, 3, 4, 5, 6).\n",
           "## 1. Prior ablation in embedding space\n",
           "Energy distance to K real image embeddings of each caption (lower is better; `floor` = K other real "
           "renders), mean ± half-width of the 95% interval over seeds; last column the prior's spread ratio.\n",
@@ -249,7 +289,16 @@ def main(argv: list[str] | None = None) -> None:
            (f"Picked: {guidance['pick']:g}, the pipeline's default (`unclip.DECODER_SCALE`); section 2 ran with "
             "it.\n" if guidance["pick"] == DECODER_SCALE else
             f"**The pick ({guidance['pick']:g}) differs from the pipeline's default** (`unclip.DECODER_SCALE` = "
-            f"{DECODER_SCALE:g}, with which section 2 ran).\n")]
+            f"{DECODER_SCALE:g}, with which section 2 ran).\n"),
+           "## 6. Full captions at a larger set\n",
+           f"Section 2 scores two full captions per seed: 32 samples against 32 real renders in a 256-wide feature "
+           f"space, where the floor's interval reaches 0 and a ratio to it means little. Here {n_full} full captions "
+           f"per seed (K = {size['card_k']} each, the same seeds, sampling and judge), unCLIP end to end (fidelity "
+           f"{full_set['card']['full']['fidelity']['mean']:.1%}) and the rows of section 3 on the same captions, with "
+           "the cascade run from real renders twice: the upsampler on the 32-px renders (a perfect decoder), and the "
+           "decoder fed the CLIP image embeddings of those renders, then the upsampler (a perfect prior). Mean ± "
+           "half-width of the 95% interval over seeds.\n",
+           "```\n" + full_table + "\n```\n"]
     (out / "SHAPES_V2.md").write_text("\n".join(md))
     print(f"wrote {out / 'SHAPES_V2.md'} ({time.time() - start:.0f} s)")
 

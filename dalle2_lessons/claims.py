@@ -24,7 +24,7 @@ import torch
 
 from . import metrics, scorecard, shapes
 from .judge import AttributeJudge, load_judge
-from .prior_ablation import MENTION_TYPES
+from .prior_ablation import PARTIAL_KINDS  # the sweep's caption kinds: diversity is measured on those
 
 
 @dataclass(frozen=True)
@@ -212,8 +212,6 @@ def format_text_diff_rates(rates: dict[float, dict[str, metrics.Interval]]) -> s
 
 #: the guidance scales of the sweep (the paper's Fig. 9 shows 1, 4 and 8; Figs. 10–11 sweep 1 to 8)
 GUIDANCE_SCALES: tuple[float, ...] = (1.0, 2.0, 3.0, 5.0, 8.0)
-#: the caption kinds of the sweep: every kind that leaves an attribute free, since diversity is measured on those
-PARTIAL_KINDS: tuple[str, ...] = tuple(kind for kind in MENTION_TYPES if kind != "full")
 
 
 def unclip_base_generators(pipe, decoder_steps: int = 25, batch_size: int = 128, caption_pathway: bool = False,

@@ -35,6 +35,8 @@ MENTION_TYPES: dict[str, tuple[bool, bool, bool, bool]] = {
     "colour+size+position": (True, False, True, True),
     "full": (True, True, True, True),
 }
+#: every kind that leaves an attribute free: where a prior has something to sample and diversity can be measured
+PARTIAL_KINDS: tuple[str, ...] = tuple(kind for kind in MENTION_TYPES if kind != "full")
 METHODS: tuple[str, ...] = ("prior", "prior_1", "no_prior", "nearest", "floor")
 
 

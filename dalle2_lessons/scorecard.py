@@ -27,7 +27,7 @@ import torch
 
 from . import metrics, shapes
 from .judge import AttributeJudge, load_judge
-from .prior_ablation import MENTION_TYPES, evaluation_captions
+from .prior_ablation import MENTION_TYPES, PARTIAL_KINDS, evaluation_captions
 
 #: ``generate(captions, seed) -> (N, 3, R, R)`` images in [-1, 1], one per caption (repeat a caption for K samples).
 Generator = Callable[[list[str], int], torch.Tensor]
@@ -93,7 +93,7 @@ def summarise(rows: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
     """Per caption kind (and :data:`PARTIAL`, every kind but ``full`` pooled): fidelity, readable, diversity, Shapes
     FID and its floor, each a 95% interval over the seeds in ``rows`` of the per-seed value (:func:`seed_values`)."""
     kinds = {kind: [kind] for kind in MENTION_TYPES}
-    kinds[PARTIAL] = [kind for kind in MENTION_TYPES if kind != "full"]
+    kinds[PARTIAL] = list(PARTIAL_KINDS)
     out: dict[str, dict[str, dict[str, float]]] = {}
     for name, members in kinds.items():
         per_seed = seed_values(rows, members)
@@ -163,21 +163,26 @@ BLURS = (0.5, 0.8, 1.0)  #: Gaussian blurs (px at 64×64) of :func:`fid_calibrat
 def fid_calibration(seeds: tuple[int, ...] = (0, 1, 2), n_per_type: int = 4, k: int = 16,
                     upsample_fn: Callable[[torch.Tensor, int], torch.Tensor] | None = None, base: int = 32,
                     judge: AttributeJudge | None = None, blurs: tuple[float, ...] = BLURS,
+                    groups: tuple[str, ...] = ("full", PARTIAL),
+                    reconstruct_fn: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
                     ) -> dict[str, dict[str, dict[str, float]]]:
     """What a Shapes FID *means*: the FID of real renders made worse in known ways, against the same real renders and on
     the same captions and set sizes as :func:`scorecard` (so its numbers sit beside a model's). Rows: ``floor``
     (another set of renders), ``blur σ=…`` (the other renders through a Gaussian blur of σ px at 64×64), ``bicubic
     from 32`` (rendered at the decoder's ``base`` resolution and enlarged by interpolation) and, with ``upsample_fn``
-    (``(low, seed) → 64-px images``), ``upsampler from 32``: what the cascade would score with a perfect decoder.
-    Returns ``{"full" | PARTIAL: {row: 95% interval over seeds}}``."""
+    (``(low, seed) → 64-px images``), ``upsampler from 32``: what the cascade would score with a perfect decoder;
+    with ``reconstruct_fn`` (the same signature), ``decoder + upsampler from real embeddings``: the 32-px renders'
+    CLIP image embeddings decoded and upsampled, what the cascade would score with a perfect prior.
+    ``groups``: which of ``"full"`` and :data:`PARTIAL` to measure.
+    Returns ``{group: {row: 95% interval over seeds}}``."""
     from . import upsampler  # the resampling functions; a top-level import would be circular (profiles)
 
     judge = judge or load_judge("single", version="v2")
-    groups = {"full": ("full",), PARTIAL: tuple(kind for kind in MENTION_TYPES if kind != "full")}
+    kinds_of = {"full": ("full",), PARTIAL: PARTIAL_KINDS}
     per_seed: dict[str, dict[str, list[float]]] = {g: {} for g in groups}
     for seed in seeds:
-        for group, kinds in groups.items():
-            caps = evaluation_captions(n_per_type, k, seed=seed, kinds=kinds)  # the captions score_seed draws
+        for group in groups:
+            caps = evaluation_captions(n_per_type, k, seed=seed, kinds=kinds_of[group])  # the captions score_seed draws
             real, other = (torch.cat([shapes.render(getattr(c, f), 64) for c in caps]) for f in ("real", "other"))
             low = torch.cat([shapes.render(c.other, base) for c in caps])
             rows = {"floor": other}
@@ -185,6 +190,8 @@ def fid_calibration(seeds: tuple[int, ...] = (0, 1, 2), n_per_type: int = 4, k: 
             rows["bicubic from 32"] = upsampler.upsample(low, 64).clamp(-1, 1)
             if upsample_fn is not None:
                 rows["upsampler from 32"] = upsample_fn(low, seed)
+            if reconstruct_fn is not None:
+                rows["decoder + upsampler from real embeddings"] = reconstruct_fn(low, seed)
             f_real = metrics.judge_features(real, judge)
             for name, x in rows.items():
                 per_seed[group].setdefault(name, []).append(

@@ -177,6 +177,15 @@ def test_shapes_v2_benchmark_runs_in_its_tiny_mode(tmp_path):
     assert list(guidance["cards"]) == [f"decoder guidance {g:g}" for g in shapes_v2.CANDIDATE_SCALES]
     at_2 = scorecard.pipeline_generator(pipe, decoder_steps=2, upsampler_steps=2, decoder_scale=2.0)
     assert guidance["cards"]["decoder guidance 2"] == json.loads(json.dumps(scorecard.scorecard(at_2, (10, 11), 1, 4)))
+    # section 6: full captions only, more of them than section 2's, the pipeline as it ships and section 3's rows
+    assert "## 6. Full captions at a larger set" in text
+    full_set = result["full_set"]
+    assert full_set["captions"] == shapes_v2.FULL_CAPTIONS["tiny"] > result["sizes"]["card_captions"]
+    assert "partial" not in full_set["card"] and list(full_set["calibration"]) == ["full"]
+    assert {"floor", "upsampler from 32", "decoder + upsampler from real embeddings"} <= set(
+        full_set["calibration"]["full"])
+    shipped = scorecard.pipeline_generator(pipe, decoder_steps=2, upsampler_steps=2)
+    assert full_set["card"] == json.loads(json.dumps(scorecard.scorecard(shipped, (0, 1), 2, 4, kinds=("full",))))
 
 
 def test_the_decoder_scale_is_picked_by_partial_fid_among_the_scales_that_meet_the_fidelity_targets(monkeypatch):
@@ -205,14 +214,14 @@ def test_shapes_v2_benchmark_reuses_sections_it_stored(tmp_path, capsys):
     first = json.loads((tmp_path / "shapes_v2.json").read_text())
     capsys.readouterr()
     reuse_all = ["--tiny", "--out", str(tmp_path), "--reuse-ablation", "--reuse-scorecard", "--reuse-calibration",
-                 "--reuse-stages", "--reuse-guidance"]
+                 "--reuse-stages", "--reuse-guidance", "--reuse-full-set"]
     shapes_v2.main(reuse_all)
     out = capsys.readouterr().out
-    assert all(f"section {n} reused" in out for n in (1, 2, 3, 5))
+    assert all(f"section {n} reused" in out for n in (1, 2, 3, 5, 6))
     assert "section 4's validation reused" in out and "section 4's rows reused" in out
     second = json.loads((tmp_path / "shapes_v2.json").read_text())
     assert all(second[k] == first[k] for k in ("ablation", "scorecard", "calibration", "stages", "validation",
-                                               "guidance"))
+                                               "guidance", "full_set"))
     # a run made with another default input blur: sections 2, 3 and 5 (the pipeline's blur) are measured again,
     # section 4 (whose rows name their blur) is kept
     (tmp_path / "shapes_v2.json").write_text(json.dumps({**second, "sampling": {
@@ -220,7 +229,7 @@ def test_shapes_v2_benchmark_reuses_sections_it_stored(tmp_path, capsys):
     shapes_v2.main(reuse_all)
     out = capsys.readouterr().out
     assert "section 1 reused" in out and "section 4's rows reused" in out
-    assert not any(f"section {n} reused" in out for n in (2, 3, 5))
+    assert not any(f"section {n} reused" in out for n in (2, 3, 5, 6))
     third = json.loads((tmp_path / "shapes_v2.json").read_text())
     assert third["scorecard"] == first["scorecard"] and third["sampling"] == first["sampling"]  # deterministic
     assert third["guidance"] == first["guidance"]
@@ -230,7 +239,7 @@ def test_shapes_v2_benchmark_reuses_sections_it_stored(tmp_path, capsys):
     shapes_v2.main(reuse_all)
     out = capsys.readouterr().out
     assert all(f"section {n} reused" in out for n in (1, 3, 5)) and "section 4's rows reused" in out
-    assert "section 2 reused" not in out
+    assert "section 2 reused" not in out and "section 6 reused" not in out
 
 
 def test_claims_benchmark_runs_in_its_tiny_mode_and_reuses_what_it_stored(tmp_path, capsys):

@@ -112,6 +112,23 @@ def test_the_fid_calibration_ladder_rises_with_the_blur_and_places_a_model_on_it
     assert "samples: m" in scorecard.format_calibration(cal, {"m": {g: {"fid": cal[g]["floor"]} for g in cal}})
 
 
+def test_fid_calibration_measures_the_groups_asked_for_and_scores_a_reconstruction_like_any_row():
+    from dalle2_lessons import upsampler
+
+    seen = []
+
+    def bicubic(low, seed):  # the same images as the "bicubic from 32" row: the same distance, to the digit
+        seen.append((tuple(low.shape), seed))
+        return upsampler.upsample(low, 64).clamp(-1, 1)
+
+    cal = scorecard.fid_calibration(seeds=(0, 1), n_per_type=2, k=4, judge=judge.load_judge("single", version="v2"),
+                                    blurs=(0.5,), groups=("full",), reconstruct_fn=bicubic)
+    assert list(cal) == ["full"]
+    assert set(cal["full"]) == {"floor", "blur σ=0.5", "bicubic from 32", "decoder + upsampler from real embeddings"}
+    assert cal["full"]["decoder + upsampler from real embeddings"] == cal["full"]["bicubic from 32"]
+    assert seen == [((8, 3, 32, 32), 0), ((8, 3, 32, 32), 1)]  # 2 full captions × K = 4 real 32-px renders per seed
+
+
 def test_stage_generators_share_one_pipeline_run_and_differ_only_after_the_decoder():
     """The rows of the stage split see the same decoder samples: the pipeline runs once per (captions, seed), the
     bicubic row is those samples enlarged, the blurred row asks the upsampler to read them through its blur."""
