@@ -25,7 +25,7 @@ writes ``benchmarks/shapes_v2.json`` and ``benchmarks/SHAPES_V2.md``.
    0; with one more row, the decoder fed the CLIP embeddings of real renders (a perfect prior), so the gap to the
    floor splits into what the upsampler, the decoder and the prior each add.
 
-About two and a half hours on 2 CPU cores; every section can be kept from the last run with its ``--reuse-…`` flag
+About three hours on 2 CPU cores; every section can be kept from the last run with its ``--reuse-…`` flag
 when what it depends on is unchanged (``--tiny``: a smoke run of minutes whose numbers mean nothing).
 """
 
@@ -242,6 +242,9 @@ def main(argv: list[str] | None = None) -> None:
               "full_set": full_set, "seconds": seconds,
               "threads": torch.get_num_threads()}
     (out / "shapes_v2.json").write_text(json.dumps(result, indent=1) + "\n")
+    cell = lambda iv: f"{iv['mean']:.0f} ± {(iv['high'] - iv['low']) / 2:.0f}"  # noqa: E731
+    floor2, floor6 = cards["unCLIP (prior)"]["full"]["fid_floor"], full_set["calibration"]["full"]["floor"]["mean"]
+    ratio = lambda iv: f"{iv['mean'] / floor6:.1f}×" if floor6 > 0 else "— (a floor of 0)"  # noqa: E731
     md = ["# Shapes v2: what the prior is for, measured (issue #21)\n",
           f"Checkpoints (sha256 prefixes): {', '.join(f'`{k}` {v}' for k, v in shas.items())}. Sizes: {size}. "
           f"Sampling: {', '.join(f'{k} {v}' for k, v in sampling().items())}. "
@@ -291,14 +294,21 @@ def main(argv: list[str] | None = None) -> None:
             f"**The pick ({guidance['pick']:g}) differs from the pipeline's default** (`unclip.DECODER_SCALE` = "
             f"{DECODER_SCALE:g}, with which section 2 ran).\n"),
            "## 6. Full captions at a larger set\n",
-           f"Section 2 scores two full captions per seed: 32 samples against 32 real renders in a 256-wide feature "
-           f"space, where the floor's interval reaches 0 and a ratio to it means little. Here {n_full} full captions "
+           f"Section 2 scores {size['card_captions']} full captions per seed ({size['card_captions'] * size['card_k']} "
+           "samples against as many real renders, in a 256-wide feature space); its full-caption floor reads "
+           f"{cell(floor2)}{' (an interval that reaches 0: no ratio to it means much)' if floor2['low'] <= 0 else ''}. "
+           f"Here {n_full} full captions "
            f"per seed (K = {size['card_k']} each, the same seeds, sampling and judge), unCLIP end to end (fidelity "
            f"{full_set['card']['full']['fidelity']['mean']:.1%}) and the rows of section 3 on the same captions, with "
            "the cascade run from real renders twice: the upsampler on the 32-px renders (a perfect decoder), and the "
            "decoder fed the CLIP image embeddings of those renders, then the upsampler (a perfect prior). Mean ± "
            "half-width of the 95% interval over seeds.\n",
-           "```\n" + full_table + "\n```\n"]
+           "```\n" + full_table + "\n```\n",
+           "As ratios to this floor (issue #21's target for unCLIP: within 2×): " + ", ".join(
+               f"{name} {ratio(full_set['calibration']['full'][row])}" for name, row in (
+                   ("the upsampler alone", "upsampler from 32"),
+                   ("decoder + upsampler", "decoder + upsampler from real embeddings")))
+           + f", unCLIP end to end {ratio(full_set['card']['full']['fid'])}.\n"]
     (out / "SHAPES_V2.md").write_text("\n".join(md))
     print(f"wrote {out / 'SHAPES_V2.md'} ({time.time() - start:.0f} s)")
 

@@ -178,7 +178,7 @@ def test_shapes_v2_benchmark_runs_in_its_tiny_mode(tmp_path):
     at_2 = scorecard.pipeline_generator(pipe, decoder_steps=2, upsampler_steps=2, decoder_scale=2.0)
     assert guidance["cards"]["decoder guidance 2"] == json.loads(json.dumps(scorecard.scorecard(at_2, (10, 11), 1, 4)))
     # section 6: full captions only, more of them than section 2's, the pipeline as it ships and section 3's rows
-    assert "## 6. Full captions at a larger set" in text
+    assert "## 6. Full captions at a larger set" in text and "As ratios to this floor" in text
     full_set = result["full_set"]
     assert full_set["captions"] == shapes_v2.FULL_CAPTIONS["tiny"] > result["sizes"]["card_captions"]
     assert "partial" not in full_set["card"] and list(full_set["calibration"]) == ["full"]
