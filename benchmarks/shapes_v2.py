@@ -86,6 +86,12 @@ def pick_decoder_scale(pipe, size: dict, seeds: tuple[int, ...]) -> tuple[float,
     return min(meets or CANDIDATE_SCALES, key=lambda g: card_of[g][scorecard.PARTIAL]["fid"]["mean"]), cards
 
 
+def upsampler_alone(pipe, size: dict):
+    """Sections 3 and 6's ``upsample_fn``: real 32-px renders ``low`` → the pipeline's upsampler (its input blur, the
+    DDIM steps of ``size``), noise seeded from the evaluation seed."""
+    return lambda low, seed: pipe.upsample(low, size["upsampler_steps"], torch.Generator().manual_seed(seed))
+
+
 def full_caption_set(pipe, size: dict, n_captions: int) -> dict[str, dict]:
     """Section 6: on ``n_captions`` full captions per seed (``size``'s seeds, K and DDIM steps), the pipeline's
     scorecard (:func:`~dalle2_lessons.scorecard.scorecard` of its defaults, as section 2) and the rows of
@@ -102,9 +108,8 @@ def full_caption_set(pipe, size: dict, n_captions: int) -> dict[str, dict]:
                                        upsampler_steps=size["upsampler_steps"])
     card = scorecard.scorecard(gen, size["seeds"], n_captions, size["card_k"], kinds=("full",))
     cal = scorecard.fid_calibration(size["seeds"], n_captions, size["card_k"], base=pipe.decoder.config.unet.resolution,
-                                    upsample_fn=lambda low, seed: pipe.upsample(
-                                        low, size["upsampler_steps"], torch.Generator().manual_seed(seed)),
-                                    groups=("full",), reconstruct_fn=from_embeddings)
+                                    upsample_fn=upsampler_alone(pipe, size), groups=("full",),
+                                    reconstruct_fn=from_embeddings)
     return {"card": card, "calibration": cal}
 
 
@@ -190,8 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         cal = scorecard.fid_calibration(size["seeds"], size["card_captions"], size["card_k"],
                                         base=pipe.decoder.config.unet.resolution,
-                                        upsample_fn=lambda low, seed: pipe.upsample(
-                                            low, size["upsampler_steps"], torch.Generator().manual_seed(seed)))
+                                        upsample_fn=upsampler_alone(pipe, size))
     print(scorecard.format_calibration(cal, cards), flush=True)
     seconds.setdefault("calibration", round(time.time() - t0))
     t0 = time.time()
