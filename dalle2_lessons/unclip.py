@@ -29,9 +29,12 @@ from .upsampler import load_upsampler
 
 #: σ (px at the decoder's resolution) of the Gaussian blur the pipeline applies to the decoder's samples before the
 #: upsampler reads them: conditioning augmentation at sampling time, inside the range of blurs the upsampler was
-#: trained to undo. Picked on validation captions (``benchmarks/SHAPES_V2.md`` section 4) by Shapes FID; it helps on
-#: perfect inputs too (section 3's "upsampler from 32"), because the upsampler learnt to expect a softened input.
-UPSAMPLER_INPUT_BLUR = 0.5
+#: trained to undo. With the upsampler retrained on area-averaged downsamples (issue #21), picked among 0, 0.3 and 0.5
+#: on 8 full validation captions × 16 samples, seeds 10-12, by Shapes FID end to end: 77, 73 and 367 (a likely reason,
+#: not measured apart: the sampler holds its output's low frequencies to the input's, and a wide blur softens those).
+#: 0.5 had been picked for the earlier upsampler (``benchmarks/SHAPES_V2.md`` section 4, whose rerun will re-pick it on
+#: partial captions).
+UPSAMPLER_INPUT_BLUR = 0.3
 
 #: Classifier-free guidance of the decoder when the pipeline draws from text (:meth:`UnCLIP.generate`). Picked on
 #: validation captions (``benchmarks/SHAPES_V2.md`` section 5) by Shapes FID among the scales that keep the fidelity

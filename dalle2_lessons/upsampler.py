@@ -42,10 +42,14 @@ def upsampler_config(base_channels: int = 48) -> UNetConfig:
 
 
 def downsample(images: torch.Tensor, size: int | None = None) -> torch.Tensor:
-    """``(B, 3, R, R)`` → ``(B, 3, size, size)`` (default half the side), anti-aliased (what a camera with fewer pixels
-    would see)."""
-    size = size or images.shape[-1] // 2
-    return F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
+    """``(B, 3, R, R)`` → ``(B, 3, size, size)`` (default half the side): each low-resolution pixel is the mean of the
+    block of pixels it covers (area averaging, what a camera with fewer pixels would see).
+
+    This is also how :func:`~dalle2_lessons.shapes.render` anti-aliases, so a downsampled 64-px render is the 32-px
+    render of the same scene, the kind of image the decoder learns to draw and hands to the upsampler. Why it matters:
+    trained on a softer filter (bilinear with anti-aliasing, about a Gaussian of σ = 0.5 px softer), an earlier course
+    upsampler learnt to sharpen by that much and over-sharpened crisp 32-px renders (issue #21)."""
+    return F.adaptive_avg_pool2d(images, size or images.shape[-1] // 2)
 
 
 def upsample(images: torch.Tensor, size: int | None = None, mode: str = "bicubic") -> torch.Tensor:

@@ -1,6 +1,7 @@
 """Numbers pinned so that moving code around cannot change what a seed trains or samples. First pinned before the "one
 way to train a stage" refactor (issue #20) on Shapes v1; re-pinned when the v1 checkpoints were retired (issue #21,
-commit after 6906816) on Shapes v2: ``ci`` presets, three optimiser steps, the course CLIP handed to each builder (as
+commit after 6906816) on Shapes v2, and for the upsampler when ``upsampler.downsample`` became area averaging and its
+checkpoint was rebuilt (issue #21): ``ci`` presets, three optimiser steps, the course CLIP handed to each builder (as
 its command line does); one thread.
 
 The tolerance allows other x86 kernels (AVX2, SSE) to differ in the last digits; a changed initialisation, batch
@@ -22,7 +23,7 @@ PINNED_LOSSES = {  # the first three training losses of each builder
     "clip": {"loss": [4.244013, 4.698146, 5.80776]},
     "prior": {"loss": [1.374424, 0.930515, 0.804302]},
     "decoder": {"loss": [0.886077, 0.65069, 0.683004]},
-    "upsampler": {"loss": [1.190053, 1.462672, 0.979467]},
+    "upsampler": {"loss": [1.190042, 1.46381, 0.975952]},
     "guidance": {"loss": [1.051492, 1.007217, 0.710634]},
     "vae": {"loss": [14122.847656, 5433.308594, 3986.198486], "kl": [0.151467, 161.335327, 1014.294189]},
     "gan": {"d_loss": [2.251709, 1.200049, 0.639224], "g_loss": [0.612802, 1.716354, 2.03353]},
@@ -63,21 +64,21 @@ def test_sampling_the_course_checkpoints_is_as_before(course_clip, one_thread):
     out = system.generate(prompts, **steps)  # the defaults: decoder guidance 2, the upsampler reads a blurred input
     assert float(out.image_embeddings.sum()) == pytest.approx(-1.43199, rel=1e-3)
     assert float(out.low.abs().sum()) == pytest.approx(11396.59, rel=REL)
-    assert float(out.images.abs().sum()) == pytest.approx(45584.49, rel=REL)
+    assert float(out.images.abs().sum()) == pytest.approx(45586.78, rel=REL)
     # the defaults before them, each pinned as it was: decoder guidance 3 (SHAPES_V2 section 5), then no input blur
     at_3 = system.generate(prompts, decoder_scale=3.0, **steps)
     assert torch.equal(at_3.image_embeddings, out.image_embeddings)  # the prior does not see the decoder's guidance
     assert float(at_3.low.abs().sum()) == pytest.approx(11333.72, rel=REL)
-    assert float(at_3.images.abs().sum()) == pytest.approx(45313.40, rel=REL)
+    assert float(at_3.images.abs().sum()) == pytest.approx(45310.73, rel=REL)
     plain = system.generate(prompts, decoder_scale=3.0, upsampler_input_blur=0.0, **steps)
     assert torch.equal(plain.low, at_3.low)
-    assert float(plain.images.abs().sum()) == pytest.approx(45356.86, rel=REL)
+    assert float(plain.images.abs().sum()) == pytest.approx(45313.91, rel=REL)
     # the guided prior (two passes per step) and the decoder's caption pathway
     out = system.generate(prompts[:1], n=2, prior_steps=4, prior_scale=2.0, caption=True, decoder_steps=4,
                           upsampler_steps=3, progress=False, seed=1)
     assert float(out.image_embeddings.sum()) == pytest.approx(0.22796, rel=1e-3)
     assert float(out.low.abs().sum()) == pytest.approx(3285.835, rel=REL)
-    assert float(out.images.abs().sum()) == pytest.approx(13142.39, rel=REL)
+    assert float(out.images.abs().sum()) == pytest.approx(13151.31, rel=REL)
 
     text_diffusion = guidance.load_text_diffusion(clip=course_clip, version="v2")
     cond, _, _ = guidance.eval_conditions("clip", 4, course_clip, version="v2")
