@@ -322,6 +322,9 @@ def condition_dropout_statistics(drop: Callable) -> Callable:
                 "drop rate": _rate(dropped)}
 
     probe.wraps = drop
+    # for the checker's GPU check (exercises.device_problem): plain arguments, the coins drawn with a CPU generator
+    # as in training, where c lives on the GPU
+    probe.device_args = lambda g: (torch.randn(4, 6, generator=g), 0.5, torch.Generator().manual_seed(0))
     return probe
 
 
@@ -344,6 +347,8 @@ def dropout_statistics(drop: Callable) -> Callable:
                 "rate of both dropped, minus the product of the two (0 when independent)": both}
 
     probe.wraps = drop
+    probe.device_args = lambda g: (torch.randn(4, 6, generator=g), torch.rand(4, 5, generator=g) < 0.7, 0.5, 0.5,
+                                   torch.Generator().manual_seed(0))
     return probe
 
 

@@ -15,6 +15,11 @@ stops the lesson. :func:`summary` lists every verdict so far.
 Random inputs rarely hit the cases a sampler always hits (its first and last step, ``t = 0``, ``t_prev = -1``, a
 batch of one), and a bug there can pass every random trial and still ruin every sample. So a checker also takes
 ``edge_cases``, named inputs tried first, each reported by its name when it fails.
+
+A function can be right on the CPU and still fail on a GPU: ``torch.ones(n)`` or ``torch.rand(n, generator=g)`` makes
+a CPU tensor, and adding it to a CUDA one raises. The checker finds this without a GPU by running both functions once
+more on PyTorch's ``meta`` device (tensors with a shape and no values): a tensor the learner made on the CPU meets
+the meta inputs and raises, as it would meet CUDA ones.
 """
 
 from __future__ import annotations
@@ -133,6 +138,47 @@ def _describe(args: tuple) -> str:
     return "(" + ", ".join(one(a) for a in args) + ")"
 
 
+def _on_meta(a: Any) -> Any:
+    """``a`` with every tensor in it (also inside tuples and lists) moved to the ``meta`` device."""
+    if isinstance(a, torch.Tensor):
+        return a.to("meta")
+    if isinstance(a, (tuple, list)):
+        return type(a)(_on_meta(x) for x in a)
+    return a
+
+
+def _tensors(a: Any) -> list[torch.Tensor]:
+    if isinstance(a, torch.Tensor):
+        return [a]
+    if isinstance(a, (tuple, list)):
+        return [t for x in a for t in _tensors(x)]
+    return []
+
+
+def device_problem(fn: Callable, reference: Callable, args: tuple) -> str | None:
+    """Why ``fn``, right on the CPU, would fail when its inputs live on a GPU; None if it would not (or if it cannot be
+    told: the reference itself needs real values, through ``.item()`` or a Python ``if`` on a tensor).
+
+    Both run on ``args`` moved to the ``meta`` device, which mixes with CPU tensors exactly as CUDA does: a CPU scalar
+    or a CPU index is fine, a CPU tensor in arithmetic, ``torch.cat`` or ``torch.where`` is an error."""
+    moved = _on_meta(args)
+    if not _tensors(moved):
+        return None
+    try:
+        expected = reference(*moved)
+    except Exception:  # noqa: BLE001 - the reference needs values on this input: nothing to compare
+        return None
+    try:
+        got = fn(*moved)
+    except Exception as e:  # noqa: BLE001 - only a device error is this check's business
+        return str(e) if "device" in str(e).lower() else None
+    exp_devices = [t.device.type for t in _tensors(expected)]
+    got_devices = [t.device.type for t in _tensors(got)]
+    if len(exp_devices) == len(got_devices) and exp_devices != got_devices:
+        return "it returns a tensor made on the CPU, where the reference's output stays on its inputs' device"
+    return None
+
+
 def check_exercise(
     name: str,
     fn: Callable,
@@ -192,6 +238,18 @@ def check_exercise(
             print(f"  {mismatch}")
             print("  Using the reference implementation for now; fix your function and re-run its cell.")
             return fallback
+    # a probe (exercise_inputs.dropout_statistics) names the raw arguments its function takes, for this check
+    device_args = getattr(fn, "device_args", None)
+    problem = (device_problem(own, fallback, device_args(gen)) if device_args is not None
+               else device_problem(fn, reference, args))
+    if problem:
+        RESULTS[name] = "failed"
+        print(f"✗ {name}: right on the CPU, but it would fail on a GPU. Tried with its inputs on PyTorch's")
+        print(f"  'meta' device, which stands in for one: {problem}")
+        print("  A tensor you create (torch.ones, torch.arange, torch.rand(..., generator=g), ...) is made on the CPU")
+        print("  unless you say otherwise: pass device=x.device, or move it with .to(x.device). Using the reference")
+        print("  implementation for now; fix your function and re-run its cell.")
+        return fallback
     RESULTS[name] = "passed"
     edges = f" and {len(edge_cases)} edge case(s): {', '.join(edge_cases)}" if edge_cases else ""
     print(f"✓ {name}: matches the reference on {trials} random inputs{edges}.")

@@ -190,7 +190,7 @@ def sample(
     schedule: diffusion.NoiseSchedule, scale: float = 1.0, steps: int = 64, candidates: int = 2,
     generator: torch.Generator | None = None, x0_step: Callable | None = None, pick: Callable | None = None,
 ) -> torch.Tensor:
-    """Image embeddings for captions: ``(B, D)`` unit vectors.
+    """Image embeddings for captions: ``(B, D)`` unit vectors, on ``text_emb``'s device (drawn on the prior's).
 
     Draws ``candidates`` embeddings per caption with ``steps`` DDIM steps (η = 0, each one ``x0_step``) and keeps,
     for each caption, the one ``pick`` chooses. By default these are this module's :func:`x0_ddim_step` and
@@ -199,11 +199,12 @@ def sample(
     ``x0_step(x0, t, t_prev, z_t, schedule) → z_{t_prev}``; ``pick(candidates (B, K, D), text_emb (B, D)) → (B, D)``.
     """
     x0_step, pick = x0_step or x0_ddim_step, pick or pick_best
-    device = text_emb.device
+    device = next(prior.parameters()).device  # sampled where the prior is; returned where the captions came from
+    out_device, text_emb = text_emb.device, text_emb.to(device)
     b, d = text_emb.shape
     k = candidates
     rep = lambda x: x.repeat_interleave(k, 0)  # noqa: E731
-    te, tk, tm = rep(text_emb), rep(tokens), rep(token_mask)
+    te, tk, tm = rep(text_emb), rep(tokens.to(device)), rep(token_mask.to(device))
     x0_model = lambda z_t, t: guided_x0(prior, z_t, t, te, tk, tm, scale)  # noqa: E731
 
     def step(x0, t, t_prev, z_t, schedule, **_):  # lesson 04's step contract: (z_{t_prev}, x̂0)
@@ -212,7 +213,7 @@ def sample(
     # lesson 04's sampler; the network predicts x̂0, and √D-scaled embeddings are not images: nothing to clamp
     z = diffusion.sample_ddim(x0_model, (b * k, d), schedule, steps, 0.0, generator, device, progress=False,
                               prediction_type="sample", clip_x0=False, clip_output=False, step=step)
-    return pick(F.normalize(z, dim=-1).view(b, k, d), text_emb)
+    return pick(F.normalize(z, dim=-1).view(b, k, d), text_emb).to(out_device)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -301,10 +301,10 @@ def test_stochastic_exercises_are_checked_by_statistics_not_by_one_order_of_draw
     def bernoulli_caption_first(z, token_mask, p_image, p_caption, generator):
         keep_c = torch.bernoulli(torch.full((len(z),), 1 - p_caption), generator=generator).bool()
         keep_z = torch.bernoulli(torch.full((len(z),), 1 - p_image), generator=generator).bool()
-        return z * keep_z[:, None], token_mask & keep_c[:, None]
+        return z * keep_z.to(z)[:, None], token_mask & keep_c.to(token_mask.device)[:, None]
 
     def one_coin(z, token_mask, p_image, p_caption, generator):
-        u = torch.rand(len(z), generator=generator)
+        u = torch.rand(len(z), generator=generator).to(z.device)
         return z * (u >= p_image)[:, None], token_mask & (u >= p_caption)[:, None]
 
     reference = ei.dropout_statistics(decoder.drop_conditions)
@@ -318,7 +318,7 @@ def test_stochastic_exercises_are_checked_by_statistics_not_by_one_order_of_draw
     assert exercises.RESULTS["07-2 borrowed"] == "failed"
 
     def per_entry(c, p, generator):  # drops entries, not whole rows
-        return c * (torch.rand(c.shape, generator=generator) >= p)
+        return c * (torch.rand(c.shape, generator=generator) >= p).to(c.device)
 
     assert check_exercise("05-1 per entry", ei.condition_dropout_statistics(per_entry),
                           ei.condition_dropout_statistics(guidance.drop_condition),
@@ -420,3 +420,47 @@ def test_every_outline_point_is_inside_and_a_strict_test_misses_it(shape):
 
     x, y = torch.tensor(OUTLINES[shape]).T
     assert shapes.shape_mask(shape, x, y).all() and not _strict_shape_mask(shape, x, y).any()
+
+
+def test_a_function_right_on_the_cpu_but_wrong_on_a_gpu_fails_without_a_gpu(capsys):
+    """What a GPU run of lessons 05 and 07 found: the coins drawn with the (CPU) generator multiplied a CUDA tensor.
+    The checker runs on the CPU, so it tries both functions once more on the meta device, which mixes with CPU
+    tensors as CUDA does."""
+    from dalle2_lessons import guidance
+    from dalle2_lessons import exercise_inputs as ei
+
+    def cpu_only(c, p_uncond, generator):  # lesson 05's first solution: right values, the coins left on the CPU
+        keep = torch.rand(len(c), generator=generator) >= p_uncond
+        return c * keep.to(c.dtype)[:, None]
+
+    def anywhere(c, p_uncond, generator):
+        keep = torch.rand(len(c), generator=generator) >= p_uncond
+        return c * keep.to(c.device, c.dtype)[:, None]
+
+    reference = ei.condition_dropout_statistics(guidance.drop_condition)
+    assert check_exercise("05-1 cpu only", ei.condition_dropout_statistics(cpu_only), reference,
+                          **ei.condition_dropout_rates()) is guidance.drop_condition
+    out = capsys.readouterr().out
+    assert "✗ 05-1 cpu only: right on the CPU, but it would fail on a GPU" in out and "device=x.device" in out
+    assert check_exercise("05-1 anywhere", ei.condition_dropout_statistics(anywhere), reference,
+                          **ei.condition_dropout_rates()) is anywhere
+
+    def mask_on_cpu(x, keep):  # a new tensor made without device=
+        return torch.where(torch.cat([torch.ones(len(x), 1, dtype=torch.bool), keep], 1), x, 0.0)
+
+    def mask_here(x, keep):
+        return torch.where(torch.cat([torch.ones(len(x), 1, dtype=torch.bool, device=x.device), keep], 1), x, 0.0)
+
+    inputs = lambda g: (torch.randn(3, 4, generator=g), torch.rand(3, 3, generator=g) < 0.5)  # noqa: E731
+    assert check_exercise("mask cpu", mask_on_cpu, _own(mask_here), inputs) is not mask_on_cpu
+    assert check_exercise("mask here", mask_here, _own(mask_here), inputs) is mask_here
+
+    def returns_cpu(x):
+        return torch.zeros(x.shape) + 1.0
+
+    assert exercises.device_problem(returns_cpu, lambda x: torch.zeros_like(x) + 1.0, (torch.ones(2),)) is not None
+
+    def needs_values(x):  # .item() has no value on the meta device: the check cannot tell, so it says nothing
+        return x * float(x.sum().item())
+
+    assert exercises.device_problem(needs_values, needs_values, (torch.ones(2),)) is None
