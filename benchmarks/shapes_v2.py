@@ -26,7 +26,10 @@ writes ``benchmarks/shapes_v2.json`` and ``benchmarks/SHAPES_V2.md``.
    floor splits into what the upsampler, the decoder and the prior each add.
 
 About three hours on 2 CPU cores; every section can be kept from the last run with its ``--reuse-…`` flag
-when what it depends on is unchanged (``--tiny``: a smoke run of minutes whose numbers mean nothing).
+when what it depends on is unchanged (``--tiny``: a smoke run of minutes whose numbers mean nothing). Too long for
+one sitting? ``--stop-after N`` ends after section N, keeping what it measured in ``shapes_v2.partial.json`` with
+the checkpoints, sizes and sampling it ran with; ``--resume`` later takes up those sections (when those still match)
+and measures the rest.
 """
 
 from __future__ import annotations
@@ -49,7 +52,10 @@ TINY = {"seeds": (0, 1), "ablation_captions": 1, "ablation_k": 8, "card_captions
         "decoder_steps": 2, "upsampler_steps": 2}
 #: Section 4 picks the blur of the upsampler's input on captions of these evaluation seeds (none of the scored ones)
 VALIDATION_SEEDS = {"full": (10, 11, 12), "tiny": (10, 11)}
-CANDIDATE_BLURS = (0.3, 0.5, 0.6, 0.7, 0.8)  #: σ (px at 32) tried; the upsampler trained on blurs in [0, 0.8]
+#: σ (px at 32) tried besides none (the "input as it is" row); the upsampler trained on blurs in [0, 0.8]. Since it
+#: learnt from area-averaged downsamples (what the renderer, and so the decoder, draws), 0.5 and more cost more than
+#: they give (SHAPES_V2.md's banner).
+CANDIDATE_BLURS = (0.15, 0.3, 0.5)
 #: Section 4's decoder guidance: the pipeline's when σ was picked, kept so its rows stay what they measured
 STAGES_DECODER_SCALE = 3.0
 CANDIDATE_SCALES = (1.5, 2.0, 2.5, 3.0)  #: decoder guidance scales section 5 tries (3: the pipeline's before it)
@@ -60,16 +66,20 @@ FULL_CAPTIONS = {"full": 8, "tiny": 2}
 
 def pick_input_blur(pipe, size: dict, seeds: tuple[int, ...]) -> tuple[float, dict[str, dict]]:
     """Score unCLIP's decoder samples of ``seeds``' captions through the upsampler with each of
-    :data:`CANDIDATE_BLURS` on its input (and without), and pick the σ with the lowest mean Shapes FID on partial
+    :data:`CANDIDATE_BLURS` on its input and without, and pick the σ with the lowest mean Shapes FID on partial
     captions (whose floor, unlike full captions', is well above 0). Returns ``(σ, {row: scorecard})``."""
     gens = scorecard.stage_generators(pipe, CANDIDATE_BLURS, size["upsampler_steps"],
                                       decoder_steps=size["decoder_steps"], upsampler_input_blur=0.0,
                                       decoder_scale=STAGES_DECODER_SCALE)
     cards = {name: scorecard.scorecard(gen, seeds, size["card_captions"], size["card_k"]) for name, gen in gens.items()
              if name != "decoder + bicubic"}
-    fid = {b: cards[f"decoder + upsampler, input blurred σ={b:g}"][scorecard.PARTIAL]["fid"]["mean"]
-           for b in CANDIDATE_BLURS}
+    fid = {b: cards[blurred_row(b)][scorecard.PARTIAL]["fid"]["mean"] for b in (0.0, *CANDIDATE_BLURS)}
     return min(fid, key=fid.get), cards
+
+
+def blurred_row(blur: float) -> str:
+    """The name :func:`~dalle2_lessons.scorecard.stage_generators` gives the row of input blur σ = ``blur``."""
+    return f"decoder + upsampler, input blurred σ={blur:g}" if blur else "decoder + upsampler"
 
 
 def pick_decoder_scale(pipe, size: dict, seeds: tuple[int, ...]) -> tuple[float, dict[str, dict]]:
@@ -113,6 +123,31 @@ def full_caption_set(pipe, size: dict, n_captions: int) -> dict[str, dict]:
     return {"card": card, "calibration": cal}
 
 
+class Partial:
+    """The sections an unfinished run (``--stop-after``) measured, in ``shapes_v2.partial.json`` beside the
+    checkpoints, sizes and sampling they ran with; ``--resume`` takes them up only while those are unchanged."""
+
+    def __init__(self, path: Path, key: dict, resume: bool):
+        self.path, self.key = path, json.loads(json.dumps(key))  # as it reads back (tuples become lists)
+        old = json.loads(path.read_text()) if resume and path.is_file() else None
+        fits = old is not None and old.get("key") == self.key
+        if old is not None and not fits:
+            print(f"{path.name} ran with other checkpoints, sizes or sampling: measuring everything again")
+        self.sections: dict = old["sections"] if fits else {}
+        self.seconds: dict = old["seconds"] if fits else {}
+
+    def get(self, name: str):
+        """What the partial run measured for section ``name`` (None if it did not)."""
+        if name in self.sections:
+            print(f"{name} reused from {self.path.name} ({self.seconds[name]} s when measured)")
+        return self.sections.get(name)
+
+    def put(self, name: str, value, seconds: int) -> None:
+        self.sections[name], self.seconds[name] = value, seconds
+        self.path.write_text(json.dumps({"key": self.key, "sections": self.sections, "seconds": self.seconds},
+                                        indent=1) + "\n")
+
+
 def sampling() -> dict[str, str]:
     """How the pictures were sampled, beside the checkpoints' hashes: the DDIM timestep spacing of each stage, the
     blur the pipeline puts on the decoder's samples before the upsampler reads them, and the decoder's guidance."""
@@ -142,6 +177,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--reuse-calibration", action="store_true",
                    help="keep section 3 from the last run's shapes_v2.json if it used the same checkpoints, sizes "
                         "and sampling but for the decoder's guidance (section 3 has no decoder)")
+    p.add_argument("--stop-after", type=int, choices=range(1, 7), default=None,
+                   help="end after this section, keeping what was measured in shapes_v2.partial.json")
+    p.add_argument("--resume", action="store_true",
+                   help="take up the sections shapes_v2.partial.json holds, if they ran with the same checkpoints, "
+                        "sizes and sampling")
     args = p.parse_args(argv)
     size = TINY if args.tiny else FULL
     out = Path(args.out)
@@ -150,6 +190,17 @@ def main(argv: list[str] | None = None) -> None:
     start = t0 = time.time()
     seconds: dict[str, int] = {}  # per section: measured now, or the last run's for a reused one
     pipe = UnCLIP.load(version="v2")
+    part = Partial(out / "shapes_v2.partial.json", {"checkpoints": shas, "sizes": size, "sampling": sampling()},
+                   args.resume)
+
+    def done(section: int, name: str, value) -> bool:
+        """Keep section ``section``'s result for ``--resume``; True if the run stops here."""
+        part.put(name, value, seconds[name])
+        if args.stop_after == section:
+            print(f"stopped after section {section} ({time.time() - start:.0f} s); "
+                  f"`python -m benchmarks.shapes_v2 --resume` measures the rest")
+        return args.stop_after == section
+
     last = json.loads((out / "shapes_v2.json").read_text()) if (out / "shapes_v2.json").is_file() else None
     same = last is not None and all(last["checkpoints"].get(n) == shas[n] for n in ("clip-v2", "prior-v2")) and all(
         last["sizes"][k] == size[k] for k in ("ablation_captions", "ablation_k")) and tuple(
@@ -157,6 +208,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.reuse_ablation and same:
         ablation, seconds["ablation"] = last["ablation"], last["seconds"]["ablation"]
         print("section 1 reused from the last run (same CLIP, prior and sizes)")
+    elif (ablation := part.get("ablation")) is not None:
+        seconds["ablation"] = part.seconds["ablation"]
     else:
         cfg = prior.PriorSettings(**{**vars(prior.PRESETS["ci" if args.tiny else "cpu"]), "version": "v2"})
         data = prior.PriorData.build(pipe.clip, cfg.n_train, version="v2")
@@ -165,6 +218,8 @@ def main(argv: list[str] | None = None) -> None:
         ablation = prior_ablation.summary_table(rows)
     print(prior_ablation.format_summary(ablation), flush=True)
     seconds.setdefault("ablation", round(time.time() - t0))
+    if done(1, "ablation", ablation):
+        return
     t0 = time.time()
     # section 2 runs the pipeline with its defaults, section 3 its upsampler with its input blur
     how = sampling()
@@ -180,6 +235,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.reuse_scorecard and same_run and same_sampling:
         cards, seconds["scorecard"] = last["scorecard"], last["seconds"]["scorecard"]
         print("section 2 reused from the last run (same checkpoints, sizes and sampling)")
+    elif (cards := part.get("scorecard")) is not None:
+        seconds["scorecard"] = part.seconds["scorecard"]
     else:
         cards = {}
         for name, kwargs in (("unCLIP (prior)", {}), ("no prior (text embedding)", {"use_prior": False})):
@@ -188,58 +245,78 @@ def main(argv: list[str] | None = None) -> None:
             cards[name] = scorecard.scorecard(gen, size["seeds"], size["card_captions"], size["card_k"])
             print(f"{name}\n{scorecard.format_scorecard(cards[name])}", flush=True)
     seconds.setdefault("scorecard", round(time.time() - t0))
+    if done(2, "scorecard", cards):
+        return
     t0 = time.time()
     if args.reuse_calibration and same_run and same_but_guidance and "calibration" in last:  # no decoder in it
         cal, seconds["calibration"] = last["calibration"], last["seconds"]["calibration"]
         print("section 3 reused from the last run (same checkpoints, sizes and upsampler sampling)")
+    elif (cal := part.get("calibration")) is not None:
+        seconds["calibration"] = part.seconds["calibration"]
     else:
         cal = scorecard.fid_calibration(size["seeds"], size["card_captions"], size["card_k"],
                                         base=pipe.decoder.config.unet.resolution,
                                         upsample_fn=upsampler_alone(pipe, size))
     print(scorecard.format_calibration(cal, cards), flush=True)
     seconds.setdefault("calibration", round(time.time() - t0))
+    if done(3, "calibration", cal):
+        return
     t0 = time.time()
     reuse = args.reuse_stages and same_run and same_steps
-    if reuse and "validation" in last:
+    kept = part.get("stages")
+    if kept is not None:
+        blur, validation, stages, seconds["stages"] = kept["pick"], kept["validation"], kept["rows"], \
+            part.seconds["stages"]
+        reuse = False
+    elif reuse and "validation" in last:
         blur, validation = last["validation"]["pick"], last["validation"]["cards"]
         print(f"section 4's validation reused from the last run: σ = {blur:g}")
     else:
         blur, validation = pick_input_blur(pipe, size, VALIDATION_SEEDS["tiny" if args.tiny else "full"])
         print(f"picked on validation captions: σ = {blur:g}\n{format_stages(validation)}", flush=True)
-    blurred_row = f"decoder + upsampler, input blurred σ={blur:g}"
-    if reuse and blurred_row in last.get("stages", {}):
+    if kept is None and reuse and blurred_row(blur) in last.get("stages", {}):
         stages = last["stages"]
         if "validation" in last:  # nothing of section 4 measured now: its time is the last run's
             seconds["stages"] = last["seconds"]["stages"]
         print("section 4's rows reused from the last run (same checkpoints, sizes and σ)")
-    else:
-        stage_gens = scorecard.stage_generators(pipe, (blur,), size["upsampler_steps"],
+    elif kept is None:  # σ = 0 is the row of the input as it is, which every run has
+        stage_gens = scorecard.stage_generators(pipe, (blur,) if blur else (), size["upsampler_steps"],
                                                 decoder_steps=size["decoder_steps"], upsampler_input_blur=0.0,
                                                 decoder_scale=STAGES_DECODER_SCALE)
         stages = {name: scorecard.scorecard(gen, size["seeds"], size["card_captions"], size["card_k"])
                   for name, gen in stage_gens.items()}
     print(format_stages(stages), flush=True)
     seconds.setdefault("stages", round(time.time() - t0))
+    if done(4, "stages", {"pick": blur, "validation": validation, "rows": stages}):
+        return
     t0 = time.time()
     validation_seeds = VALIDATION_SEEDS["tiny" if args.tiny else "full"]
     if args.reuse_guidance and same_run and same_but_guidance and "guidance" in last:
         guidance, seconds["guidance"] = last["guidance"], last["seconds"]["guidance"]
         print(f"section 5 reused from the last run: decoder guidance {guidance['pick']:g}")
+    elif (guidance := part.get("guidance")) is not None:
+        seconds["guidance"] = part.seconds["guidance"]
     else:
         scale, scale_cards = pick_decoder_scale(pipe, size, validation_seeds)
         guidance = {"seeds": validation_seeds, "pick": scale, "cards": scale_cards}
     print(format_stages(guidance["cards"], "decoder guidance"), flush=True)
     seconds.setdefault("guidance", round(time.time() - t0))
+    if done(5, "guidance", guidance):
+        return
     t0 = time.time()
     n_full = FULL_CAPTIONS["tiny" if args.tiny else "full"]
     if args.reuse_full_set and same_run and same_sampling and last.get("full_set", {}).get("captions") == n_full:
         full_set, seconds["full_set"] = last["full_set"], last["seconds"]["full_set"]
         print("section 6 reused from the last run (same checkpoints, sizes and sampling)")
+    elif (full_set := part.get("full_set")) is not None:
+        seconds["full_set"] = part.seconds["full_set"]
     else:
         full_set = {"captions": n_full, **full_caption_set(pipe, size, n_full)}
     full_table = scorecard.format_calibration(full_set["calibration"], {"unCLIP (prior)": full_set["card"]})
     print(full_table, flush=True)
     seconds.setdefault("full_set", round(time.time() - t0))
+    if done(6, "full_set", full_set):
+        return
     result = {"sizes": size, "checkpoints": shas, "sampling": how, "ablation": ablation, "scorecard": cards,
               "calibration": cal, "stages": stages, "validation": {
                   "seeds": validation_seeds, "pick": blur, "cards": validation}, "guidance": guidance,
@@ -276,7 +353,7 @@ def main(argv: list[str] | None = None) -> None:
            "undo; conditioning augmentation at sampling time). Mean ± half-width of the 95% interval over seeds; "
            "the floor is section 2's.\n",
            "```\n" + format_stages(stages) + "\n```\n",
-           f"σ = {blur:g} was picked from {', '.join(f'{b:g}' for b in CANDIDATE_BLURS)} by the lowest Shapes FID on "
+           f"σ = {blur:g} was picked from {', '.join(f'{b:g}' for b in (0.0, *CANDIDATE_BLURS))} by the lowest Shapes FID on "
            f"partial captions of other evaluation seeds ({', '.join(map(str, result['validation']['seeds']))}), "
            "none of those scored above:\n",
            "```\n" + format_stages(validation) + "\n```\n",
@@ -314,6 +391,7 @@ def main(argv: list[str] | None = None) -> None:
                    ("decoder + upsampler", "decoder + upsampler from real embeddings")))
            + f", unCLIP end to end {ratio(full_set['card']['full']['fid'])}.\n"]
     (out / "SHAPES_V2.md").write_text("\n".join(md))
+    part.path.unlink(missing_ok=True)  # every section is in shapes_v2.json now
     print(f"wrote {out / 'SHAPES_V2.md'} ({time.time() - start:.0f} s)")
 
 

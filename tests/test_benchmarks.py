@@ -167,7 +167,7 @@ def test_shapes_v2_benchmark_runs_in_its_tiny_mode(tmp_path):
                                          decoder_scale=shapes_v2.STAGES_DECODER_SCALE)
     assert result["stages"]["decoder + upsampler"] == json.loads(json.dumps(scorecard.scorecard(plain, (0, 1), 1, 4)))
     pick = result["validation"]["pick"]
-    assert pick in shapes_v2.CANDIDATE_BLURS and f"decoder + upsampler, input blurred σ={pick:g}" in result["stages"]
+    assert pick in (0.0, *shapes_v2.CANDIDATE_BLURS) and shapes_v2.blurred_row(pick) in result["stages"]
     assert set(result["validation"]["seeds"]).isdisjoint(result["sizes"]["seeds"])  # picked on captions not scored
     # section 5: the pipeline as it ships but for the decoder's guidance, on the same validation captions
     assert "## 5. The decoder's guidance scale" in text
@@ -240,6 +240,24 @@ def test_shapes_v2_benchmark_reuses_sections_it_stored(tmp_path, capsys):
     out = capsys.readouterr().out
     assert all(f"section {n} reused" in out for n in (1, 3, 5)) and "section 4's rows reused" in out
     assert "section 2 reused" not in out and "section 6 reused" not in out
+    # a run split over two sittings: --stop-after keeps what it measured, --resume takes it up and measures no more
+    split = tmp_path / "split"
+    split.mkdir()
+    shapes_v2.main(["--tiny", "--out", str(split), "--stop-after", "2"])
+    assert "stopped after section 2" in capsys.readouterr().out and not (split / "shapes_v2.json").exists()
+    partial = json.loads((split / "shapes_v2.partial.json").read_text())
+    assert list(partial["sections"]) == ["ablation", "scorecard"] and partial["sections"]["scorecard"] == first[
+        "scorecard"]  # the same numbers as one sitting
+    shapes_v2.main(["--tiny", "--out", str(split), "--resume", "--stop-after", "2"])
+    out = capsys.readouterr().out
+    assert "ablation reused from shapes_v2.partial.json" in out and "scorecard reused from" in out
+    assert json.loads((split / "shapes_v2.partial.json").read_text()) == partial
+    # sections measured with another pipeline are not taken up
+    partial["key"]["sampling"]["upsampler input blur"] = "σ = 9 px"
+    (split / "shapes_v2.partial.json").write_text(json.dumps(partial))
+    shapes_v2.main(["--tiny", "--out", str(split), "--resume", "--stop-after", "1"])
+    out = capsys.readouterr().out
+    assert "measuring everything again" in out and "reused from" not in out
 
 
 def test_claims_benchmark_runs_in_its_tiny_mode_and_reuses_what_it_stored(tmp_path, capsys):
