@@ -190,8 +190,8 @@ def main(argv: list[str] | None = None) -> None:
     start = t0 = time.time()
     seconds: dict[str, int] = {}  # per section: measured now, or the last run's for a reused one
     pipe = UnCLIP.load(version="v2")
-    part = Partial(out / "shapes_v2.partial.json", {"checkpoints": shas, "sizes": size, "sampling": sampling()},
-                   args.resume)
+    how = sampling()  # section 2 runs the pipeline with its defaults, section 3 its upsampler with its input blur
+    part = Partial(out / "shapes_v2.partial.json", {"checkpoints": shas, "sizes": size, "sampling": how}, args.resume)
 
     def done(section: int, name: str, value) -> bool:
         """Keep section ``section``'s result for ``--resume``; True if the run stops here."""
@@ -221,8 +221,6 @@ def main(argv: list[str] | None = None) -> None:
     if done(1, "ablation", ablation):
         return
     t0 = time.time()
-    # section 2 runs the pipeline with its defaults, section 3 its upsampler with its input blur
-    how = sampling()
     same_sampling = last is not None and last.get("sampling") == how
     # section 4 names its rows' input blur and decoder guidance; section 5 sets the guidance of its own
     without = lambda d, *keys: {k: v for k, v in d.items() if k not in keys}  # noqa: E731
@@ -328,7 +326,7 @@ def main(argv: list[str] | None = None) -> None:
     ratio = lambda iv: f"{iv['mean'] / floor6:.1f}×" if floor6 > 0 else "— (a floor of 0)"  # noqa: E731
     md = ["# Shapes v2: what the prior is for, measured (issue #21)\n",
           f"Checkpoints (sha256 prefixes): {', '.join(f'`{k}` {v}' for k, v in shas.items())}. Sizes: {size}. "
-          f"Sampling: {', '.join(f'{k} {v}' for k, v in sampling().items())}. "
+          f"Sampling: {', '.join(f'{k} {v}' for k, v in how.items())}. "
           f"{torch.get_num_threads()} threads; {' + '.join(f'{v} s' for v in seconds.values())} "
           "(sections 1, 2, 3, 4, 5, 6).\n",
           "## 1. Prior ablation in embedding space\n",
@@ -353,8 +351,9 @@ def main(argv: list[str] | None = None) -> None:
            "undo; conditioning augmentation at sampling time). Mean ± half-width of the 95% interval over seeds; "
            "the floor is section 2's.\n",
            "```\n" + format_stages(stages) + "\n```\n",
-           f"σ = {blur:g} was picked from {', '.join(f'{b:g}' for b in (0.0, *CANDIDATE_BLURS))} by the lowest Shapes FID on "
-           f"partial captions of other evaluation seeds ({', '.join(map(str, result['validation']['seeds']))}), "
+           f"σ = {blur:g} was picked from {', '.join(f'{b:g}' for b in (0.0, *CANDIDATE_BLURS))} by the lowest "
+           "Shapes FID on partial captions of other evaluation seeds "
+           f"({', '.join(map(str, result['validation']['seeds']))}), "
            "none of those scored above:\n",
            "```\n" + format_stages(validation) + "\n```\n",
            (f"The pipeline reads its decoder's samples through this blur by default (`unclip.UPSAMPLER_INPUT_BLUR` = "
