@@ -167,12 +167,11 @@ def test_the_pipeline_draws_at_its_decoder_guidance_unless_told_otherwise(monkey
 
 @pytest.mark.slow
 def test_the_cascade_meets_issue_21s_partial_caption_targets(measured):
-    """``benchmarks/SHAPES_V2.md`` sections 2 and 4 at their sizes (3 seeds × 12 captions × 16 samples; about 35
-    minutes on 2 cores): unCLIP end to end at 64×64, as it ships (decoder guidance ``DECODER_SCALE``, its upsampler
-    reading the decoder's samples through a blur of ``UPSAMPLER_INPUT_BLUR`` px), draws what full and partial captions
-    name, varies what they leave free, and is within twice the real-vs-real floor in Shapes FID on partial captions;
-    at section 4's decoder guidance, the decoder's samples read by the upsampler as they are are not."""
-    from benchmarks.shapes_v2 import STAGES_DECODER_SCALE
+    """``benchmarks/SHAPES_V2.md`` section 2 at its sizes (3 seeds × 12 captions × 16 samples; that section's two rows
+    took 18 minutes together on 2 cores): unCLIP end to end at 64×64, as it ships (decoder guidance ``DECODER_SCALE``,
+    its upsampler reading the decoder's samples through a blur of ``UPSAMPLER_INPUT_BLUR`` px), draws what full and
+    partial captions name, varies what they leave free, and is within twice the real-vs-real floor in Shapes FID on
+    partial captions."""
     from dalle2_lessons import scorecard
 
     pipe = unclip.UnCLIP.load(version="v2")
@@ -188,13 +187,8 @@ def test_the_cascade_meets_issue_21s_partial_caption_targets(measured):
     assert measured("diversity partial", part["diversity"]["mean"]) >= 0.8
     floor = part["fid_floor"]["mean"]
     assert measured("FID partial, shipped", part["fid"]["mean"]) <= 2 * floor
-    # section 4 (guidance 3), with the earlier upsampler: the same decoder samples upsampled with the blur scored 435
-    # (258-613), read as they are 1020 (989-1050); the row without the blur here draws its own upsampler noise, so it
-    # is that row's kind, not it. NOT re-measured with the rebuilt upsampler, which needs less blur (on full captions
-    # at guidance 2, no blur and 0.3 px could not be told apart): these two assertions wait for section 4's rerun.
-    gens = scorecard.stage_generators(pipe, (0.0,), upsampler_steps=15, decoder_steps=25,
-                                      decoder_scale=STAGES_DECODER_SCALE)
-    blurred, plain = (scorecard.scorecard(gens[name], (0, 1, 2), 2, 16)[scorecard.PARTIAL]
-                      for name in ("decoder + upsampler", "decoder + upsampler, input blurred σ=0"))
-    assert measured("FID partial, input as it is", plain["fid"]["mean"]) > 2 * floor
-    assert blurred["fid"]["high"] < plain["fid"]["low"]  # intervals apart
+    # This test also asserted that the upsampler needs its input blur (section 4, guidance 3: read as they are, the
+    # decoder's samples scored 1020 against 435 blurred). That held for the earlier upsampler, trained on downsamples
+    # 0.5 px softer than the renders; the rebuilt one reads them as they are about as well (section 4's validation,
+    # seeds 10-12, partial captions: 507 ± 62 as they are, 491 ± 54 at 0.3 px, 507 ± 57 at 0.15, 537 ± 133 at 0.5),
+    # so the claim was dropped rather than kept false.
