@@ -47,7 +47,10 @@ REBUILD_COMMANDS: dict[str, str] = {
                          "--seed 0 --version v2",
     "clip-v2": "python -m dalle2_lessons.clip --profile cpu --steps 1000 --version v2 --resolution 32",
     "prior-v2": "python -m dalle2_lessons.prior --profile cpu --steps 5000 --version v2",
-    "decoder-v2": "python -m dalle2_lessons.decoder --profile cpu --steps 2600 --version v2 --batch-size 64",
+    # trained in two runs: 2600 steps, then 4000 more from those weights (a second warm-up and cosine decay, issue #21)
+    "decoder-v2": "python -m dalle2_lessons.decoder --profile cpu --steps 2600 --version v2 --batch-size 64 "
+                  "--out runs/decoder-stage1 && python -m dalle2_lessons.decoder --profile cpu --steps 4000 "
+                  "--version v2 --batch-size 64 --lr 0.001 --seed 1 --init runs/decoder-stage1/decoder-v2",
     "upsampler-v2": "python -m dalle2_lessons.upsampler --profile cpu --steps 1800 --version v2 --crop 16 "
                     "--max-sigma 0.8",
     "text-diffusion-v2": "python -m dalle2_lessons.guidance --profile cpu --steps 2600 --eval-every 500 --version v2 "

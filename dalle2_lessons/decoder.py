@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -229,12 +230,15 @@ class DecoderSettings:
     seed: int = 0
     version: str = "v2"  #: the Shapes version it learns from (v2: 32×32 images)
     prediction_type: str = "v_prediction"  #: what the U-Net learns to output ("epsilon": the v1 checkpoint)
+    #: a saved decoder (``folder/name``, no suffix) to go on training instead of starting from random weights: a
+    #: second warm-up and cosine decay, "more steps" without retraining the first ones (the course checkpoint's recipe)
+    init: str | None = None
 
 
 PRESETS: dict[str, DecoderSettings] = {
     "ci": DecoderSettings(n_train=2_000, steps=80, batch_size=32, lr=2e-3, n_eval=16, sample_steps=10),
     "cpu": DecoderSettings(n_train=20_000, steps=120, batch_size=64, lr=2e-3, n_eval=64, sample_steps=25),
-    "gpu": DecoderSettings(n_train=20_000, steps=6_000, batch_size=128, lr=2e-3, n_eval=512),
+    "gpu": DecoderSettings(n_train=20_000, steps=6_600, batch_size=128, lr=2e-3, n_eval=512),
 }
 
 
@@ -245,15 +249,21 @@ PRESETS: dict[str, DecoderSettings] = {
 def train_decoder(cfg: DecoderSettings, images: torch.Tensor, z_images: torch.Tensor, bank: CaptionBank,
                   device: str | torch.device = "cpu", progress: bool = True,
                   callback: Callable | None = None, drop_fn: Callable = drop_conditions,
-                  context_attention: Callable | None = None) -> tuple[Decoder, list[float]]:
+                  context_attention: Callable | None = None,
+                  init: Decoder | None = None) -> tuple[Decoder, list[float]]:
     """Train a decoder from scratch to paint ``images`` ``(N, 3, R, R)`` in [-1, 1] from their CLIP image embeddings
     ``z_images`` ``(N, D)`` and the captions of the same ``N`` scenes in ``bank``, with ``cfg``. Returns
     ``(ema_decoder, losses)``: what lesson 07, the course checkpoint and lesson 14 (other data) all train with.
     ``drop_fn`` (see :func:`decoder_loss`) and ``context_attention`` (see :func:`~.unet.use_context_attention`;
-    the returned decoder keeps it) are where lesson 07 puts the learner's functions."""
+    the returned decoder keeps it) are where lesson 07 puts the learner's functions. ``init``: a trained decoder to
+    go on training (a copy; it is left as it is) instead of random weights."""
     profiles.seed_everything(cfg.seed)
-    model = Decoder(decoder_config(z_images.shape[-1], resolution=images.shape[-1],
-                                   prediction_type=cfg.prediction_type))
+    if init is not None:
+        model = Decoder(init.config)
+        model.load_state_dict(init.state_dict())
+    else:
+        model = Decoder(decoder_config(z_images.shape[-1], resolution=images.shape[-1],
+                                       prediction_type=cfg.prediction_type))
     use_context_attention(model, context_attention)
     schedule = SCHEDULE
     images = images.to(device)
@@ -272,15 +282,20 @@ def build(cfg: DecoderSettings, device: str | torch.device = "cpu", *, clip: CLI
           eval_every: int | None = None, n_eval: int = 128, eval_scale: float = 3.0, progress: bool = True) -> Built:
     """The course decoder: :func:`train_decoder` on ``cfg.n_train`` Shapes scenes at the version's base resolution
     and ``clip``'s embeddings of them (default: the course CLIP). With ``eval_every``, the EMA model's reconstructions
-    of ``n_eval`` test images are judged every so many steps (sampling time is not training time)."""
+    of ``n_eval`` test images are judged every so many steps (sampling time is not training time). With
+    ``cfg.init``, training goes on from that saved decoder (which must have been trained on ``clip``)."""
     clip = clip or load_clip(version=cfg.version)
+    init = None
+    if cfg.init is not None:
+        saved = checkpoints.load_checkpoint(Path(cfg.init).name, Path(cfg.init).parent)
+        init = checkpoints.load_into(Decoder(DecoderConfig.from_dict(saved.config)), saved)
     data = shapes.ShapesDataset("train", n=cfg.n_train, version=cfg.version)
     z_images = embed_images(clip, data.images)
     tokens = caption_tokens(tokenizer.for_version(cfg.version), "single", data.attrs, data.scenes.mentions)
     bank = CaptionBank.build(clip, tokens)
     curve = Curve(cfg.steps, eval_every,
                   lambda m: evaluate(m, clip, n_eval, scale=eval_scale, version=cfg.version).as_dict())
-    model, losses = train_decoder(cfg, data.images, z_images, bank, device, progress, curve)
+    model, losses = train_decoder(cfg, data.images, z_images, bank, device, progress, curve, init=init)
     return Built(model, {"loss": losses}, curve.train_seconds, curve.points, cfg)
 
 
@@ -294,6 +309,24 @@ def load_decoder(profile: str | None = None, device: str | torch.device = "cpu",
                                   {"clip": clip})
 
 
+def trained_in_all(metrics: dict) -> tuple[int, float]:
+    """``(optimiser steps, training seconds)`` a saved decoder has had in all, from its checkpoint's ``metrics``: its
+    own run's, plus, for one that went on from another (``--init``, see :func:`continued`), that one's."""
+    first = metrics.get("init", {})
+    return metrics["steps"] + (first.get("steps") or 0), metrics["train_seconds"] + (first.get("train_seconds") or 0.0)
+
+
+def continued(init: str, command: str) -> tuple[str, dict]:
+    """The rebuild command and record of a decoder trained by ``command`` from the saved decoder ``init``
+    (``folder/name``): the command that built ``init``, writing it to that folder, then ``command``; and what ``init``
+    was (its sha256, steps and training seconds), so the JSON says how many steps the decoder has had in all."""
+    folder, name = Path(init).parent, Path(init).name
+    first = checkpoints.read_meta(name, folder)
+    record = {"sha256": first.get("sha256"), "steps": first["metrics"].get("steps"),
+              "train_seconds": first["metrics"].get("train_seconds")}
+    return f"{first['rebuild']} --out {folder} && {command}", record
+
+
 def main(argv: list[str] | None = None) -> None:
     p = builders.build_parser(
         "Train the course's unCLIP decoder (CLIP image embedding → 32×32 image) and save it.",
@@ -302,6 +335,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-size", type=int, default=None, help="images per step (default: the profile's)")
     p.add_argument("--prediction-type", choices=("epsilon", "v_prediction"), default=None,
                    help="what the U-Net predicts (default v_prediction)")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the profile's)")
+    p.add_argument("--seed", type=int, default=None, help="seed of the weights and batches (default 0)")
+    p.add_argument("--init", default=None,
+                   help="go on training this saved decoder (folder/name, no suffix) instead of starting afresh")
     args, cfg, clip, built = builders.run_builder(p, PRESETS, build, argv)
     model = built.model
     results = {}
@@ -312,9 +349,12 @@ def main(argv: list[str] | None = None) -> None:
         print(f"reconstruction {key}: {results[key]}", flush=True)
     rebuild = checkpoints.command("decoder", profile=args.profile, steps=args.steps, eval_every=args.eval_every,
                                   version=args.version, batch_size=args.batch_size,
-                                  prediction_type=args.prediction_type)
-    builders.save_build(checkpoints.versioned(CHECKPOINT, cfg.version), built, args,
-                        {"eval": results, "n_eval": args.n_eval}, rebuild, parents={"clip": clip})
+                                  prediction_type=args.prediction_type, lr=args.lr, seed=args.seed, init=args.init)
+    record = {"eval": results, "n_eval": args.n_eval}
+    if cfg.init is not None:
+        rebuild, record["init"] = continued(cfg.init, rebuild)
+    builders.save_build(checkpoints.versioned(CHECKPOINT, cfg.version), built, args, record, rebuild,
+                        parents={"clip": clip})
 
 
 if __name__ == "__main__":

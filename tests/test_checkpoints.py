@@ -109,9 +109,11 @@ def test_rebuild_commands_are_spelled_like_the_shipped_ones():
     assert (checkpoints.command("guidance", profile="cpu", steps=2600, condition=None, eval_every=500, version="v2",
                                 batch_size=64, prediction_type="v_prediction")
             == checkpoints.REBUILD_COMMANDS["text-diffusion-v2"])
-    assert (checkpoints.command("decoder", profile="cpu", steps=2600, eval_every=None, version="v2", batch_size=64,
+    first = checkpoints.command("decoder", profile="cpu", steps=2600, eval_every=None, version="v2", batch_size=64,
                                 prediction_type=None)
-            == checkpoints.REBUILD_COMMANDS["decoder-v2"])
+    then = checkpoints.command("decoder", profile="cpu", steps=4000, eval_every=None, version="v2", batch_size=64,
+                               prediction_type=None, lr=0.001, seed=1, init="runs/decoder-stage1/decoder-v2")
+    assert f"{first} --out runs/decoder-stage1 && {then}" == checkpoints.REBUILD_COMMANDS["decoder-v2"]
 
 
 # ----------------------------------------------------------------------------------------------

@@ -143,3 +143,37 @@ def test_the_course_decoder_draws_both_background_shades(test_seed, measured):
     drawn = decoder.sample(model, z, scale=3.0, steps=25, generator=torch.Generator().manual_seed(test_seed))
     grey = measured("grey share", shapes.read_background(drawn).float().mean())
     assert 0.2 <= grey <= 0.8, grey  # measured 0.52-0.58 (seeds 0-2, one thread); the renders 0.50
+
+
+def test_training_goes_on_from_a_saved_decoder_and_leaves_it_as_it_was(tmp_path):
+    """``--init``: the course decoder is trained in two runs (a second warm-up and cosine decay from the first's
+    weights); the second must start from the saved weights, not fresh ones, and its rebuild command must rebuild
+    both."""
+    from dalle2_lessons.checkpoints import save_checkpoint
+
+    class Bank:  # one caption of padding for every scene: this test is about weights, not captions
+        def random_paraphrase(self, idx, gen):
+            return None, torch.zeros(len(idx), 5, 12), torch.ones(len(idx), 5, dtype=torch.bool)
+
+    init = _wake(Decoder(CFG))
+    before = {k: v.clone() for k, v in init.state_dict().items()}
+    g = torch.Generator().manual_seed(0)
+    images, z = torch.rand(16, 3, 8, 8, generator=g) * 2 - 1, torch.nn.functional.normalize(torch.randn(16, 8), dim=-1)
+    cfg = decoder.DecoderSettings(n_train=16, steps=1, batch_size=4, lr=0.0, n_eval=1)
+    model, _ = decoder.train_decoder(cfg, images, z, Bank(), progress=False, init=init)
+    assert model is not init
+    for k, v in before.items():  # lr 0: one step moves nothing, so these are init's weights ...
+        torch.testing.assert_close(model.state_dict()[k], v, msg=k)
+        torch.testing.assert_close(init.state_dict()[k], v, msg=k)  # ... and init itself was not trained
+    model, _ = decoder.train_decoder(decoder.DecoderSettings(n_train=16, steps=2, batch_size=4, lr=1e-2, n_eval=1),
+                                     images, z, Bank(), progress=False, init=init)
+    assert any(not torch.equal(model.state_dict()[k], v) for k, v in before.items())  # with a learning rate it learns
+    assert all(torch.equal(init.state_dict()[k], v) for k, v in before.items())
+
+    save_checkpoint("decoder-v2", init.state_dict(), init.config_dict(), tmp_path / "first",
+                    metrics={"steps": 2600, "train_seconds": 12.5},
+                    rebuild="python -m dalle2_lessons.decoder --steps 2600", parents={"clip": "c" * 64})
+    command, record = decoder.continued(str(tmp_path / "first" / "decoder-v2"), "python -m dalle2_lessons.decoder --x")
+    assert command == (f"python -m dalle2_lessons.decoder --steps 2600 --out {tmp_path / 'first'} && "
+                       "python -m dalle2_lessons.decoder --x")
+    assert record["steps"] == 2600 and record["train_seconds"] == 12.5 and len(record["sha256"]) == 64
