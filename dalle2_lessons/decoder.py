@@ -283,11 +283,15 @@ def build(cfg: DecoderSettings, device: str | torch.device = "cpu", *, clip: CLI
     """The course decoder: :func:`train_decoder` on ``cfg.n_train`` Shapes scenes at the version's base resolution
     and ``clip``'s embeddings of them (default: the course CLIP). With ``eval_every``, the EMA model's reconstructions
     of ``n_eval`` test images are judged every so many steps (sampling time is not training time). With
-    ``cfg.init``, training goes on from that saved decoder (which must have been trained on ``clip``)."""
+    ``cfg.init``, training goes on from that saved decoder, which must have been trained on ``clip``."""
     clip = clip or load_clip(version=cfg.version)
     init = None
     if cfg.init is not None:
         saved = checkpoints.load_checkpoint(Path(cfg.init).name, Path(cfg.init).parent)
+        wrong = checkpoints._mismatch(saved.meta, checkpoints._parent_shas({"clip": clip}))
+        if wrong:  # its embeddings would mean something else to it
+            raise checkpoints.CheckpointError(f"--init {cfg.init}: that decoder {wrong}; train on the CLIP it was "
+                                              "trained on (--clip), or start afresh without --init")
         init = checkpoints.load_into(Decoder(DecoderConfig.from_dict(saved.config)), saved)
     data = shapes.ShapesDataset("train", n=cfg.n_train, version=cfg.version)
     z_images = embed_images(clip, data.images)

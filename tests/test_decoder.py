@@ -177,3 +177,19 @@ def test_training_goes_on_from_a_saved_decoder_and_leaves_it_as_it_was(tmp_path)
     assert command == (f"python -m dalle2_lessons.decoder --steps 2600 --out {tmp_path / 'first'} && "
                        "python -m dalle2_lessons.decoder --x")
     assert record["steps"] == 2600 and record["train_seconds"] == 12.5 and len(record["sha256"]) == 64
+
+
+def test_going_on_from_a_decoder_of_another_clip_says_so(tmp_path):
+    """A decoder learnt what *its* CLIP's embeddings mean; ``--init`` with another CLIP must stop before training."""
+    import pytest
+
+    from dalle2_lessons.checkpoints import CheckpointError, save_checkpoint
+    from dalle2_lessons.clip import load_clip
+
+    other = Decoder(CFG)
+    save_checkpoint("decoder-v2", other.state_dict(), other.config_dict(), tmp_path, rebuild="python -m x",
+                    parents={"clip": "c" * 64})
+    cfg = decoder.DecoderSettings(n_train=16, steps=1, batch_size=4, lr=0.0, n_eval=1,
+                                  init=str(tmp_path / "decoder-v2"))
+    with pytest.raises(CheckpointError, match=r"--init .*was trained on clip cccc"):
+        decoder.build(cfg, clip=load_clip(version="v2"), progress=False)
