@@ -192,8 +192,9 @@ def test_the_decoder_scale_is_picked_by_partial_fid_among_the_scales_that_meet_t
     from benchmarks import shapes_v2
     from dalle2_lessons import scorecard
 
-    # (full fidelity, partial fidelity, partial FID) per scale: 1.5 has the lowest FID but misses a target
-    made = {1.5: (0.99, 0.85, 100.0), 2.0: (0.99, 0.95, 300.0), 2.5: (0.96, 0.97, 250.0), 3.0: (1.0, 0.98, 400.0)}
+    # (full fidelity, partial fidelity, partial FID) per scale: 1 has the lowest FID but misses a target
+    made = {1.0: (0.99, 0.85, 100.0), 1.25: (0.99, 0.95, 300.0), 1.5: (0.96, 0.97, 250.0), 2.0: (1.0, 0.98, 400.0)}
+    assert set(made) == set(shapes_v2.CANDIDATE_SCALES)
 
     def card(full, partial, fid):
         iv = lambda v: {"mean": v, "low": v, "high": v, "n": 3}  # noqa: E731
@@ -202,9 +203,9 @@ def test_the_decoder_scale_is_picked_by_partial_fid_among_the_scales_that_meet_t
 
     monkeypatch.setattr(scorecard, "pipeline_generator", lambda pipe, **kwargs: kwargs["decoder_scale"])
     monkeypatch.setattr(scorecard, "scorecard", lambda scale, *args: card(*made[scale]))
-    assert shapes_v2.pick_decoder_scale(None, shapes_v2.TINY, (10, 11))[0] == 2.5
-    made = {g: (0.5, 0.5, fid) for g, (_, _, fid) in made.items()}  # none meets them: the lowest FID of all
     assert shapes_v2.pick_decoder_scale(None, shapes_v2.TINY, (10, 11))[0] == 1.5
+    made = {g: (0.5, 0.5, fid) for g, (_, _, fid) in made.items()}  # none meets them: the lowest FID of all
+    assert shapes_v2.pick_decoder_scale(None, shapes_v2.TINY, (10, 11))[0] == 1.0
 
 
 def test_shapes_v2_benchmark_reuses_sections_it_stored(tmp_path, capsys):
