@@ -32,8 +32,9 @@ from .upsampler import load_upsampler
 #: trained to undo. With the upsampler retrained on area-averaged downsamples (issue #21), picked among 0, 0.3 and 0.5
 #: on 8 full validation captions × 16 samples, seeds 10-12, by Shapes FID end to end: 77, 73 and 367 (a likely reason,
 #: not measured apart: the sampler holds its output's low frequencies to the input's, and a wide blur softens those).
-#: 0.5 had been picked for the earlier upsampler (``benchmarks/SHAPES_V2.md`` section 4, whose rerun will re-pick it on
-#: partial captions).
+#: 0.5 had been picked for the earlier upsampler. ``benchmarks/SHAPES_V2.md`` section 4 picks it on partial validation
+#: captions (its rule; the 6,600-step decoder at guidance 3): none 382 ± 97, 0.15 381 ± 96, 0.3 373 ± 88, 0.5 646 ± 224
+#: (floor 283): 0.3 again, by a margin its intervals cannot confirm; 0.5 is clearly worse.
 UPSAMPLER_INPUT_BLUR = 0.3
 
 #: Classifier-free guidance of the decoder when the pipeline draws from text (:meth:`UnCLIP.generate`). Picked on
