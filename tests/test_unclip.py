@@ -198,8 +198,8 @@ def test_the_cascade_meets_issue_21s_partial_caption_targets(measured):
 
 @pytest.mark.slow
 def test_the_cascade_meets_issue_21s_full_caption_target(measured):
-    """``benchmarks/SHAPES_V2.md`` section 6's unCLIP row (3 seeds × 8 full captions × 16 samples; 15 minutes on 2 cores
-    with the section's other rows): on full captions the shipped cascade draws what they name and is within twice the
+    """``benchmarks/SHAPES_V2.md`` section 6's unCLIP row (3 seeds × 8 full captions × 16 samples; 370 s on 2 cores,
+    the section's numbers exactly): on full captions the shipped cascade draws what they name and is within twice the
     real-vs-real floor in Shapes FID. Section 2's two full captions per seed are too few for that floor (its interval
     reaches 0), so this set is four times larger."""
     from dalle2_lessons import scorecard
