@@ -34,7 +34,8 @@ from .upsampler import load_upsampler
 #: not measured apart: the sampler holds its output's low frequencies to the input's, and a wide blur softens those).
 #: 0.5 had been picked for the earlier upsampler. ``benchmarks/SHAPES_V2.md`` section 4 picks it on partial validation
 #: captions (its rule; the 6,600-step decoder at guidance 3): none 382 ± 97, 0.15 381 ± 96, 0.3 373 ± 88, 0.5 646 ± 224
-#: (floor 283): 0.3 again, by a margin its intervals cannot confirm; 0.5 is clearly worse.
+#: (floor 283): 0.3 again, by a margin its intervals cannot confirm; 0.5 worst by far on the mean (the intervals of
+#: 0.5 and 0.3 only just overlap).
 UPSAMPLER_INPUT_BLUR = 0.3
 
 #: Classifier-free guidance of the decoder when the pipeline draws from text (:meth:`UnCLIP.generate`). Picked on
