@@ -89,9 +89,10 @@ def merge_runtime(old: list[dict], new: list[dict]) -> list[dict]:
 
 
 def run(sections: tuple[str, ...], sizes: dict, out: Path, command: str = "python -m benchmarks",
-        notebooks: list[str] | None = None, profiles: tuple[str, ...] | None = None) -> dict:
+        notebooks: list[str] | None = None, profiles: tuple[str, ...] | None = None, resume: bool = False) -> dict:
     """Run ``sections`` at ``sizes`` (FULL or TINY) into ``out``; ``notebooks`` (file names) and ``profiles`` narrow the
-    runtime section."""
+    runtime section; ``resume`` takes up the curves an interrupted quality section kept in ``out/quality.partial.json``
+    (otherwise that file is started afresh)."""
     torch.manual_seed(0)
     facts, tiny = machine.facts(), sizes is TINY
     results = previous(out, facts, tiny)
@@ -111,8 +112,13 @@ def run(sections: tuple[str, ...], sizes: dict, out: Path, command: str = "pytho
                                                          sizes.get("prior_steps", 64))
             results["sampling_decoder_scale"] = DECODER_SCALE  # generate's default, which the section runs with
         elif section == "quality":
-            results["quality"], results["quality_seconds"] = quality.run(tiny)
+            partial = out / "quality.partial.json"  # each curve as it is finished: the section is hours long
+            if not resume:
+                partial.unlink(missing_ok=True)
+            out.mkdir(parents=True, exist_ok=True)
+            results["quality"], results["quality_seconds"] = quality.run(tiny, partial)
             results["quality_data"] = quality.DATA
+            partial.unlink()  # all four curves are in results.json now
         elif section == "libraries":
             results["decoder_vs_libraries"] = libraries.decoder_vs_libraries(
                 sizes["decoder_budget_s"], **sizes["decoder"])
@@ -224,6 +230,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="runtime: only the lessons whose file names start so (e.g. 00 07)")
     p.add_argument("--profiles", nargs="+", choices=("ci", "cpu", "gpu"),
                    help="runtime: only these profiles (default: ci cpu)")
+    p.add_argument("--resume", action="store_true",
+                   help="quality: take up the curves an interrupted run kept in quality.partial.json (run with the "
+                        "same code; without this flag the section starts afresh)")
     args = p.parse_args(argv)
     args.out = args.out or (HERE / "tiny" if args.tiny else HERE)
     notebooks = None
@@ -239,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
     command += " --notebooks " + " ".join(args.notebooks) if args.notebooks else ""
     command += " --profiles " + " ".join(args.profiles) if args.profiles else ""
     run(tuple(args.only), TINY if args.tiny else FULL, args.out, command, notebooks,
-        tuple(args.profiles) if args.profiles else None)
+        tuple(args.profiles) if args.profiles else None, args.resume)
     print(f"wrote {args.out / 'RESULTS.md'} in {(time.perf_counter() - t0) / 60:.1f} min")
 
 

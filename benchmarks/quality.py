@@ -13,8 +13,10 @@ own builders in the ``cpu`` profile's sizes, on Shapes v2 (the course's data; th
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import replace
+from pathlib import Path
 
 from dalle2_lessons import claims, clip, clip_embeddings, decoder, guidance, prior, prior_ablation, shapes, tokenizer
 from dalle2_lessons.training import Curve
@@ -41,19 +43,13 @@ def clip_curve(steps: int | None = None, every: int = 100, n_eval: int = 500, pr
     return curve.points
 
 
-def diffusion_curves(
-    steps: dict[str, int | None], every: dict[str, int], n_eval: int, profile: str = "cpu"
-) -> dict[str, list[dict]]:
-    """The course builders with their measuring callbacks: ``{"text → pixels": ..., "prior": ..., "decoder": ...}``.
-    The prior and decoder read the course CLIP checkpoint, as in lessons 06–07."""
-    curves = {}
-    for name, module, key in (("text → pixels diffusion", guidance, "text"), ("unCLIP decoder", decoder, "decoder")):
-        cfg = module.PRESETS[profile]
-        cfg = replace(cfg, steps=steps[key] or cfg.steps, version=DATA)
-        curves[name] = module.build(cfg, progress=False, eval_every=every[key], n_eval=n_eval).curve
-    curves["unCLIP prior"] = prior_curve(steps["prior"], every["prior"], profile, 1 if n_eval < 32 else 2,
-                                         min(32, n_eval))
-    return {k: curves[k] for k in ("text → pixels diffusion", "unCLIP prior", "unCLIP decoder")}
+def diffusion_curve(module, steps: int | None, every: int, n_eval: int, profile: str = "cpu") -> list[dict]:
+    """The course builder of ``module`` (:mod:`~dalle2_lessons.guidance` for text → pixels, lesson 05, or
+    :mod:`~dalle2_lessons.decoder`, lesson 07) with its measuring callback, ``profile``'s settings trained for
+    ``steps``. The decoder reads the course CLIP checkpoint, as in lesson 07."""
+    cfg = replace(module.PRESETS[profile], version=DATA)
+    cfg = replace(cfg, steps=steps or cfg.steps)
+    return module.build(cfg, progress=False, eval_every=every, n_eval=n_eval).curve
 
 
 def prior_curve(steps: int | None, every: int, profile: str = "cpu", captions: int = 2, k: int = 32) -> list[dict]:
@@ -98,14 +94,33 @@ def plot(curves: dict[str, list[dict]], path) -> None:
     plt.close(fig)
 
 
-def run(tiny: bool) -> tuple[dict[str, list[dict]], float]:
-    t0 = time.perf_counter()
+def run(tiny: bool, partial: Path | None = None) -> tuple[dict[str, list[dict]], float]:
+    """The four curves, ``{"CLIP": ..., "text → pixels diffusion": ..., "unCLIP prior": ..., "unCLIP decoder": ...}``,
+    and the seconds they took (training and measuring).
+
+    ``partial``: a JSON file that keeps each curve as soon as it is finished, so that a full run (hours on two cores,
+    longer than a sitting) can be taken up where it stopped: curves already in it are not measured again. The caller
+    decides whether an old one may be taken up (``python -m benchmarks --only quality --resume``)."""
     if tiny:
-        curves = {"CLIP": clip_curve(steps=4, every=2, n_eval=32, profile="ci")}
-        curves |= diffusion_curves({"text": 2, "prior": 2, "decoder": 2}, {"text": 1, "prior": 1, "decoder": 1}, 4,
-                                   profile="ci")
+        jobs = {"CLIP": lambda: clip_curve(steps=4, every=2, n_eval=32, profile="ci"),
+                "text → pixels diffusion": lambda: diffusion_curve(guidance, 2, 1, 4, profile="ci"),
+                "unCLIP prior": lambda: prior_curve(2, 1, profile="ci", captions=1, k=4),
+                "unCLIP decoder": lambda: diffusion_curve(decoder, 2, 1, 4, profile="ci")}
     else:
-        curves = {"CLIP": clip_curve()}
-        curves |= diffusion_curves({"text": 1500, "prior": None, "decoder": 1500},
-                                   {"text": 250, "prior": 100, "decoder": 250}, 128)
-    return curves, time.perf_counter() - t0
+        jobs = {"CLIP": lambda: clip_curve(),
+                "text → pixels diffusion": lambda: diffusion_curve(guidance, 1500, 250, 128),
+                "unCLIP prior": lambda: prior_curve(None, 100, captions=2, k=32),
+                "unCLIP decoder": lambda: diffusion_curve(decoder, 1500, 250, 128)}
+    done = json.loads(partial.read_text()) if partial is not None and partial.is_file() else {}
+    curves, seconds = done.get("curves", {}), done.get("seconds", {})
+    for name, job in jobs.items():
+        if name in curves:
+            print(f"quality: {name}: taken from {partial} ({seconds[name] / 60:.1f} min when it ran)", flush=True)
+            continue
+        t0 = time.perf_counter()
+        curves[name] = job()
+        seconds[name] = time.perf_counter() - t0
+        print(f"quality: {name}: {seconds[name] / 60:.1f} min", flush=True)
+        if partial is not None:
+            partial.write_text(json.dumps({"curves": curves, "seconds": seconds}, indent=1))
+    return {name: curves[name] for name in jobs}, sum(seconds[name] for name in jobs)
