@@ -78,6 +78,35 @@ def test_a_quality_run_on_other_data_is_reported_as_stale():
     assert "**Stale: the tables below were measured on Shapes v1**" in stale and "energy distance" not in stale
 
 
+def test_an_interrupted_quality_run_is_taken_up_where_it_stopped(tmp_path, monkeypatch):
+    from benchmarks import quality
+
+    trained = []
+
+    def fake(name):
+        def curve(*args, **kwargs):
+            trained.append(name)
+            return [{"step": 1, "train_minutes": 0.1, "all": 0.5}]
+        return curve
+
+    monkeypatch.setattr(quality, "clip_curve", fake("CLIP"))
+    monkeypatch.setattr(quality, "prior_curve", fake("unCLIP prior"))
+    monkeypatch.setattr(quality, "diffusion_curve", lambda module, *a, **k: fake(module.__name__)())
+    partial = tmp_path / "quality.partial.json"
+    kept = {"curves": {"CLIP": [{"step": 7, "train_minutes": 1.0, "zero-shot": 0.9}],
+                       "text → pixels diffusion": [{"step": 9, "train_minutes": 2.0, "all": 0.8}]},
+            "seconds": {"CLIP": 60.0, "text → pixels diffusion": 120.0}}
+    partial.write_text(json.dumps(kept))
+    curves, seconds = quality.run(tiny=True, partial=partial)
+    assert trained == ["unCLIP prior", "dalle2_lessons.decoder"], "only the curves the partial run did not finish"
+    assert list(curves) == ["CLIP", "text → pixels diffusion", "unCLIP prior", "unCLIP decoder"]
+    assert curves["CLIP"] == kept["curves"]["CLIP"] and seconds >= 180.0
+    assert set(json.loads(partial.read_text())["curves"]) == set(curves), "each finished curve is kept as it ends"
+    trained.clear()
+    quality.run(tiny=True, partial=None)
+    assert trained == ["CLIP", "dalle2_lessons.guidance", "unCLIP prior", "dalle2_lessons.decoder"]
+
+
 def test_race_gives_each_contender_the_steps_that_fit_its_budget():
     import time
 
