@@ -1,8 +1,9 @@
 """Lesson 13's comparison: the Pareto test, the common measurement, every family behind one signature."""
 
+import pytest
 import torch
 
-from dalle2_lessons import families, shapes
+from dalle2_lessons import checkpoints, families, shapes
 
 
 def test_dominated_by_hand():
@@ -58,3 +59,8 @@ def test_every_v2_family_draws_one_32px_image_per_caption():
         assert images.min() >= -1 - 1e-4 and images.max() <= 1 + 1e-4, f.name
         assert families.train_minutes(f) > 0 and families.parameters(f) > 0, f.name
         assert all(name.endswith("-v2") for name in f.checkpoints), f.name
+    unclip_parts = [checkpoints.metrics_of(m) for part, m in contestants["unCLIP (prior + decoder)"].parts.items()
+                    if part != "clip"]
+    assert any("init" in r for r in unclip_parts), "the shipped decoder went on from an earlier run"
+    both_runs = sum(r["train_seconds"] + r.get("init", {}).get("train_seconds", 0.0) for r in unclip_parts) / 60
+    assert families.train_minutes(contestants["unCLIP (prior + decoder)"]) == pytest.approx(both_runs)
