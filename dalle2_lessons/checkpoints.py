@@ -66,8 +66,9 @@ REBUILD_COMMANDS: dict[str, str] = {
     # medians). The previous 3540-step checkpoint (from 12-step builds side by side, which overcharged this model) had
     # 70 to 85% of that budget; with the full budget it judged no better (all right at guidance 3 on 256 test
     # captions: 44.9% against 50.4%; session 22's closing note, #22). decoder-v2 has since gone on for 4000 more
-    # steps (6600 in all), so at lesson 15's step times (0.230, 0.673, 0.704 s, 2026-12-05) these 4700 steps are about
-    # 59% of unCLIP's budget, which lesson 15 prints; matching it again takes about 7,900 steps.
+    # steps (6600 in all), so these 4700 steps are now 57 to 59% of unCLIP's budget (four measurements of
+    # glide.step_seconds on 2026-12-05: 7943 to 8217 matched steps, median about 8100), which lesson 15 prints;
+    # matching it again takes about 8100 steps.
     "glide-v2": "python -m dalle2_lessons.glide --profile cpu --steps 4700 --eval-every 500 --version v2 "
                 "--batch-size 64",
     # The binding experiment (binding.py, lesson 15): every stage that reads captions, on two-object scenes, built in
