@@ -112,7 +112,7 @@ def run(sections: tuple[str, ...], sizes: dict, out: Path, command: str = "pytho
                                                          sizes.get("prior_steps", 64))
             results["sampling_decoder_scale"] = DECODER_SCALE  # generate's default, which the section runs with
         elif section == "quality":
-            partial = out / "quality.partial.json"  # each curve as it is finished: the section is hours long
+            partial = out / "quality.partial.json"  # each curve as it is finished: the section is about an hour long
             if not resume:
                 partial.unlink(missing_ok=True)
             out.mkdir(parents=True, exist_ok=True)

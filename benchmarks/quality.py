@@ -98,9 +98,10 @@ def run(tiny: bool, partial: Path | None = None) -> tuple[dict[str, list[dict]],
     """The four curves, ``{"CLIP": ..., "text → pixels diffusion": ..., "unCLIP prior": ..., "unCLIP decoder": ...}``,
     and the seconds they took (training and measuring).
 
-    ``partial``: a JSON file that keeps each curve as soon as it is finished, so that a full run (hours on two cores,
-    longer than a sitting) can be taken up where it stopped: curves already in it are not measured again. The caller
-    decides whether an old one may be taken up (``python -m benchmarks --only quality --resume``)."""
+    ``partial``: a JSON file that keeps each curve as soon as it is finished, so that a full run (56 min on two cores
+    on 2026-12-05 with nothing beside it; longer where it shares the machine) can be taken up where it stopped: curves
+    already in it are not measured again. The caller decides whether an old one may be taken up
+    (``python -m benchmarks --only quality --resume``)."""
     if tiny:
         jobs = {"CLIP": lambda: clip_curve(steps=4, every=2, n_eval=32, profile="ci"),
                 "text → pixels diffusion": lambda: diffusion_curve(guidance, 2, 1, 4, profile="ci"),
