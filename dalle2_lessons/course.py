@@ -62,7 +62,7 @@ LESSONS: tuple[Lesson, ...] = (
            "Shapes v2's partial captions, the modality gap they create, the prior's causal transformer, x0-prediction, "
            "two-candidate sampling, the paper's ablation on distributions (energy distance, spread, 95% intervals), "
            "guidance against variety",
-           cpu_minutes=9.5),
+           cpu_minutes=7.3),
     Lesson("07", "decoder", "The decoder: painting a picture from a CLIP image embedding",
            "context tokens in the U-Net's attention, two condition dropouts, v-prediction, reconstructions judged per "
            "attribute and background, the prior's samples drawn",
@@ -70,12 +70,12 @@ LESSONS: tuple[Lesson, ...] = (
     Lesson("08", "upsampler", "The upsampler: more pixels, by diffusion",
            "a blurred low-resolution condition, random crops, a fully convolutional 32→64 upsampler, "
            "keeping the input's low frequencies, judged against bicubic",
-           cpu_minutes=10.0),
+           cpu_minutes=5.2),
     Lesson("09", "unclip_pipeline", "The whole system: text → CLIP → prior → decoder → upsampler",
            "the pipeline and its timing, variations, slerp interpolations, text diffs, DDIM inversion, "
            "a prompt widget, the paper's prior ablation end to end (fidelity, diversity, Shapes FID, 95% intervals), "
            "what an FID means (a blur ladder)",
-           cpu_minutes=7.8),
+           cpu_minutes=6.3),
     Lesson("10", "vae", "The family tree I: a conditional VAE, and why it needs a prior",
            "two encoder heads, the reparameterisation trick, the ELBO term by term, where the caption went (the swap "
            "test), a prior per caption fitted with your KL, fidelity against diversity with 95% intervals",
@@ -93,7 +93,7 @@ LESSONS: tuple[Lesson, ...] = (
            "VAE, GAN, DALL·E 1, text-to-pixels diffusion and unCLIP on Shapes v2's captions: the scorecard "
            "(fidelity, diversity, Shapes FID and its floor) and held-out pairs with 95% intervals, parameters, "
            "minutes, seconds, the entropy behind diversity, the Pareto front",
-           cpu_minutes=5.4),
+           cpu_minutes=4.8),
     Lesson("14", "your_own_data", "Bring your own data: the whole pipeline on real pictures",
            "captioned datasets from MNIST, Fashion-MNIST, CIFAR-10 or a folder, offline stand-ins, "
            "the four stages retrained, CLIP scores with a referee instead of the judge",
@@ -102,7 +102,7 @@ LESSONS: tuple[Lesson, ...] = (
            "variations against chance (what the embedding keeps), text diffs from DDIM-inverted noise, a GLIDE-like "
            "model that reads words, diversity against guidance, binding on two-object scenes, the paper's results "
            "beside the course's",
-           cpu_minutes=7.7),
+           cpu_minutes=5.6),
 )
 
 
