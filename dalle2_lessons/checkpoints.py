@@ -324,6 +324,16 @@ def find_checkpoint(name: str, profile: str | None = None, prefer_own: bool = Tr
     return ckpt
 
 
+def trained_in_all(metrics: Mapping[str, Any]) -> tuple[int, float | None]:
+    """``(optimiser steps, training seconds)`` a checkpoint has had in all, from its ``metrics``: its own run's plus,
+    for one that went on from another's weights (``--init``: the course decoder, see
+    :func:`~dalle2_lessons.decoder.continued`), that run's, kept under ``metrics["init"]``. Seconds are ``None``
+    where a run recorded none (a lesson's own short run)."""
+    runs = [metrics, *([metrics["init"]] if "init" in metrics else [])]
+    seconds = [run.get("train_seconds") for run in runs]
+    return sum(run.get("steps") or 0 for run in runs), None if None in seconds else float(sum(seconds))
+
+
 def metrics_of(model: torch.nn.Module) -> dict[str, Any]:
     """The metrics recorded with the checkpoint ``model`` was loaded from (``{}`` for a model never saved)."""
     found = getattr(model, "origin", None)

@@ -313,13 +313,6 @@ def load_decoder(profile: str | None = None, device: str | torch.device = "cpu",
                                   {"clip": clip})
 
 
-def trained_in_all(metrics: dict) -> tuple[int, float]:
-    """``(optimiser steps, training seconds)`` a saved decoder has had in all, from its checkpoint's ``metrics``: its
-    own run's, plus, for one that went on from another (``--init``, see :func:`continued`), that one's."""
-    first = metrics.get("init", {})
-    return metrics["steps"] + (first.get("steps") or 0), metrics["train_seconds"] + (first.get("train_seconds") or 0.0)
-
-
 def continued(init: str, command: str) -> tuple[str, dict]:
     """The rebuild command and record of a decoder trained by ``command`` from the saved decoder ``init``
     (``folder/name``): the command that built ``init``, writing it to that folder, then ``command``; and what ``init``

@@ -100,11 +100,10 @@ def load_families(profile: str | None = None, device: str | torch.device = "cpu"
 
 def train_minutes(family: Family) -> float:
     """The training minutes recorded in the family's checkpoints (the shared CLIP not included), a checkpoint that
-    went on from another's weights (``--init``: the shipped decoder) counted with that run's minutes; NaN where a
-    checkpoint recorded none (a lesson's own run)."""
-    recorded = [checkpoints.metrics_of(m) for name, m in family.parts.items() if name != "clip"]
-    seconds = [r.get("train_seconds") for r in recorded] + [r["init"].get("train_seconds") for r in recorded
-                                                            if "init" in r]
+    went on from another's weights (``--init``: the shipped decoder) counted with that run's minutes
+    (:func:`~.checkpoints.trained_in_all`); NaN where a checkpoint recorded none (a lesson's own run)."""
+    seconds = [checkpoints.trained_in_all(checkpoints.metrics_of(m))[1] for name, m in family.parts.items()
+               if name != "clip"]
     return float("nan") if None in seconds else sum(seconds) / 60
 
 

@@ -217,3 +217,13 @@ def test_your_stage_trained_on_another_clip_is_skipped_with_a_reason(tmp_path, m
     assert chosen.origin.path.parent == checkpoints.shipped_dir()
     assert "skipped your 'prior-v2'" in out and other_sha[:8] in out
     assert checkpoints.metrics_of(chosen) == checkpoints.load_checkpoint("prior-v2").metrics
+
+
+def test_trained_in_all_counts_the_run_a_checkpoint_went_on_from():
+    assert checkpoints.trained_in_all({"steps": 40, "train_seconds": 12.0}) == (40, 12.0)
+    went_on = {"steps": 4000, "train_seconds": 2700.0, "init": {"steps": 2600, "train_seconds": 1800.0}}
+    assert checkpoints.trained_in_all(went_on) == (6600, 4500.0)
+    # a run that recorded no time (a lesson's own) leaves the total unknown, not silently short
+    assert checkpoints.trained_in_all({"steps": 40, "init": {"steps": 10, "train_seconds": 5.0}}) == (50, None)
+    shipped = checkpoints.read_meta("decoder-v2", checkpoints.shipped_dir())["metrics"]
+    assert checkpoints.trained_in_all(shipped)[0] == shipped["steps"] + shipped["init"]["steps"]
