@@ -61,15 +61,12 @@ REBUILD_COMMANDS: dict[str, str] = {
               "--ema-decay 0.0 --lr-schedule constant",
     "dalle1-v2": "python -m dalle2_lessons.dalle1 --profile cpu --tokenizer-steps 1500 --tokenizer-batch-size 128 "
                  "--steps 2000 --eval-every 500 --version v2",
-    # 4700 steps cost what prior-v2's 5000 steps and decoder-v2's 2600 cost together at the medians of
-    # glide.step_seconds on this 2-core CPU (4213 to 5156 in three runs of lesson 15; 4831 at session 21's two-thread
-    # medians). The previous 3540-step checkpoint (from 12-step builds side by side, which overcharged this model) had
-    # 70 to 85% of that budget; with the full budget it judged no better (all right at guidance 3 on 256 test
-    # captions: 44.9% against 50.4%; session 22's closing note, #22). decoder-v2 has since gone on for 4000 more
-    # steps (6600 in all), so these 4700 steps are now 57 to 59% of unCLIP's budget (four measurements of
-    # glide.step_seconds on 2026-12-05: 7943 to 8217 matched steps, median about 8100), which lesson 15 prints;
-    # matching it again takes about 8100 steps.
-    "glide-v2": "python -m dalle2_lessons.glide --profile cpu --steps 4700 --eval-every 500 --version v2 "
+    # 8100 steps cost what prior-v2's 5000 steps and decoder-v2's 6600 (both its runs) cost together at the step times
+    # of glide.step_seconds on this 2-core CPU (four measurements on 2026-12-05: 7943 to 8217 matched steps), which
+    # lesson 15 prints. The 4700-step checkpoint before it (matched to the 2600-step decoder; 57 to 59% of today's
+    # budget) judged 44.9% all right at guidance 3 on 256 test captions; these 8100 steps judge 91.4% (the
+    # accuracy-vs-minutes curve in the JSON: 46% at 4500 steps, 80% at 6000; session 34's closing note, #21).
+    "glide-v2": "python -m dalle2_lessons.glide --profile cpu --steps 8100 --eval-every 500 --version v2 "
                 "--batch-size 64",
     # The binding experiment (binding.py, lesson 15): every stage that reads captions, on two-object scenes, built in
     # this order. Smaller budgets than the single-object stages' (prior 4000 steps, decoder 1600), so that the four
