@@ -125,12 +125,16 @@ def test_guidance_sweep_pairs_settings_seed_by_seed():
 @pytest.mark.slow
 def test_guidance_costs_the_glide_like_model_more_diversity_than_unclip():
     # Measured (benchmarks/CLAIMS.md §1: one caption of every partial kind × K = 16 × seeds 0-2, DDIM-25, both models at
-    # 32×32; glide-v2 at its matched 4700 steps; the 6,600-step decoder, 2026-12-05): from guidance 1 to 8 the
-    # GLIDE-like model's diversity falls 1.01 → 0.72 (paired change -0.30 [-0.45, -0.14]) and unCLIP's decoder's
-    # 0.98 → 0.88 (-0.09 [-0.16, -0.03]); unCLIP's fall minus GLIDE-like's, paired per seed: +0.20 (per seed +0.20,
-    # +0.24, +0.17); at 8 unCLIP's diversity is higher by 0.17 [+0.03, +0.30]. The 6,600-step decoder's fidelity is 97%
-    # already at guidance 1 (+0.01 [-0.06, +0.07] to 8), so guidance has no fidelity left to buy; the 2,600-step one
-    # rose 77% → 98% (+0.21 [+0.08, +0.33]) while its diversity fell -0.03 [-0.08, +0.02]. 174 s on 2 cores.
+    # 32×32; glide-v2 at unCLIP's whole budget, 8100 steps; the 6,600-step decoder, 2026-12-05): from guidance 1 to 8
+    # the GLIDE-like model's diversity falls 1.00 → 0.63 (paired change -0.37 [-0.59, -0.14]) and unCLIP's decoder's
+    # 0.98 → 0.88 (-0.09 [-0.16, -0.03]); unCLIP's fall minus GLIDE-like's, paired per seed: +0.27 [+0.06, +0.49] (per
+    # seed +0.35, +0.29, +0.18); at 8 unCLIP's diversity is higher by 0.25 [+0.10, +0.40]. (The 4700-step glide-v2
+    # before it: -0.30 [-0.45, -0.14], per seed +0.20, +0.24, +0.17, gap +0.17 [+0.03, +0.30].) The 6,600-step
+    # decoder's fidelity is 97% already at guidance 1 (+0.01 [-0.06, +0.07] to 8), so guidance has no fidelity left
+    # to buy; the 2,600-step one rose 77% → 98% (+0.21 [+0.08, +0.33]) while its diversity fell -0.03 [-0.08, +0.02].
+    # The 8100-step GLIDE-like model judges 91% of full test captions right at guidance 3 but only 74-79% of the
+    # partial captions' named attributes at guidance 2 to 8 (unCLIP's decoder − GLIDE-like at 8: +0.24 [+0.05, +0.42]).
+    # 183 s on 2 cores.
     from dalle2_lessons import glide
 
     pipe, glide_model = UnCLIP.load(version="v2"), glide.load_glide(version="v2")
